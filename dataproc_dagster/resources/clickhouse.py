@@ -1,0 +1,220 @@
+"""``ClickHouseResource``: one URL picks the engine, embedded chDB or a ClickHouse server."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+import clickhouse_connect
+import pandas as pd
+import pyarrow as pa
+from clickhouse_connect.driver.client import Client
+from dagster import ConfigurableResource, EnvVar, InitResourceContext
+from pydantic import Field, PrivateAttr
+
+from dataproc_dagster.errors import ConfigError, SourceError
+from dataproc_dagster.resources.embedded_lock import embedded_directory_lock
+from dataproc_dagster.settings import CLICKHOUSE_SCHEMES, FrameworkSettings
+
+
+class ClickHouseResource(ConfigurableResource):  # type: ignore[misc]
+    """ClickHouse through clickhouse-connect.
+
+    ``url`` picks the engine: ``chdb:///dir`` runs the embedded ClickHouse engine (chDB) on a
+    directory, ``http(s)://host:port`` talks to a server or cluster. Nothing connects when the
+    definitions load: a client is opened by :meth:`get_client` inside a step and closed after
+    it. On the embedded engine a cross-process lock serialises the steps of concurrent runs.
+    """
+
+    url: str = Field(description="chdb:///path for the embedded engine, http(s)://host:port for a server")
+    user: str = Field(default="default", description="User name (server only)")
+    password: str = Field(default="", description="Password (server only); pass an EnvVar")
+    database: str = Field(default="default", description="Default database")
+    lock_timeout: float = Field(
+        default=600.0, description="Seconds a step waits for the embedded directory lock"
+    )
+    connect_timeout: float = Field(default=10.0, description="Connect timeout, seconds (server)")
+    send_receive_timeout: float = Field(default=300.0, description="Read timeout, seconds (server)")
+
+    _holder: dict[str, str] = PrivateAttr(default_factory=dict)
+
+    @classmethod
+    def from_settings(cls, settings: FrameworkSettings) -> ClickHouseResource:
+        """Build the resource from the framework settings; the password stays an ``EnvVar``."""
+        password: Any = EnvVar("CLICKHOUSE_PASSWORD") if os.environ.get("CLICKHOUSE_PASSWORD") else ""
+        return cls(
+            url=settings.clickhouse_url,
+            user=settings.clickhouse_user,
+            password=password,
+            database=settings.clickhouse_database,
+            lock_timeout=settings.clickhouse_lock_timeout,
+        )
+
+    def setup_for_execution(self, context: InitResourceContext) -> None:
+        """Remember which run and step use the engine, to tell waiters who holds it."""
+        run_id = context.run_id or ""
+        self._holder = {"run": run_id} if run_id else {}
+
+    @property
+    def is_embedded(self) -> bool:
+        """True for the embedded engine (``chdb://``)."""
+        return self._scheme() == "chdb"
+
+    @property
+    def embedded_path(self) -> Path:
+        """The chDB directory of an embedded URL."""
+        parts = urlsplit(self.url)
+        raw = (parts.netloc + parts.path) if parts.netloc not in ("", "localhost") else parts.path
+        return Path(raw).expanduser().resolve()
+
+    def describe(self) -> str:
+        """Where the data lives, without credentials."""
+        if self.is_embedded:
+            return f"embedded ClickHouse at {self.embedded_path}"
+        parts = urlsplit(self.url)
+        host = parts.hostname or "?"
+        port = f":{parts.port}" if parts.port else ""
+        return f"ClickHouse server {parts.scheme}://{host}{port} (database {self.database})"
+
+    def _scheme(self) -> str:
+        scheme = urlsplit(self.url).scheme
+        if scheme not in CLICKHOUSE_SCHEMES:
+            raise ConfigError(
+                f"unsupported ClickHouse URL scheme {scheme!r}",
+                source="CLICKHOUSE_URL",
+                fix="use chdb:///path for the embedded engine or http(s)://host:8123 for a server",
+            )
+        return scheme
+
+    @contextmanager
+    def get_client(self, *, step: str | None = None) -> Iterator[Client]:
+        """Open a client for the block and close it after.
+
+        On the embedded engine the directory lock is held for the whole block.
+
+        Args:
+            step: Name recorded with the lock, shown to anyone waiting for it.
+
+        Raises:
+            SourceError: When the engine or server cannot be reached.
+            LockTimeoutError: When another process holds the embedded directory too long.
+        """
+        if self.is_embedded:
+            holder = dict(self._holder)
+            if step:
+                holder["step"] = step
+            with embedded_directory_lock(
+                self.embedded_path, timeout=self.lock_timeout, holder=holder
+            ):
+                client = self._open_embedded()
+                try:
+                    yield client
+                finally:
+                    client.close()
+        else:
+            client = self._open_server()
+            try:
+                yield client
+            finally:
+                client.close()
+
+    def _open_embedded(self) -> Client:
+        path = self.embedded_path
+        path.mkdir(parents=True, exist_ok=True)
+        try:
+            client = clickhouse_connect.get_client(interface="chdb", path=str(path))
+        except Exception as exc:  # chDB reports engine start failures as ProgrammingError
+            raise SourceError(
+                f"cannot open the embedded ClickHouse: {exc}",
+                source=str(path),
+                fix="make sure no other program has this directory open, or set CLICKHOUSE_URL "
+                "to another chdb:/// directory",
+            ) from exc
+        if self.database and self.database != "default":
+            client.command(f"CREATE DATABASE IF NOT EXISTS {quote_identifier(self.database)}")
+            client.database = self.database
+        return client
+
+    def _open_server(self) -> Client:
+        parts = urlsplit(self.url)
+        options = dict(parse_qsl(parts.query))
+        try:
+            return clickhouse_connect.get_client(
+                host=parts.hostname or "localhost",
+                port=parts.port or (8443 if parts.scheme == "https" else 8123),
+                secure=parts.scheme == "https",
+                username=self.user,
+                password=self.password,
+                database=self.database,
+                connect_timeout=self.connect_timeout,
+                send_receive_timeout=self.send_receive_timeout,
+                **options,
+            )
+        except Exception as exc:
+            raise SourceError(
+                f"cannot reach ClickHouse: {type(exc).__name__}: {_scrub(str(exc), self.password)}",
+                source=self.describe(),
+                fix="check CLICKHOUSE_URL, CLICKHOUSE_USER and CLICKHOUSE_PASSWORD, and that the "
+                "server is up",
+            ) from None
+
+    # Convenience calls; each opens and closes a client. Inside an op that makes several
+    # calls, prefer one ``with resource.get_client() as client`` block.
+
+    def query_df(self, sql: str, parameters: dict[str, Any] | Sequence[Any] | None = None) -> pd.DataFrame:
+        """Run a query and return the whole result as a DataFrame."""
+        with self.get_client() as client:
+            return client.query_df(sql, parameters=parameters)
+
+    def query_rows(self, sql: str, parameters: dict[str, Any] | Sequence[Any] | None = None) -> list[tuple[Any, ...]]:
+        """Run a query and return its rows as tuples."""
+        with self.get_client() as client:
+            return list(client.query(sql, parameters=parameters).result_rows)
+
+    def command(self, sql: str, parameters: dict[str, Any] | None = None) -> Any:
+        """Run a statement that returns no rows (DDL, ALTER, ...)."""
+        with self.get_client() as client:
+            return client.command(sql, parameters=parameters)
+
+    def iter_arrow(
+        self, sql: str, parameters: dict[str, Any] | Sequence[Any] | None = None
+    ) -> Iterator[pa.RecordBatch]:
+        """Stream a query's result as Arrow record batches (memory bounded by block size)."""
+        with self.get_client() as client, client.query_arrow_stream(sql, parameters=parameters) as stream:
+            yield from stream
+
+    def insert_chunks(
+        self, table: str, chunks: Iterable[pd.DataFrame | pa.Table], database: str | None = None
+    ) -> int:
+        """Insert each chunk with one call; return the rows sent."""
+        rows = 0
+        with self.get_client() as client:
+            for chunk in chunks:
+                if isinstance(chunk, pa.Table):
+                    client.insert_arrow(table, chunk, database=database)
+                else:
+                    client.insert_df(table, chunk, database=database)
+                rows += len(chunk)
+        return rows
+
+
+def quote_identifier(name: str) -> str:
+    """Quote a ClickHouse identifier with backticks."""
+    return "`" + name.replace("\\", "\\\\").replace("`", "\\`") + "`"
+
+
+def qualified_name(table: str, database: str | None = None) -> str:
+    """``database.table`` with both parts quoted; ``table`` may already hold ``db.name``."""
+    if database is None and "." in table:
+        database, table = table.split(".", 1)
+    if database:
+        return f"{quote_identifier(database)}.{quote_identifier(table)}"
+    return quote_identifier(table)
+
+
+def _scrub(text: str, secret: str) -> str:
+    return text.replace(secret, "***") if secret else text

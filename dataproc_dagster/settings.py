@@ -1,0 +1,141 @@
+"""Framework settings: one pydantic-settings object read from the environment and ``.env``.
+
+Every variable is listed, with a comment, in ``.env.example``. A bad value fails when the
+settings load, with the variable's name and the accepted form.
+"""
+
+from __future__ import annotations
+
+import logging
+from functools import lru_cache
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from dataproc_dagster.errors import ConfigError
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+CLICKHOUSE_SCHEMES = ("chdb", "http", "https")
+
+
+class FrameworkSettings(BaseSettings):
+    """Settings of the framework, from environment variables (upper-case names) or ``.env``."""
+
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", case_sensitive=False
+    )
+
+    dataproc_data_dir: Path = Field(
+        default=Path(".dataproc"),
+        description="Folder for the embedded ClickHouse and the chunks passed between ops.",
+    )
+    clickhouse_url: str = Field(
+        default="",
+        description="chdb:///path (embedded, default: <DATAPROC_DATA_DIR>/clickhouse) or "
+        "http(s)://host:8123 (a server).",
+    )
+    clickhouse_user: str = "default"
+    clickhouse_password: SecretStr = SecretStr("")
+    clickhouse_database: str = "default"
+    clickhouse_lock_timeout: float = Field(
+        default=600.0, gt=0, description="Seconds a step waits for the embedded engine."
+    )
+    chunk_rows: int = Field(default=100_000, gt=0, description="Rows per chunk between ops.")
+    metabase_base_url: str = ""
+    metabase_api_key: SecretStr = SecretStr("")
+    metabase_username: str = ""
+    metabase_password: SecretStr = SecretStr("")
+    metabase_timeout: float = Field(default=30.0, gt=0)
+    log_level: str = "INFO"
+    default_timezone: str = "UTC"
+
+    @field_validator("log_level")
+    @classmethod
+    def _check_log_level(cls, value: str) -> str:
+        upper = value.strip().upper()
+        if upper not in LOG_LEVELS:
+            raise ValueError(f"must be one of {', '.join(LOG_LEVELS)}")
+        return upper
+
+    @field_validator("clickhouse_url")
+    @classmethod
+    def _check_clickhouse_url(cls, value: str) -> str:
+        value = value.strip()
+        if not value:
+            return value
+        scheme = urlsplit(value).scheme
+        if scheme not in CLICKHOUSE_SCHEMES:
+            raise ValueError(
+                "must start with chdb:/// (embedded, e.g. chdb:///var/lib/dataproc/ch), "
+                "http:// or https:// (a server, e.g. http://localhost:8123)"
+            )
+        return value
+
+    @field_validator("metabase_base_url")
+    @classmethod
+    def _check_metabase_url(cls, value: str) -> str:
+        value = value.strip().rstrip("/")
+        if value and urlsplit(value).scheme not in ("http", "https"):
+            raise ValueError("must be an http(s):// URL such as https://metabase.example.com")
+        return value
+
+    @field_validator("default_timezone")
+    @classmethod
+    def _check_timezone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError("must be an IANA time zone such as UTC or Europe/Berlin") from exc
+        return value
+
+    @model_validator(mode="after")
+    def _resolve_paths(self) -> FrameworkSettings:
+        self.dataproc_data_dir = self.dataproc_data_dir.expanduser().resolve()
+        if not self.clickhouse_url:
+            self.clickhouse_url = f"chdb://{self.dataproc_data_dir / 'clickhouse'}"
+        return self
+
+    @property
+    def runs_dir(self) -> Path:
+        """Folder holding the chunks of each run."""
+        return self.dataproc_data_dir / "runs"
+
+    @property
+    def log_level_number(self) -> int:
+        """``LOG_LEVEL`` as a :mod:`logging` number."""
+        return int(logging.getLevelName(self.log_level))
+
+
+def load_settings(**overrides: object) -> FrameworkSettings:
+    """Read the settings, turning validation errors into one message per bad variable.
+
+    Raises:
+        ConfigError: Naming each invalid variable and the accepted form.
+    """
+    try:
+        return FrameworkSettings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            name = str(error["loc"][0]).upper() if error["loc"] else "settings"
+            shown = "***" if _is_secret(name) else repr(error.get("input"))
+            problems.append(f"{name}: {error['msg']} (got {shown})")
+        raise ConfigError(
+            "invalid settings: " + "; ".join(problems),
+            source="environment / .env",
+            fix="correct the variables named above; .env.example lists every variable",
+        ) from None
+
+
+def _is_secret(name: str) -> bool:
+    return any(word in name for word in ("PASSWORD", "KEY", "TOKEN", "SECRET"))
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> FrameworkSettings:
+    """The process-wide settings, read once."""
+    return load_settings()
