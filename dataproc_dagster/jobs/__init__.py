@@ -1,0 +1,1 @@
+"""Generic and operational jobs. Each module may expose JOBS, SCHEDULES, ASSETS, ASSET_CHECKS, SENSORS."""

@@ -1,0 +1,1 @@
+"""Op factories and the specs they build."""

@@ -1,0 +1,1 @@
+"""Extractor factories: HTTP, ClickHouse, Metabase."""

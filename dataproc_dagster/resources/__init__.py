@@ -1,0 +1,18 @@
+"""Dagster resources of the code location."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from dataproc_dagster.resources.clickhouse import ClickHouseResource
+from dataproc_dagster.settings import FrameworkSettings
+
+
+def build_resources(settings: FrameworkSettings) -> dict[str, Any]:
+    """The resources every job gets, keyed by resource key. Nothing connects here."""
+    return {
+        "clickhouse": ClickHouseResource.from_settings(settings),
+    }
+
+
+__all__ = ["ClickHouseResource", "build_resources"]
