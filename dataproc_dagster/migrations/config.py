@@ -1,0 +1,41 @@
+"""Settings of the migration runner, read from the environment or ``.env``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# The repository's top-level ``migrations/`` next to the package (an editable install or a
+# checkout); an installed package falls back to ``migrations/`` under the working directory.
+_PACKAGE_ROOT = Path(__file__).resolve().parents[2]
+
+
+class MigrationSettings(BaseSettings):
+    """``MIGRATIONS_DIR``, ``MIGRATIONS_TABLE``, ``CLICKHOUSE_CLUSTER`` and the lock timings."""
+
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", case_sensitive=False
+    )
+
+    migrations_dir: Path | None = Field(
+        default=None, description="Folder of NNNN_name.up.sql files (default: migrations/)."
+    )
+    migrations_table: str = Field(default="schema_migrations", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    clickhouse_cluster: str = Field(
+        default="", description="Cluster name for {cluster} (ON CLUSTER); empty on one server."
+    )
+    migrations_lock_timeout: float = Field(default=60.0, ge=0)
+    migrations_lock_ttl: float = Field(default=900.0, gt=0)
+
+
+def default_migrations_dir(configured: Path | None = None) -> Path:
+    """The migrations folder: ``configured`` (relative to the working directory), else the
+    project's top-level ``migrations/``."""
+    if configured is not None:
+        return configured.expanduser().resolve()
+    packaged = _PACKAGE_ROOT / "migrations"
+    if packaged.is_dir():
+        return packaged
+    return (Path.cwd() / "migrations").resolve()

@@ -1,0 +1,467 @@
+"""``ClickHouseMigrationManager``: status, apply, rollback, repair and baseline over SQL files.
+
+Each command validates the whole folder first, takes the migration lock (a claim row in the
+state table; on the embedded engine the directory lock already serialises processes), re-reads
+the state under the lock and refuses to go on while a migration is failed ("dirty"), an applied
+file was edited, or an applied version has no file any more.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from clickhouse_connect.driver.client import Client
+
+from dataproc_dagster.migrations.config import MigrationSettings, default_migrations_dir
+from dataproc_dagster.migrations.errors import (
+    MigrationFailedError,
+    MigrationFileError,
+    MigrationStateError,
+)
+from dataproc_dagster.migrations.files import MigrationFile, discover_migrations, render
+from dataproc_dagster.migrations.state import (
+    APPLIED,
+    APPLIED_STATUSES,
+    BASELINE,
+    DIRTY_STATUSES,
+    FAILED,
+    REVERTED,
+    RUNNING,
+    MigrationRow,
+    StateTable,
+    new_owner,
+)
+from dataproc_dagster.resources.clickhouse import ClickHouseResource
+
+_logger = logging.getLogger(__name__)
+_SERVER_SETTLE_SECONDS = 1.0
+
+
+class ClickHouseMigrationManager:
+    """Runs the migration files of a folder against the ClickHouse of a resource.
+
+    Args:
+        clickhouse: The ClickHouse resource (embedded chDB or a server).
+        folder: The migrations folder (default: ``MIGRATIONS_DIR`` or top-level ``migrations/``).
+        settings: Table name, cluster and lock timings (default: read from the environment).
+        log: Where progress messages go (default: this module's logger).
+    """
+
+    def __init__(
+        self,
+        clickhouse: ClickHouseResource,
+        *,
+        folder: Path | str | None = None,
+        settings: MigrationSettings | None = None,
+        log: Callable[[str], None] | None = None,
+    ) -> None:
+        self.clickhouse = clickhouse
+        self.settings = settings or MigrationSettings()
+        self.folder = default_migrations_dir(
+            Path(folder) if folder is not None else self.settings.migrations_dir
+        )
+        self.database = clickhouse.database or "default"
+        self.cluster = self.settings.clickhouse_cluster
+        self._log = log or _logger.info
+
+    # Public commands
+
+    def load_files(self) -> list[MigrationFile]:
+        """The validated migration files.
+
+        Raises:
+            MigrationFileError: On any malformed, duplicate, missing or empty file.
+        """
+        return discover_migrations(self.folder)
+
+    def get_migration_status(self) -> dict[str, Any]:
+        """The schema's state: counts, failed rows, edited and missing files, one row per version.
+
+        Returns:
+            A dict with ``executed_count``, ``pending_count``, ``failed`` (the failed or
+            interrupted migrations), ``failed_count``, ``checksum_mismatches``,
+            ``missing_files``, ``current_version``, ``latest_version`` and ``migrations``.
+        """
+        files = self.load_files()
+        with self._client() as client:
+            rows = self._state(client).migrations()
+        return self._status(files, rows)
+
+    def apply(self, *, dry_run: bool = False) -> dict[str, Any]:
+        """Apply the pending migrations in version order.
+
+        Args:
+            dry_run: Only list (and log) the statements that would run; change nothing.
+
+        Returns:
+            ``{"applied": [labels], "dry_run": bool, "statements": [...], "status": {...}}``;
+            ``statements`` holds ``{"migration", "number", "sql"}`` for a dry run.
+
+        Raises:
+            MigrationStateError: A failed migration, an edited applied file, or a missing file.
+            MigrationFailedError: A statement failed; the migration is recorded as failed.
+            MigrationLockError: Another runner held the lock too long.
+        """
+        files = self.load_files()
+        with self._client() as client:
+            state = self._state(client)
+            if dry_run:
+                status = self._status(files, state.migrations())
+                self._refuse_unsafe(status, command="up")
+                plan = self._plan(files, status)
+                for item in plan:
+                    self._log(f"[dry run] {item['migration']} #{item['number']}: {item['sql']}")
+                return {"applied": [], "dry_run": True, "statements": plan, "status": status}
+            applied: list[str] = []
+            with self._locked(state):
+                status = self._status(files, state.migrations())
+                self._refuse_unsafe(status, command="up")
+                pending = {r["version"] for r in status["migrations"] if r["status"] == "pending"}
+                for migration in files:
+                    if migration.version in pending:
+                        self._run_up(client, state, migration)
+                        applied.append(migration.label)
+                status = self._status(files, state.migrations())
+        if not applied:
+            self._log("no pending migration")
+        return {"applied": applied, "dry_run": False, "statements": [], "status": status}
+
+    def rollback_migrations(self, count: int) -> dict[str, Any]:
+        """Roll the last ``count`` applied migrations back with their down files, newest first.
+
+        Nothing is touched unless every one of them has a down file.
+
+        Returns:
+            ``{"rolled_back": [labels], "status": {...}}``.
+
+        Raises:
+            MigrationStateError: ``count`` too large, a missing down file, a dirty or edited
+                migration.
+            MigrationFailedError: A down statement failed; the migration is recorded as failed.
+        """
+        if count < 1:
+            raise MigrationStateError(
+                f"cannot roll back {count} migrations",
+                source=str(self.folder),
+                fix="give a count of 1 or more",
+            )
+        files = self.load_files()
+        by_version = {m.version: m for m in files}
+        rolled_back: list[str] = []
+        with self._client() as client:
+            state = self._state(client)
+            with self._locked(state):
+                status = self._status(files, state.migrations())
+                self._refuse_unsafe(status, command="down")
+                applied = sorted(
+                    (r["version"] for r in status["migrations"] if r["applied"]), reverse=True
+                )
+                if count > len(applied):
+                    raise MigrationStateError(
+                        f"cannot roll back {count} migrations: only {len(applied)} applied",
+                        source=self._target(),
+                        fix=f"give a count of at most {len(applied)}",
+                    )
+                chosen = [by_version[v] for v in applied[:count]]
+                no_down = [m.label for m in chosen if m.down_path is None]
+                if no_down:
+                    raise MigrationStateError(
+                        f"cannot roll back: no down file for {', '.join(no_down)}; nothing was "
+                        "rolled back",
+                        source=str(self.folder),
+                        fix="write the missing NNNN_name.down.sql file(s), or roll back fewer",
+                    )
+                for migration in chosen:
+                    self._run_down(client, state, migration)
+                    rolled_back.append(migration.label)
+                status = self._status(files, state.migrations())
+        return {"rolled_back": rolled_back, "status": status}
+
+    def repair(self, *, mark_applied: bool = False) -> dict[str, Any]:
+        """Clear failed (dirty) migrations after a human fixed the schema.
+
+        Args:
+            mark_applied: Record them as applied (the human finished them by hand). By default
+                they become pending again (the human undid their partial effect), so the next
+                ``up`` runs them.
+
+        Returns:
+            ``{"repaired": [labels], "status": {...}}``.
+        """
+        files = self.load_files()
+        with self._client() as client:
+            state = self._state(client)
+            repaired: list[str] = []
+            if not state.exists():
+                return {"repaired": [], "status": self._status(files, {})}
+            with self._locked(state):
+                rows = state.migrations()
+                by_version = {m.version: m for m in files}
+                for row in rows.values():
+                    if row.status not in DIRTY_STATUSES:
+                        continue
+                    migration = by_version.get(row.version)
+                    state.record(
+                        version=row.version,
+                        name=row.name,
+                        checksum=migration.checksum if migration else row.checksum,
+                        status=APPLIED if mark_applied else REVERTED,
+                        operation="repair",
+                        applied=mark_applied,
+                    )
+                    label = migration.label if migration else f"{row.version:04d}_{row.name}"
+                    repaired.append(label)
+                    self._log(
+                        f"repaired {repaired[-1]}: now {'applied' if mark_applied else 'pending'}"
+                    )
+                status = self._status(files, state.migrations())
+        return {"repaired": repaired, "status": status}
+
+    def baseline(self, version: int) -> dict[str, Any]:
+        """Mark the files up to ``version`` as applied, without running them.
+
+        For a database whose schema already matches those files. Refused once any migration
+        was recorded.
+
+        Returns:
+            ``{"baselined": [labels], "status": {...}}``.
+        """
+        files = self.load_files()
+        versions = {m.version for m in files}
+        if version not in versions:
+            raise MigrationStateError(
+                f"no migration file with version {version:04d}",
+                source=str(self.folder),
+                fix=f"give one of the versions in the folder (1 to {max(versions, default=0)})",
+            )
+        with self._client() as client:
+            state = self._state(client)
+            with self._locked(state):
+                if state.has_history():
+                    raise MigrationStateError(
+                        "cannot baseline: migrations are already recorded",
+                        source=self._target(),
+                        fix="baseline only a database that never ran migrations; use status/up",
+                    )
+                marked: list[str] = []
+                for migration in files:
+                    if migration.version > version:
+                        break
+                    state.record(
+                        version=migration.version,
+                        name=migration.name,
+                        checksum=migration.checksum,
+                        status=BASELINE,
+                        operation="baseline",
+                        applied=True,
+                    )
+                    marked.append(migration.label)
+                status = self._status(files, state.migrations())
+        self._log(f"baselined {len(marked)} migration(s) up to {version:04d}")
+        return {"baselined": marked, "status": status}
+
+    # Steps
+
+    def _run_up(self, client: Client, state: StateTable, migration: MigrationFile) -> None:
+        self._run(client, state, migration, direction="up")
+
+    def _run_down(self, client: Client, state: StateTable, migration: MigrationFile) -> None:
+        self._run(client, state, migration, direction="down")
+
+    def _run(
+        self, client: Client, state: StateTable, migration: MigrationFile, *, direction: str
+    ) -> None:
+        statements = migration.up if direction == "up" else migration.down
+        path = migration.up_path if direction == "up" else migration.down_path
+        record = {
+            "version": migration.version,
+            "name": migration.name,
+            "checksum": migration.checksum,
+            "operation": direction,
+            "statements": len(statements),
+        }
+        state.record(status=RUNNING, **record)  # type: ignore[arg-type]
+        started = time.monotonic()
+        for number, statement in enumerate(statements, start=1):
+            sql = render(statement.sql, database=self.database, cluster=self.cluster)
+            try:
+                client.command(sql)
+            except Exception as exc:
+                error = _first_line(exc)
+                state.record(
+                    status=FAILED,
+                    failed_statement=number,
+                    error=error,
+                    duration_ms=int((time.monotonic() - started) * 1000),
+                    **record,  # type: ignore[arg-type]
+                )
+                assert path is not None
+                raise MigrationFailedError(
+                    f"migration {migration.label} ({direction}) failed at statement {number} of "
+                    f"{len(statements)} (line {statement.line} of {path.name}): {error}; it is "
+                    "now recorded as failed and every command refuses to run until it is repaired",
+                    source=str(path),
+                    fix="undo the statements before it by hand and fix the file, then run "
+                    "`python -m dataproc_dagster.migrations repair` (or `repair --applied` if "
+                    "you completed the migration by hand)",
+                ) from None
+        duration_ms = int((time.monotonic() - started) * 1000)
+        state.record(
+            status=APPLIED if direction == "up" else REVERTED,
+            applied=direction == "up",
+            duration_ms=duration_ms,
+            **record,  # type: ignore[arg-type]
+        )
+        verb = "applied" if direction == "up" else "rolled back"
+        self._log(f"{verb} {migration.label}: {len(statements)} statement(s) in {duration_ms} ms")
+
+    # State
+
+    def _state(self, client: Client) -> StateTable:
+        return StateTable(
+            client,
+            database=self.database,
+            table=self.settings.migrations_table,
+            cluster=self.cluster,
+        )
+
+    def _target(self) -> str:
+        return f"{self.database}.{self.settings.migrations_table} on {self.clickhouse.describe()}"
+
+    @contextmanager
+    def _client(self) -> Iterator[Client]:
+        with self.clickhouse.get_client(step="migrations") as client:
+            yield client
+
+    @contextmanager
+    def _locked(self, state: StateTable) -> Iterator[None]:
+        state.ensure()
+        owner = new_owner()
+        state.acquire_lock(
+            owner,
+            ttl=self.settings.migrations_lock_ttl,
+            timeout=self.settings.migrations_lock_timeout,
+            settle=0.0 if self.clickhouse.is_embedded else _SERVER_SETTLE_SECONDS,
+        )
+        try:
+            yield
+        finally:
+            state.release_lock(owner)
+
+    def _status(self, files: list[MigrationFile], rows: dict[int, MigrationRow]) -> dict[str, Any]:
+        by_version = {m.version: m for m in files}
+        per_file: list[dict[str, Any]] = []
+        for migration in files:
+            row = rows.get(migration.version)
+            recorded = row.status if row else "pending"
+            shown = "pending" if recorded == REVERTED else recorded
+            applied = recorded in APPLIED_STATUSES
+            per_file.append(
+                {
+                    "version": migration.version,
+                    "name": migration.name,
+                    "file": migration.up_path.name,
+                    "has_down": migration.down_path is not None,
+                    "status": shown,
+                    "applied": applied,
+                    "checksum": migration.checksum,
+                    "checksum_ok": not applied or row is None or row.checksum == migration.checksum,
+                    "applied_at": _iso(row.applied_at) if row and applied else None,
+                    "duration_ms": row.duration_ms if row and applied else None,
+                    "statements": len(migration.up),
+                }
+            )
+        failed = [
+            {
+                "version": row.version,
+                "name": row.name,
+                "status": row.status,
+                "operation": row.operation,
+                "failed_statement": row.failed_statement,
+                "statements": row.statements,
+                "error": row.error,
+            }
+            for row in rows.values()
+            if row.status in DIRTY_STATUSES
+        ]
+        mismatches = [r["file"] for r in per_file if not r["checksum_ok"]]
+        missing = [
+            f"{row.version:04d}_{row.name}"
+            for row in rows.values()
+            if row.version not in by_version and row.status not in (REVERTED,)
+        ]
+        applied_versions = [v for v, r in rows.items() if r.status in APPLIED_STATUSES]
+        return {
+            "database": self.database,
+            "folder": str(self.folder),
+            "executed_count": len(applied_versions),
+            "pending_count": sum(1 for r in per_file if r["status"] == "pending"),
+            "failed_count": len(failed),
+            "failed": failed,
+            "checksum_mismatches": mismatches,
+            "missing_files": missing,
+            "current_version": max(applied_versions, default=None),
+            "latest_version": max(by_version, default=None),
+            "migrations": per_file,
+        }
+
+    def _refuse_unsafe(self, status: dict[str, Any], *, command: str) -> None:
+        if status["failed"]:
+            first = status["failed"][0]
+            label = f"{first['version']:04d}_{first['name']}"
+            where = (
+                f" at statement {first['failed_statement']} of {first['statements']}"
+                if first["failed_statement"]
+                else " (interrupted)"
+            )
+            raise MigrationStateError(
+                f"`{command}` refused: migration {label} ({first['operation']}) is "
+                f"{first['status']}{where}: {first['error'] or 'no error recorded'}",
+                source=self._target(),
+                fix="make the schema consistent by hand, then run `python -m "
+                "dataproc_dagster.migrations repair` (add --applied if you completed it)",
+            )
+        if status["checksum_mismatches"]:
+            names = ", ".join(status["checksum_mismatches"])
+            raise MigrationStateError(
+                f"`{command}` refused: applied migration file(s) were edited after they ran "
+                f"(checksum mismatch): {names}",
+                source=str(self.folder),
+                fix="restore the applied file(s) as they were and put the change in a new "
+                "migration file",
+            )
+        if status["missing_files"]:
+            names = ", ".join(status["missing_files"])
+            raise MigrationStateError(
+                f"`{command}` refused: applied version(s) have no file in the folder: {names}",
+                source=str(self.folder),
+                fix="restore the missing file(s), or point MIGRATIONS_DIR at the right folder",
+            )
+
+    def _plan(self, files: list[MigrationFile], status: dict[str, Any]) -> list[dict[str, Any]]:
+        pending = {r["version"] for r in status["migrations"] if r["status"] == "pending"}
+        plan: list[dict[str, Any]] = []
+        for migration in files:
+            if migration.version not in pending:
+                continue
+            for number, statement in enumerate(migration.up, start=1):
+                sql = render(statement.sql, database=self.database, cluster=self.cluster)
+                plan.append({"migration": migration.label, "number": number, "sql": sql})
+        return plan
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0][:1000]
+
+
+def _iso(value: Any) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+__all__ = ["ClickHouseMigrationManager", "MigrationFileError"]
