@@ -1,1 +1,35 @@
-"""dataproc-dagster."""
+"""dataproc-dagster: ClickHouse ETL as a Dagster code location.
+
+Public API (the original framework's vocabulary, in Dagster form)::
+
+    from dataproc_dagster import (
+        create_etl_pipeline, create_clickhouse_extractor, create_file_extractor,
+        create_transformer, create_clickhouse_loader, create_sql_step,
+    )
+"""
+
+from dataproc_dagster.factory import Pipeline, create_etl_pipeline
+from dataproc_dagster.observability import measure_step
+from dataproc_dagster.ops.elt import create_sql_step
+from dataproc_dagster.ops.extractors.clickhouse import create_clickhouse_extractor
+from dataproc_dagster.ops.extractors.file import create_file_extractor
+from dataproc_dagster.ops.loaders.clickhouse import create_clickhouse_loader
+from dataproc_dagster.ops.transformers import create_transformer
+
+__all__ = [
+    "Pipeline",
+    "create_clickhouse_extractor",
+    "create_clickhouse_loader",
+    "create_etl_pipeline",
+    "create_file_extractor",
+    "create_sql_step",
+    "create_transformer",
+    "measure_step",
+]
+
+
+# Last, so that pipeline modules imported while the definitions are built can already import
+# the public API above from this package.
+from dataproc_dagster.definitions import defs  # noqa: E402
+
+__all__ += ["defs"]

@@ -39,6 +39,7 @@ class ChunkSet:
             load of the same data uses it to build the same insert tokens.
         source: Human-readable description of where the rows came from.
         chunk_rows: Row counts per file, in order.
+        nullable_columns: Columns that hold at least one null.
     """
 
     directory: str
@@ -48,6 +49,7 @@ class ChunkSet:
     dataset_id: str
     source: str = ""
     chunk_rows: tuple[int, ...] = field(default=())
+    nullable_columns: frozenset[str] = field(default=frozenset())
 
     @property
     def schema(self) -> pa.Schema | None:
@@ -250,6 +252,7 @@ class ChunkWriter:
         self._files: list[str] = []
         self._counts: list[int] = []
         self._schema: pa.Schema | None = None
+        self._nullable: set[str] = set()
         self._closed = False
         if self.directory.exists():
             shutil.rmtree(self.directory)
@@ -284,6 +287,9 @@ class ChunkWriter:
         tables = [conform(t, self._schema, where=self.source) for t in self._buffer]
         combined = pa.concat_tables(tables) if len(tables) > 1 else tables[0]
         head, tail = combined.slice(0, rows), combined.slice(rows)
+        self._nullable.update(
+            name for name, col in zip(head.column_names, head.columns, strict=True) if col.null_count
+        )
         name = f"part-{len(self._files):05d}.parquet"
         tmp = self.directory / (name + ".tmp")
         pq.write_table(head, tmp, compression=_COMPRESSION, row_group_size=max(rows, 1))
@@ -307,6 +313,7 @@ class ChunkWriter:
             dataset_id=self.dataset_id,
             source=self.source,
             chunk_rows=tuple(self._counts),
+            nullable_columns=frozenset(self._nullable),
         )
 
     def discard(self) -> None:

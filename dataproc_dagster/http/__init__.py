@@ -1,0 +1,1 @@
+"""HTTP source building blocks: masking, retries, pagination, record conversion, the client."""

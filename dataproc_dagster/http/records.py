@@ -1,0 +1,312 @@
+"""From a JSON page to columns: pick the records, flatten objects, type each column."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import pyarrow as pa
+
+from dataproc_dagster.errors import SourceError
+
+_SEP = "_"
+
+
+def select_records(payload: Any, path: str | None, *, where: str) -> list[Any]:
+    """Return the list of records in a decoded JSON page.
+
+    Args:
+        payload: The decoded JSON body.
+        path: Dotted path to the list (``data.items``); ``None`` picks a top-level list or the
+            only list-valued key of a top-level object.
+        where: The page URL (secrets masked), for messages.
+
+    Raises:
+        SourceError: When the path does not exist, does not hold a list, or the choice is
+            ambiguous (the message lists the candidate keys).
+    """
+    if path:
+        node = payload
+        walked: list[str] = []
+        for part in path.split("."):
+            walked.append(part)
+            if isinstance(node, Mapping) and part in node:
+                node = node[part]
+            elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
+                node = node[int(part)]
+            else:
+                keys = sorted(node) if isinstance(node, Mapping) else []
+                raise SourceError(
+                    f"record path {path!r} does not exist in the response: no key "
+                    f"{'.'.join(walked)!r} (keys there: {', '.join(map(str, keys)) or 'none'})",
+                    source=where,
+                    fix="set records_path to the dotted path of the list of records",
+                )
+        if node is None:
+            return []
+        if not isinstance(node, list):
+            raise SourceError(
+                f"record path {path!r} holds a {_json_type(node)}, not a list of records",
+                source=where,
+                fix="set records_path to the dotted path of the list of records",
+            )
+        return node
+    if isinstance(payload, list):
+        return payload
+    if isinstance(payload, Mapping):
+        candidates = [k for k, v in payload.items() if isinstance(v, list)]
+        if len(candidates) == 1:
+            return payload[candidates[0]]
+        if not candidates:
+            raise SourceError(
+                "the response holds no list of records at the top level "
+                f"(keys: {', '.join(map(str, payload)) or 'none'})",
+                source=where,
+                fix="set records_path to the dotted path of the list of records, e.g. data.items",
+            )
+        raise SourceError(
+            "the response holds several lists; cannot tell which holds the records "
+            f"(candidate keys: {', '.join(candidates)})",
+            source=where,
+            fix=f"set records_path to one of: {', '.join(candidates)}",
+        )
+    raise SourceError(
+        f"the response is a JSON {_json_type(payload)}, not an object or a list of records",
+        source=where,
+        fix="point the extractor at an endpoint that returns JSON records",
+    )
+
+
+def _json_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int | float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "list"
+    return "object"
+
+
+def flatten_record(
+    record: Mapping[str, Any], max_depth: int, *, prefix: str = ""
+) -> dict[str, Any]:
+    """Flatten nested objects into ``parent_child`` keys down to ``max_depth`` levels.
+
+    Objects deeper than ``max_depth`` are kept as JSON strings. ``max_depth=0`` keeps every
+    nested object as JSON.
+    """
+    out: dict[str, Any] = {}
+    _flatten_into(out, record, prefix, max_depth)
+    return out
+
+
+def _flatten_into(out: dict[str, Any], record: Mapping[str, Any], prefix: str, depth: int) -> None:
+    for key, value in record.items():
+        name = f"{prefix}{_SEP}{key}" if prefix else str(key)
+        if isinstance(value, Mapping) and depth > 0 and value:
+            _flatten_into(out, value, name, depth - 1)
+        else:
+            if name in out:
+                raise KeyError(name)
+            out[name] = value
+
+
+# Column kinds. "float" absorbs "int"; a list column is "list:<scalar kind>" or "json".
+_SCALAR_TYPES: dict[str, pa.DataType] = {
+    "bool": pa.bool_(),
+    "int": pa.int64(),
+    "float": pa.float64(),
+    "string": pa.string(),
+}
+
+
+def _scalar_kind(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, int):
+        return "int"
+    if isinstance(value, float):
+        return "float"
+    if isinstance(value, str):
+        return "string"
+    return "other"
+
+
+class RecordConverter:
+    """Turn pages of JSON records into Arrow tables with one stable type per column.
+
+    The converter remembers each column's kind across pages, so that a field that is a number
+    on one page and a string on another fails with the page and the field named, before any
+    row reaches the target.
+
+    Args:
+        max_depth: Levels of nested objects flattened into ``parent_child`` columns.
+        list_mode: ``auto`` stores lists whose elements share one scalar type as Arrow lists
+            (ClickHouse ``Array``) and others as JSON strings; ``json`` stores every list as JSON.
+    """
+
+    def __init__(self, *, max_depth: int = 3, list_mode: str = "auto") -> None:
+        if list_mode not in ("auto", "json"):
+            raise ValueError("list_mode must be 'auto' or 'json'")
+        if max_depth < 0:
+            raise ValueError("max_depth must not be negative")
+        self.max_depth = max_depth
+        self.list_mode = list_mode
+        self.kinds: dict[str, str] = {}
+        self._first_seen: dict[str, str] = {}
+
+    def convert(self, records: Sequence[Any], *, where: str) -> pa.Table:
+        """Convert one page of records; ``where`` (the page URL, masked) names it in errors."""
+        columns: dict[str, list[Any]] = {}
+        count = len(records)
+        for index, record in enumerate(records):
+            if not isinstance(record, Mapping):
+                raise SourceError(
+                    f"record {index} is a JSON {_json_type(record)}, not an object",
+                    source=where,
+                    fix="set records_path to the list whose items are objects with the fields",
+                )
+            try:
+                flat = flatten_record(record, self.max_depth)
+            except KeyError as exc:
+                raise SourceError(
+                    f"record {index}: flattening gives two fields named {exc.args[0]!r}",
+                    source=where,
+                    fix="lower max_depth so that the nested object stays one JSON column",
+                ) from None
+            for name, value in flat.items():
+                column = columns.get(name)
+                if column is None:
+                    column = columns[name] = [None] * index
+                column.append(value)
+            for column in columns.values():
+                if len(column) <= index:
+                    column.append(None)
+        arrays = []
+        names = []
+        for name, values in columns.items():
+            if len(values) < count:
+                values.extend([None] * (count - len(values)))
+            arrays.append(self._column(name, values, where))
+            names.append(name)
+        return pa.Table.from_arrays(arrays, names=names) if names else pa.table({})
+
+    def _column(self, name: str, values: list[Any], where: str) -> pa.Array:
+        kinds: set[str] = set()
+        list_kinds: set[str] = set()
+        for value in values:
+            kind = _scalar_kind(value)
+            if kind is None:
+                continue
+            if kind == "other":
+                if isinstance(value, list):
+                    kind = "list"
+                    for element in value:
+                        element_kind = _scalar_kind(element)
+                        if element_kind is not None:
+                            list_kinds.add(element_kind)
+                else:
+                    kind = "json"
+            kinds.add(kind)
+        kind = self._page_kind(name, kinds, list_kinds, where)
+        if kind is None:
+            previous = self.kinds.get(name)
+            return pa.nulls(len(values), self._arrow_type(previous) if previous else pa.null())
+        kind = self._merge(name, kind, where)
+        if kind == "json":
+            values = [None if v is None else _to_json(v) for v in values]
+        elif kind == "float":
+            values = [None if v is None else float(v) for v in values]
+        elif kind == "list:float":
+            values = [
+                None if v is None else [None if e is None else float(e) for e in v] for v in values
+            ]
+        return pa.array(values, type=self._arrow_type(kind))
+
+    def _page_kind(
+        self, name: str, kinds: set[str], list_kinds: set[str], where: str
+    ) -> str | None:
+        if not kinds:
+            return None
+        if kinds == {"list"}:
+            if self.list_mode == "json" or list_kinds - {"bool", "int", "float", "string"}:
+                return "json"
+            if list_kinds <= {"int", "float"} and list_kinds:
+                return "list:float" if "float" in list_kinds else "list:int"
+            if len(list_kinds) == 1:
+                return "list:" + next(iter(list_kinds))
+            if not list_kinds:
+                return "list:?"
+            return "json"
+        if kinds <= {"int", "float"}:
+            return "float" if "float" in kinds else "int"
+        if len(kinds) == 1:
+            return next(iter(kinds))
+        raise SourceError(
+            f"field {name!r} mixes {' and '.join(sorted(kinds))} values on this page",
+            source=where,
+            fix=f"make field {name!r} one type in the source, or leave it out of the records",
+        )
+
+    def _merge(self, name: str, kind: str, where: str) -> str:
+        previous = self.kinds.get(name)
+        merged = kind
+        if previous is None or previous == kind:
+            merged = kind
+        elif {previous, kind} == {"int", "float"}:
+            merged = "float"
+        elif {previous, kind} == {"list:int", "list:float"}:
+            merged = "list:float"
+        elif kind == "list:?" and previous.startswith("list:"):
+            merged = previous
+        elif previous == "list:?" and kind.startswith("list:"):
+            merged = kind
+        else:
+            raise SourceError(
+                f"field {name!r} changes type: {_describe(previous)} on earlier pages "
+                f"(first at {self._first_seen[name]}), {_describe(kind)} on this page",
+                source=where,
+                fix=f"make field {name!r} one type in the source"
+                + (
+                    "; list_mode='json' stores every list as JSON text"
+                    if "list" in kind + previous
+                    else ""
+                ),
+            )
+        if previous is None:
+            self._first_seen[name] = where
+        self.kinds[name] = merged
+        return merged
+
+    @staticmethod
+    def _arrow_type(kind: str) -> pa.DataType:
+        if kind == "json":
+            return pa.string()
+        if kind.startswith("list:"):
+            element = kind.split(":", 1)[1]
+            return pa.list_(_SCALAR_TYPES.get(element, pa.string()))
+        return _SCALAR_TYPES[kind]
+
+
+def _describe(kind: str) -> str:
+    if kind == "json":
+        return "objects or mixed lists (JSON text)"
+    if kind.startswith("list:"):
+        element = kind.split(":", 1)[1]
+        return "lists" if element == "?" else f"lists of {element}"
+    return kind
+
+
+def _to_json(value: Any) -> str:
+    return (
+        value
+        if isinstance(value, str)
+        else json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    )

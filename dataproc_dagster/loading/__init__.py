@@ -1,0 +1,1 @@
+"""Writing chunks into ClickHouse: table introspection, schema checks, atomic write modes."""

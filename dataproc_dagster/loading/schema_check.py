@@ -1,0 +1,138 @@
+"""Checks a chunk against the target table before it is inserted.
+
+clickhouse-connect and ClickHouse store some values wrongly without a word (NULL as 0 or '',
+floats rounded into integers, unknown Enum labels as code 0). These checks reject such data
+with the table, column, row and value, so nothing is changed in silence.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from dataproc_dagster.clickhouse_types import COMPATIBLE, ColumnType, arrow_family, arrow_to_clickhouse
+from dataproc_dagster.errors import SchemaError
+from dataproc_dagster.loading.tables import TableInfo
+
+DriftPolicy = Literal["evolve", "freeze", "discard"]
+DRIFT_POLICIES: tuple[str, ...] = ("evolve", "freeze", "discard")
+
+
+@dataclass
+class DriftPlan:
+    """What to do with columns of the data that the table lacks."""
+
+    add: list[str] = field(default_factory=list)  # column DDL for ALTER TABLE ADD COLUMN
+    drop: list[str] = field(default_factory=list)  # names removed from every chunk
+
+
+def plan_drift(
+    schema: pa.Schema, info: TableInfo, policy: str, nullable_columns: set[str]
+) -> DriftPlan:
+    """Decide how to handle extra columns under ``policy``.
+
+    Raises:
+        SchemaError: Under ``freeze`` when the data has columns the table lacks.
+    """
+    known = info.column_types
+    extra = [f for f in schema if f.name not in known]
+    plan = DriftPlan()
+    if not extra:
+        return plan
+    names = ", ".join(f"{f.name} ({f.type})" for f in extra)
+    if policy == "freeze":
+        raise SchemaError(
+            f"the data has columns that table {info.database}.{info.name} lacks: {names}",
+            source=f"{info.database}.{info.name}",
+            fix="add them with a migration, drop them in a transformer, or set "
+            "schema_drift='evolve' (add columns) or 'discard' (drop them)",
+        )
+    if policy == "evolve":
+        plan.add = [
+            f"`{f.name}` {arrow_to_clickhouse(f, nullable=True)}" for f in extra
+        ]
+    else:
+        plan.drop = [f.name for f in extra]
+    del nullable_columns
+    return plan
+
+
+def _first(table: pa.Table, name: str, mask: pa.ChunkedArray | pa.Array) -> tuple[int, Any]:
+    index = pc.index(mask, True).as_py()
+    return index, table.column(name)[index].as_py()
+
+
+def check_chunk(table: pa.Table, info: TableInfo, *, row_offset: int = 0) -> None:
+    """Reject values the insert would store wrongly.
+
+    Args:
+        table: The chunk, already without discarded columns.
+        info: The target table.
+        row_offset: Rows before this chunk, so that row numbers count from the load's start.
+
+    Raises:
+        SchemaError: Naming table, column, row and value (or expected and found types).
+    """
+    where = f"{info.database}.{info.name}"
+    types = info.column_types
+    for name in table.column_names:
+        ctype: ColumnType | None = types.get(name)
+        if ctype is None:
+            continue
+        column = table.column(name)
+        found = arrow_family(column.type)
+        if found not in COMPATIBLE.get(ctype.family, set()):
+            raise SchemaError(
+                f"column {name!r}: table type {ctype.raw} (expected {ctype.family}) but the data "
+                f"is {column.type} ({found})",
+                source=where,
+                fix=f"cast column {name!r} in a transformer, or change the table with a migration",
+            )
+        if column.null_count and not ctype.nullable and ctype.family != "array":
+            index, _ = _first(table, name, pc.is_null(column))
+            raise SchemaError(
+                f"column {name!r} is {ctype.raw} (not Nullable) but row {row_offset + index} is "
+                f"NULL; ClickHouse would store a default value instead",
+                source=where,
+                fix=f"fill the NULLs of {name!r} in a transformer, or make it Nullable with a migration",
+            )
+        if ctype.family == "int" and pa.types.is_floating(column.type):
+            fractional = pc.fill_null(pc.not_equal(column, pc.floor(column)), False)
+            if pc.any(fractional).as_py():
+                index, value = _first(table, name, fractional)
+                raise SchemaError(
+                    f"column {name!r} is {ctype.raw} but row {row_offset + index} holds {value!r}, "
+                    "which has a fraction; ClickHouse would round it",
+                    source=where,
+                    fix=f"round column {name!r} explicitly or store it in a Float column",
+                )
+        if ctype.family == "int" and found in ("int", "float"):
+            bounds = ctype.int_bounds
+            if bounds and len(column) - column.null_count:
+                low, high = pc.min_max(column).values()
+                if low.as_py() < bounds[0] or high.as_py() > bounds[1]:
+                    bad = pc.fill_null(
+                        pc.or_(pc.less(column, bounds[0]), pc.greater(column, bounds[1])), False
+                    )
+                    index, value = _first(table, name, bad)
+                    raise SchemaError(
+                        f"column {name!r} is {ctype.raw} but row {row_offset + index} holds "
+                        f"{value!r}, outside {bounds[0]}..{bounds[1]}",
+                        source=where,
+                        fix=f"widen column {name!r} with a migration",
+                    )
+        if ctype.family == "enum":
+            labels = ctype.enum_labels
+            values = column.cast(pa.string()) if pa.types.is_dictionary(column.type) else column
+            unknown = pc.fill_null(pc.invert(pc.is_in(values, pa.array(sorted(labels)))), False)
+            if pc.any(unknown).as_py():
+                index, value = _first(table, name, unknown)
+                raise SchemaError(
+                    f"column {name!r} is {ctype.raw} but row {row_offset + index} holds {value!r}, "
+                    f"not one of its labels {sorted(labels)}",
+                    source=where,
+                    fix=f"map the value in a transformer or add the label to {name!r} with a migration",
+                )

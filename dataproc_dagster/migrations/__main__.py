@@ -1,0 +1,146 @@
+"""Command line: ``python -m dataproc_dagster.migrations status|up|down N|repair|baseline V``.
+
+Exit codes: 0 done, 1 refused or failed (the message says why and what to do), 2 bad usage,
+3 ``status --check`` found pending, failed, edited or missing migrations.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from dataproc_dagster.errors import DataprocError
+from dataproc_dagster.migrations.runner import ClickHouseMigrationManager
+from dataproc_dagster.resources.clickhouse import ClickHouseResource
+from dataproc_dagster.settings import FrameworkSettings, get_settings
+
+
+def resource_from_settings(settings: FrameworkSettings) -> ClickHouseResource:
+    """A ClickHouse resource for use outside Dagster (the password is read here, not logged)."""
+    return ClickHouseResource(
+        url=settings.clickhouse_url,
+        user=settings.clickhouse_user,
+        password=settings.clickhouse_password.get_secret_value(),
+        database=settings.clickhouse_database,
+        lock_timeout=settings.clickhouse_lock_timeout,
+    )
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m dataproc_dagster.migrations",
+        description="ClickHouse migrations from NNNN_name.up.sql / .down.sql files.",
+    )
+    parser.add_argument("--dir", help="migrations folder (default: MIGRATIONS_DIR or migrations/)")
+    parser.add_argument("--json", action="store_true", help="print the result as JSON")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    status = commands.add_parser("status", help="show applied, pending and failed migrations")
+    status.add_argument(
+        "--check", action="store_true", help="exit 3 unless everything is applied and clean"
+    )
+    up = commands.add_parser("up", help="apply the pending migrations")
+    up.add_argument("--dry-run", action="store_true", help="print the statements, change nothing")
+    down = commands.add_parser("down", help="roll back the last N migrations")
+    down.add_argument("count", type=int, help="how many migrations to roll back")
+    repair = commands.add_parser("repair", help="clear failed migrations after a manual fix")
+    repair.add_argument(
+        "--applied",
+        action="store_true",
+        help="mark them applied (you completed them by hand) instead of pending",
+    )
+    baseline = commands.add_parser("baseline", help="mark files up to V as applied")
+    baseline.add_argument("version", type=int, help="last version already in the database")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; return the exit code."""
+    args = _parser().parse_args(argv)
+    try:
+        manager = ClickHouseMigrationManager(
+            resource_from_settings(get_settings()), folder=args.dir, log=_print_progress
+        )
+        result = _run(manager, args)
+    except DataprocError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(result, indent=2, default=str))
+    else:
+        _print_human(args.command, result)
+    if args.command == "status" and args.check and not _clean(result):
+        return 3
+    return 0
+
+
+def _run(manager: ClickHouseMigrationManager, args: argparse.Namespace) -> dict[str, Any]:
+    if args.command == "status":
+        return manager.get_migration_status()
+    if args.command == "up":
+        return manager.apply(dry_run=args.dry_run)
+    if args.command == "down":
+        return manager.rollback_migrations(args.count)
+    if args.command == "repair":
+        return manager.repair(mark_applied=args.applied)
+    return manager.baseline(args.version)
+
+
+def _print_progress(message: str) -> None:
+    if not message.startswith("[dry run]"):  # the dry run's statements are printed in full below
+        print(message, file=sys.stderr)
+
+
+def _clean(status: dict[str, Any]) -> bool:
+    return not (
+        status["pending_count"]
+        or status["failed"]
+        or status["checksum_mismatches"]
+        or status["missing_files"]
+    )
+
+
+def _print_human(command: str, result: dict[str, Any]) -> None:
+    if command == "up" and result.get("dry_run"):
+        if not result["statements"]:
+            print("-- dry run: no pending migration")
+        for item in result["statements"]:
+            print(f"-- {item['migration']}, statement {item['number']}")
+            print(item["sql"] + ";")
+        return
+    for key in ("applied", "rolled_back", "repaired", "baselined"):
+        if key in result:
+            done = ", ".join(result[key]) or "nothing"
+            print(f"{key.replace('_', ' ')}: {done}")
+    status = result if command == "status" else result["status"]
+    print(_format_status(status))
+
+
+def _format_status(status: dict[str, Any]) -> str:
+    lines = [
+        f"database {status['database']}, folder {status['folder']}",
+        f"executed {status['executed_count']}, pending {status['pending_count']}, "
+        f"failed {status['failed_count']}",
+        f"{'VERSION':<8} {'STATUS':<9} {'APPLIED AT':<26} {'MS':>7}  FILE",
+    ]
+    for row in status["migrations"]:
+        flag = "" if row["checksum_ok"] else "  (EDITED: checksum mismatch)"
+        lines.append(
+            f"{row['version']:<8} {row['status']:<9} {row['applied_at'] or '-':<26} "
+            f"{row['duration_ms'] if row['duration_ms'] is not None else '-':>7}  "
+            f"{row['file']}{flag}"
+        )
+    for failed in status["failed"]:
+        lines.append(
+            f"FAILED {failed['version']:04d}_{failed['name']} ({failed['operation']}) at "
+            f"statement {failed['failed_statement']} of {failed['statements']}: {failed['error']}"
+        )
+    for missing in status["missing_files"]:
+        lines.append(f"MISSING FILE for applied version {missing}")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

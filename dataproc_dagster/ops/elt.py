@@ -1,0 +1,111 @@
+"""ELT steps: SQL run inside ClickHouse whose result replaces a table (staging + swap)."""
+
+
+import hashlib
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from dagster import In, Nothing, OpDefinition, OpExecutionContext, Out, Output, op
+
+from dataproc_dagster.errors import LoadError
+from dataproc_dagster.loading.tables import count_rows, describe_table, drop_table
+from dataproc_dagster.observability import measure_step
+from dataproc_dagster.ops.loaders.clickhouse import split_table
+from dataproc_dagster.ops.steps import CLICKHOUSE_POOL, materialization, pipeline_errors
+from dataproc_dagster.resources.clickhouse import qualified_name, quote_identifier
+
+
+@dataclass(frozen=True)
+class SqlStep:
+    """ELT step spec; build it with :func:`create_sql_step`."""
+
+    select: str
+    table: str
+    order_by: tuple[str, ...] = ()
+    engine: str = "MergeTree"
+    name: str | None = None
+
+    def describe(self) -> str:
+        """Target of the step."""
+        return f"ClickHouse SQL -> {self.table}"
+
+
+def create_sql_step(
+    select: str,
+    table: str,
+    *,
+    order_by: Sequence[str] = (),
+    engine: str = "MergeTree",
+    name: str | None = None,
+) -> SqlStep:
+    """A step that rebuilds ``table`` from a ``SELECT`` run inside ClickHouse.
+
+    The result is written to a staging table and swapped in with ``EXCHANGE TABLES`` (or
+    renamed, the first time), so readers never see a half-built table.
+
+    Args:
+        select: The ``SELECT`` statement.
+        table: ``table`` or ``database.table`` to replace.
+        order_by: Sorting key of the new table.
+        engine: Table engine of the new table.
+        name: Step name (default ``sql_<table>``).
+    """
+    return SqlStep(select=select, table=table, order_by=tuple(order_by), engine=engine, name=name)
+
+
+def make_sql_op(pipeline: str, name: str, step: SqlStep) -> OpDefinition:
+    """The op that runs an ELT step after the previous step."""
+
+    @op(
+        name=name,
+        description=step.describe(),
+        ins={"after": In(Nothing)},
+        out=Out(dict),
+        required_resource_keys={"clickhouse"},
+        tags={"kind": "clickhouse", "dataproc/step": "sql"},
+        pool=CLICKHOUSE_POOL,
+    )
+    def _sql(context: OpExecutionContext) -> Iterator[Any]:
+        clickhouse = context.resources.clickhouse
+        database, table = split_table(step.table, clickhouse.database)
+        where = f"{database}.{table}"
+        with pipeline_errors(pipeline, name, f"ClickHouse {where}"), measure_step(
+            name, context.log
+        ) as metrics, clickhouse.get_client(step=name) as client:
+            digest = hashlib.sha1(context.run_id.encode()).hexdigest()[:12]
+            stage = f"_stage_{table}_{digest}"
+            drop_table(client, database, stage)
+            order = ", ".join(quote_identifier(c) for c in step.order_by) or "tuple()"
+            try:
+                client.command(
+                    f"CREATE TABLE {qualified_name(stage, database)} ENGINE = {step.engine} "
+                    f"ORDER BY ({order}) AS {step.select}"
+                )
+                if describe_table(client, database, table) is None:
+                    client.command(
+                        f"RENAME TABLE {qualified_name(stage, database)} "
+                        f"TO {qualified_name(table, database)}"
+                    )
+                else:
+                    client.command(
+                        f"EXCHANGE TABLES {qualified_name(table, database)} "
+                        f"AND {qualified_name(stage, database)}"
+                    )
+            except Exception as exc:
+                raise LoadError(
+                    f"the SQL step failed; {where} is unchanged: {str(exc)[:600]}",
+                    source=where,
+                    fix="correct the SELECT (run it alone first)",
+                ) from exc
+            finally:
+                drop_table(client, database, stage)
+            rows = count_rows(client, database, table)
+            metrics.add(rows)
+            event = materialization(
+                client, database, table, f"rebuilt by pipeline {pipeline}", {"write_mode": "sql"}
+            )
+        yield event
+        yield Output({"table": where, "rows": rows}, metadata=metrics.metadata())
+
+    return _sql

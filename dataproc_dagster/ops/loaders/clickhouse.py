@@ -1,0 +1,224 @@
+"""The ClickHouse loader: ``create_clickhouse_loader`` and the op it becomes."""
+
+
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+from dagster import (
+    Array,
+    Field,
+    In,
+    Noneable,
+    OpDefinition,
+    OpExecutionContext,
+    Out,
+    Output,
+    RetryPolicy,
+    op,
+)
+
+from dataproc_dagster.chunks import ChunkSet
+from dataproc_dagster.errors import ConfigError
+from dataproc_dagster.loading.writer import WRITE_MODES, LoadSpec, load_chunkset
+from dataproc_dagster.observability import measure_step
+from dataproc_dagster.ops.base import TargetTable
+from dataproc_dagster.ops.steps import (
+    CLICKHOUSE_POOL,
+    ChunkSetType,
+    cleanup_run_chunks,
+    materialization,
+    pipeline_errors,
+)
+
+LOADER_CONFIG_SCHEMA = {
+    "table": Field(str, description="Target table, `table` or `database.table`"),
+    "mode": Field(str, default_value="append", description=f"One of {', '.join(WRITE_MODES)}"),
+    "key_columns": Field(Array(str), default_value=[], description="Key of upsert mode"),
+    "order_by": Field(Array(str), default_value=[], description="ORDER BY for a new table"),
+    "partition_by": Field(Noneable(str), default_value=None, description="PARTITION BY for a new table"),
+    "schema_drift": Field(str, default_value="freeze", description="freeze, evolve or discard"),
+}
+
+
+@dataclass(frozen=True)
+class ClickHouseLoader:
+    """Loader spec; build it with :func:`create_clickhouse_loader`."""
+
+    spec: LoadSpec | None
+    from_config: bool = False
+    retry_policy: RetryPolicy | None = None
+    keep_chunks: bool = False
+    on_chunk: Callable[[int, int], None] | None = None
+
+    @property
+    def target(self) -> TargetTable | None:
+        """The target table, when known before the run."""
+        if self.spec is None:
+            return None
+        return TargetTable(self.spec.database, self.spec.table)
+
+    def describe(self) -> str:
+        """The target, for op descriptions."""
+        if self.spec is None:
+            return "ClickHouse table from run config"
+        return f"ClickHouse {self.spec.database}.{self.spec.table} ({self.spec.mode})"
+
+    def resolve(self, config: dict[str, Any], default_database: str) -> LoadSpec:
+        """The load spec, from run config for a config-driven loader."""
+        if not self.from_config:
+            assert self.spec is not None
+            return self.spec
+        database, table = split_table(config["table"], default_database)
+        spec = LoadSpec(
+            database=database,
+            table=table,
+            mode=config.get("mode", "append"),
+            key_columns=tuple(config.get("key_columns") or ()),
+            order_by=tuple(config.get("order_by") or ()),
+            partition_by=config.get("partition_by"),
+            schema_drift=config.get("schema_drift", "freeze"),
+        )
+        spec.validate()
+        return spec
+
+
+def split_table(name: str, default_database: str) -> tuple[str, str]:
+    """``db.table`` -> (db, table); a bare name takes ``default_database``."""
+    if "." in name:
+        database, table = name.split(".", 1)
+        return database, table
+    return default_database, name
+
+
+def create_clickhouse_loader(
+    table: str | None = None,
+    *,
+    mode: str = "append",
+    database: str | None = None,
+    order_by: Sequence[str] = (),
+    partition_by: str | None = None,
+    key_columns: Sequence[str] = (),
+    version_column: str | None = None,
+    schema_drift: str = "freeze",
+    create_table: bool = True,
+    allow_empty_replace: bool = False,
+    optimize_after_upsert: bool = False,
+    retry_policy: RetryPolicy | None = None,
+    keep_chunks: bool = False,
+    on_chunk: Callable[[int, int], None] | None = None,
+) -> ClickHouseLoader:
+    """Create a loader that writes a pipeline's chunks into a ClickHouse table.
+
+    Args:
+        table: ``table`` or ``database.table``; ``None`` reads the target from run config
+            (``table``, ``mode``, ``key_columns``, ``order_by``, ``partition_by``,
+            ``schema_drift``), for generic jobs.
+        mode: ``append``, ``replace``, ``replace_partitions`` or ``upsert``
+            (see docs/loading.md).
+        database: Database, when ``table`` does not name it (default ``CLICKHOUSE_DATABASE``).
+        order_by: Sorting key of a table the loader creates.
+        partition_by: Partition expression of a table the loader creates.
+        key_columns: Key of ``upsert``.
+        version_column: Column deciding the latest row in ``upsert`` (default: load time).
+        schema_drift: ``freeze``, ``evolve`` or ``discard`` for columns the table lacks.
+        create_table: Create a missing table from the data's schema.
+        allow_empty_replace: Let ``replace`` with no rows empty the table.
+        optimize_after_upsert: ``OPTIMIZE ... FINAL`` after an upsert.
+        retry_policy: Dagster retry policy of the load step (loads are retry-safe).
+        keep_chunks: Keep the run's chunk files after a successful load.
+        on_chunk: Called after each staged chunk with (index, rows so far); for progress
+            reporting and fault-injection tests.
+
+    Example:
+        >>> loader = create_clickhouse_loader("analytics.events", mode="upsert", key_columns=["id"])
+    """
+    if table is None:
+        return ClickHouseLoader(
+            None, from_config=True, retry_policy=retry_policy, keep_chunks=keep_chunks,
+            on_chunk=on_chunk,
+        )
+    from dataproc_dagster.settings import get_settings
+
+    default_db = database or get_settings().clickhouse_database
+    db, name = split_table(table, default_db) if database is None else (database, table)
+    spec = LoadSpec(
+        database=db,
+        table=name,
+        mode=mode,
+        order_by=tuple(order_by),
+        partition_by=partition_by,
+        key_columns=tuple(key_columns),
+        version_column=version_column,
+        schema_drift=schema_drift,
+        create_table=create_table,
+        allow_empty_replace=allow_empty_replace,
+        optimize_after_upsert=optimize_after_upsert,
+    )
+    spec.validate()
+    return ClickHouseLoader(
+        spec, retry_policy=retry_policy, keep_chunks=keep_chunks, on_chunk=on_chunk
+    )
+
+
+def make_load_op(pipeline: str, name: str, loader: ClickHouseLoader) -> OpDefinition:
+    """The op that writes the chunks and records an ``AssetMaterialization`` of the table."""
+
+    @op(
+        name=name,
+        description=f"Load: {loader.describe()}",
+        ins={"chunks": In(ChunkSetType)},
+        out=Out(dict, description="What was loaded (table, mode, rows), for steps after the load"),
+        required_resource_keys={"clickhouse"},
+        config_schema=LOADER_CONFIG_SCHEMA if loader.from_config else None,
+        retry_policy=loader.retry_policy,
+        tags={"kind": "clickhouse", "dataproc/step": "load"},
+        pool=CLICKHOUSE_POOL,
+    )
+    def _load(context: OpExecutionContext, chunks: ChunkSet) -> Iterator[Any]:
+        clickhouse = context.resources.clickhouse
+        source = loader.describe()
+        with pipeline_errors(pipeline, name, source):
+            spec = loader.resolve(dict(context.op_config or {}), clickhouse.database)
+            source = f"ClickHouse {spec.database}.{spec.table}"
+        with pipeline_errors(pipeline, name, source), measure_step(name, context.log) as metrics:
+            with clickhouse.get_client(step=name) as client:
+                result = load_chunkset(
+                    client, chunks, spec, log=context.log, on_chunk=loader.on_chunk
+                )
+                metrics.add(result.rows, result.chunks)
+                metrics.extra.update(
+                    {
+                        "table": f"{spec.database}.{spec.table}",
+                        "write_mode": spec.mode,
+                        "rows_not_loaded": chunks.rows - result.rows if not result.skipped else 0,
+                        "table_created": result.created,
+                    }
+                )
+                if result.skipped:
+                    metrics.extra["skipped"] = result.skipped
+                if result.columns_added:
+                    metrics.extra["columns_added"] = ", ".join(result.columns_added)
+                if result.columns_discarded:
+                    metrics.extra["columns_discarded"] = ", ".join(result.columns_discarded)
+                event = materialization(
+                    client,
+                    spec.database,
+                    spec.table,
+                    f"{spec.mode} by pipeline {pipeline}",
+                    {"write_mode": spec.mode, "rows_loaded": result.rows},
+                )
+        yield event
+        summary = {"table": f"{spec.database}.{spec.table}", "mode": spec.mode, "rows": result.rows}
+        yield Output(summary, metadata=metrics.metadata())
+        if not loader.keep_chunks:
+            cleanup_run_chunks(context)
+
+    return _load
+
+
+def with_target(loader: ClickHouseLoader, table: str) -> ClickHouseLoader:
+    """A copy of ``loader`` writing to another table (same database)."""
+    if loader.spec is None:
+        raise ConfigError("a config-driven loader has no fixed table to change")
+    return replace(loader, spec=replace(loader.spec, table=table))

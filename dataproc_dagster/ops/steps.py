@@ -1,0 +1,201 @@
+"""Turns extractor, transformer, loader and SQL specs into Dagster ops.
+
+This is the one place where steps read and write chunks, measure themselves, report metadata
+and turn errors into messages that name the pipeline, the step and the fix.
+"""
+
+
+import shutil
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from dagster import (
+    AssetKey,
+    AssetMaterialization,
+    DagsterType,
+    Failure,
+    In,
+    MetadataValue,
+    Nothing,
+    OpDefinition,
+    OpExecutionContext,
+    Out,
+    Output,
+    RetryPolicy,
+    TableColumn,
+    TableSchema,
+    check_dagster_type,
+    op,
+)
+
+from dataproc_dagster.chunks import ChunkSet, ChunkWriter
+from dataproc_dagster.errors import DataprocError, SchemaError, SourceError
+from dataproc_dagster.observability import StepMetrics, measure_step
+from dataproc_dagster.ops.base import Extractor, StepContext, TargetTable
+from dataproc_dagster.settings import get_settings
+
+CLICKHOUSE_POOL = "clickhouse"
+
+ChunkSetType = DagsterType(
+    name="ChunkSet",
+    description="Chunked Parquet data passed between steps (see docs/architecture.md).",
+    type_check_fn=lambda _ctx, value: isinstance(value, ChunkSet),
+)
+
+
+def chunk_directory(context: OpExecutionContext, step: str) -> Path:
+    """Folder for the chunks a step writes in this run."""
+    return get_settings().runs_dir / context.run_id / step
+
+
+def dataset_id(context: OpExecutionContext, step: str) -> str:
+    """Stable identity of the data a step writes in this run."""
+    return f"{context.run_id}/{step}"
+
+
+@contextmanager
+def pipeline_errors(pipeline: str, step: str, source: str) -> Iterator[None]:
+    """Turn any error of a step into a Dagster ``Failure`` naming pipeline, step and source."""
+    try:
+        yield
+    except Failure:
+        raise
+    except DataprocError as exc:
+        exc.with_pipeline(pipeline)
+        raise Failure(
+            description=f"{exc} (step {step})",
+            metadata={"pipeline": pipeline, "step": step, "source": exc.source or source},
+        ) from exc
+    except Exception as exc:
+        raise Failure(
+            description=f"[pipeline {pipeline}] [{source}] step {step} failed: "
+            f"{type(exc).__name__}: {str(exc)[:1000]}",
+            metadata={"pipeline": pipeline, "step": step, "source": source},
+        ) from exc
+
+
+def _output(chunks: ChunkSet, metrics: StepMetrics) -> Output[ChunkSet]:
+    metadata: dict[str, Any] = dict(metrics.metadata())
+    metadata["columns"] = MetadataValue.text(", ".join(chunks.columns))
+    return Output(chunks, metadata=metadata)
+
+
+def make_extract_op(
+    pipeline: str,
+    name: str,
+    extractor: Extractor,
+    *,
+    target: TargetTable | None = None,
+    chunk_rows: int | None = None,
+) -> OpDefinition:
+    """An op that runs ``extractor`` and writes its chunks; outputs a :class:`ChunkSet`."""
+    keys = set(extractor.required_resource_keys)
+    if target is not None:
+        keys.add("clickhouse")
+    uses_clickhouse = "clickhouse" in keys
+
+    @op(
+        name=name,
+        description=f"Extract: {extractor.describe()}",
+        required_resource_keys=keys,
+        config_schema=extractor.config_schema,
+        out=Out(ChunkSetType),
+        tags={"kind": extractor.kind, "dataproc/step": "extract"},
+        pool=CLICKHOUSE_POOL if uses_clickhouse and extractor.kind == "clickhouse" else None,
+    )
+    def _extract(context: OpExecutionContext) -> Iterator[Output[ChunkSet]]:
+        source = extractor.describe()
+        ctx = StepContext(pipeline, name, context, dict(context.op_config or {}), target)
+        with pipeline_errors(pipeline, name, source), measure_step(name, context.log) as metrics:
+            with ChunkWriter(
+                chunk_directory(context, name),
+                dataset_id(context, name),
+                chunk_rows=chunk_rows or get_settings().chunk_rows,
+                source=source,
+            ) as writer:
+                for chunk in extractor.extract(ctx):
+                    writer.write(chunk)
+                chunks = writer.close()
+            metrics.add(chunks.rows, chunks.chunk_count)
+        yield _output(chunks, metrics)
+
+    return _extract
+
+
+TransformFn = Callable[..., Any]
+
+
+def make_transform_op(pipeline: str, name: str, transformer: Any) -> OpDefinition:
+    """An op that applies a transformer to every chunk; outputs a new :class:`ChunkSet`."""
+    output_type: DagsterType | None = transformer.output_type
+
+    @op(
+        name=name,
+        description=f"Transform: {transformer.describe()}",
+        ins={"chunks": In(ChunkSetType)},
+        out=Out(ChunkSetType),
+        config_schema=transformer.config_schema,
+        tags={"kind": "pandas", "dataproc/step": "transform"},
+    )
+    def _transform(context: OpExecutionContext, chunks: ChunkSet) -> Iterator[Output[ChunkSet]]:
+        source = f"transformer {transformer.describe()}"
+        config = dict(context.op_config or {})
+        with pipeline_errors(pipeline, name, source), measure_step(name, context.log) as metrics:
+            with ChunkWriter(
+                chunk_directory(context, name),
+                dataset_id(context, name),
+                chunk_rows=max(max(chunks.chunk_rows, default=1), 1),
+                source=source,
+            ) as writer:
+                for index, frame in enumerate(chunks.iter_frames()):
+                    result = transformer.apply(frame, config)
+                    if output_type is not None:
+                        check = check_dagster_type(output_type, result)
+                        if not check.success:
+                            raise SchemaError(
+                                f"chunk {index} fails the output type {output_type.display_name}: "
+                                f"{check.description}",
+                                source=source,
+                                fix="correct the transformer, or relax the column constraint",
+                            )
+                    writer.write(result)
+                out = writer.close()
+            metrics.add(out.rows, out.chunk_count)
+            metrics.extra["rows_in"] = chunks.rows
+        yield _output(out, metrics)
+
+    return _transform
+
+
+def table_schema(columns: list[tuple[str, str]]) -> TableSchema:
+    """A Dagster ``TableSchema`` from (name, ClickHouse type) pairs."""
+    return TableSchema(columns=[TableColumn(name=n, type=t) for n, t in columns])
+
+
+def materialization(
+    client: Any, database: str, table: str, description: str, extra: dict[str, Any]
+) -> AssetMaterialization:
+    """An ``AssetMaterialization`` for a ClickHouse table with Dagster's standard metadata."""
+    columns = client.query(
+        "SELECT name, type FROM system.columns WHERE database = {db:String} "
+        "AND table = {t:String} ORDER BY position",
+        parameters={"db": database, "t": table},
+    ).result_rows
+    rows = int(client.command(f"SELECT count() FROM `{database}`.`{table}`"))
+    return AssetMaterialization(
+        asset_key=AssetKey(["clickhouse", database, table]),
+        description=description,
+        metadata={
+            "dagster/row_count": rows,
+            "dagster/table_name": f"{database}.{table}",
+            "dagster/column_schema": table_schema([(n, t) for n, t in columns]),
+            **extra,
+        },
+    )
+
+
+def cleanup_run_chunks(context: OpExecutionContext) -> None:
+    """Remove the chunks of this run once its data has been published."""
+    shutil.rmtree(get_settings().runs_dir / context.run_id, ignore_errors=True)
