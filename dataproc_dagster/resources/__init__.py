@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from dataproc_dagster.resources.clickhouse import ClickHouseResource
+from dataproc_dagster.resources.metabase import MetabaseResource
 from dataproc_dagster.settings import FrameworkSettings
 
 
@@ -12,7 +13,8 @@ def build_resources(settings: FrameworkSettings) -> dict[str, Any]:
     """The resources every job gets, keyed by resource key. Nothing connects here."""
     return {
         "clickhouse": ClickHouseResource.from_settings(settings),
+        "metabase": MetabaseResource.from_settings(settings),
     }
 
 
-__all__ = ["ClickHouseResource", "build_resources"]
+__all__ = ["ClickHouseResource", "MetabaseResource", "build_resources"]
