@@ -1,0 +1,150 @@
+#!/usr/bin/env bash
+# dataproc-dagster task runner. Every command sets up .venv first (reused while pyproject.toml
+# is unchanged), so each one works on a fresh machine that has only Python 3.11+.
+set -euo pipefail
+cd "$(dirname "$0")"
+ROOT="$(pwd)"
+VENV="$ROOT/.venv"
+STAMP="$VENV/.installed-hash"
+export DAGSTER_HOME="${DAGSTER_HOME:-$ROOT/.dagster_home}"
+
+usage() {
+  cat <<'USAGE'
+Usage: ./run.sh COMMAND [ARGS]
+
+  demo                      set up, migrate, run the sample pipeline, print what landed
+  test [unit|integration|performance|e2e]
+                            run the test suite (all by default); JSON report + coverage in reports/
+  dev                       Dagster UI + daemon on http://127.0.0.1:${DAGSTER_PORT:-3000}
+  job NAME [config.yaml]    run a job with `dagster job execute`
+  check                     integrity checks (exit code != 0 when one fails)
+  migrate                   apply pending migrations
+  migrate_status            show migration status
+  migrate_rollback N        roll back the last N migrations
+  bench                     benchmarks (print figures; not pass/fail)
+  lint                      ruff + mypy
+USAGE
+}
+
+find_python() {
+  for candidate in python3.13 python3.12 python3.11 python3 python; do
+    if command -v "$candidate" >/dev/null 2>&1 &&
+       "$candidate" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else 1)' 2>/dev/null; then
+      echo "$candidate"; return 0
+    fi
+  done
+  echo "run.sh: Python 3.11 or newer is required (python3 --version)" >&2
+  return 1
+}
+
+ensure_venv() {
+  local py want have
+  if [ ! -x "$VENV/bin/python" ]; then
+    py="$(find_python)"
+    echo "==> creating $VENV with $($py --version)"
+    "$py" -m venv "$VENV"
+  fi
+  want="$(cat pyproject.toml setup.py | "$VENV/bin/python" -c 'import hashlib,sys; print(hashlib.sha256(sys.stdin.buffer.read()).hexdigest())')"
+  have="$(cat "$STAMP" 2>/dev/null || true)"
+  if [ "$want" != "$have" ]; then
+    echo "==> installing dependencies into .venv (once; reused until pyproject.toml changes)"
+    "$VENV/bin/python" -m pip install --quiet --upgrade pip >/dev/null 2>&1 || true
+    "$VENV/bin/python" -m pip install --quiet -e ".[dev]" 2>&1 | grep -v "WARNING: Location" || true
+    "$VENV/bin/python" -c "import dataproc_dagster.settings, dagster, chdb" >/dev/null
+    echo "$want" > "$STAMP"
+  fi
+  export PATH="$VENV/bin:$PATH"
+  mkdir -p "$DAGSTER_HOME"
+  if [ ! -f "$DAGSTER_HOME/dagster.yaml" ] && [ -f "$ROOT/deploy/dagster.yaml" ]; then
+    cp "$ROOT/deploy/dagster.yaml" "$DAGSTER_HOME/dagster.yaml"
+  fi
+}
+
+has_migrations_cli() { python -c "import dataproc_dagster.migrations.__main__" >/dev/null 2>&1; }
+
+cmd="${1:-help}"
+[ $# -gt 0 ] && shift
+case "$cmd" in
+  demo)
+    ensure_venv
+    if has_migrations_cli; then
+      echo "==> applying migrations"
+      python -m dataproc_dagster.migrations up
+    fi
+    echo "==> running the sample pipeline 'penguins' with dagster job execute"
+    dagster job execute -m dataproc_dagster -j penguins
+    echo "==> what landed"
+    python -m dataproc_dagster.show_table penguins penguin_species_stats
+    ;;
+  test)
+    ensure_venv
+    mkdir -p reports
+    target="dataproc_dagster_tests"
+    if [ $# -gt 0 ]; then
+      case "$1" in
+        unit|integration|performance|e2e) target="dataproc_dagster_tests/$1"; shift ;;
+      esac
+    fi
+    if [ -x "$ROOT/dataproc_dagster_tests/e2e/ensure_browser.sh" ] && \
+       { [ "$target" = "dataproc_dagster_tests" ] || [ "$target" = "dataproc_dagster_tests/e2e" ]; }; then
+      "$ROOT/dataproc_dagster_tests/e2e/ensure_browser.sh" || echo "run.sh: no browser; UI screenshot tests will say why they skip" >&2
+    fi
+    set +e
+    python -m pytest "$target" "$@" \
+      --json-report --json-report-file=reports/test-report.json \
+      --cov=dataproc_dagster --cov-report=term:skip-covered --cov-report=json:reports/coverage.json
+    status=$?
+    set -e
+    if [ -f reports/coverage.json ]; then
+      python -c "import json; t=json.load(open('reports/coverage.json'))['totals']; print(f\"coverage: {t['percent_covered']:.1f}% of {t['num_statements']} statements\")"
+    fi
+    exit $status
+    ;;
+  dev)
+    ensure_venv
+    exec dagster dev -m dataproc_dagster -h 127.0.0.1 -p "${DAGSTER_PORT:-3000}"
+    ;;
+  job)
+    ensure_venv
+    [ $# -ge 1 ] || { echo "usage: ./run.sh job NAME [config.yaml]" >&2; exit 2; }
+    name="$1"; shift
+    if [ $# -ge 1 ]; then
+      exec dagster job execute -m dataproc_dagster -j "$name" -c "$1"
+    fi
+    exec dagster job execute -m dataproc_dagster -j "$name"
+    ;;
+  check)
+    ensure_venv
+    exec python -m dataproc_dagster.integrity "$@"
+    ;;
+  migrate)
+    ensure_venv
+    exec python -m dataproc_dagster.migrations up "$@"
+    ;;
+  migrate_status)
+    ensure_venv
+    exec python -m dataproc_dagster.migrations status "$@"
+    ;;
+  migrate_rollback)
+    ensure_venv
+    [ $# -ge 1 ] || { echo "usage: ./run.sh migrate_rollback N" >&2; exit 2; }
+    exec python -m dataproc_dagster.migrations down "$@"
+    ;;
+  bench)
+    ensure_venv
+    for script in dataproc_dagster_tests/performance/bench_*.py; do
+      [ -f "$script" ] || continue
+      module="$(echo "${script%.py}" | tr '/' '.')"
+      echo "==> $module"
+      python -m "$module" "$@"
+    done
+    ;;
+  lint)
+    ensure_venv
+    ruff check dataproc_dagster dataproc_dagster_tests
+    ruff format --check dataproc_dagster dataproc_dagster_tests
+    mypy dataproc_dagster
+    ;;
+  help|-h|--help) usage ;;
+  *) usage; exit 2 ;;
+esac
