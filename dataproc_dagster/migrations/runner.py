@@ -24,6 +24,7 @@ from dataproc_dagster.migrations.errors import (
     MigrationStateError,
 )
 from dataproc_dagster.migrations.files import MigrationFile, discover_migrations, render
+from dataproc_dagster.migrations.schema import expected_tables, schema_differences
 from dataproc_dagster.migrations.state import (
     APPLIED,
     APPLIED_STATUSES,
@@ -264,6 +265,27 @@ class ClickHouseMigrationManager:
                 status = self._status(files, state.migrations())
         self._log(f"baselined {len(marked)} migration(s) up to {version:04d}")
         return {"baselined": marked, "status": status}
+
+    def check_schema(self) -> dict[str, Any]:
+        """Compare the tables the applied migrations create with the database.
+
+        Returns:
+            ``{"tables": {"db.table": [columns] | None}, "problems": [lines]}``.
+        """
+        files = self.load_files()
+        with self._client() as client:
+            status = self._status(files, self._state(client).migrations())
+            applied = {r["version"] for r in status["migrations"] if r["applied"]}
+            statements = [
+                render(s.sql, database=self.database, cluster="")
+                for m in files
+                if m.version in applied
+                for s in m.up
+            ]
+            expected = expected_tables(statements, self.database)
+            problems = schema_differences(client, expected)
+        tables = {name: list(cols) if cols is not None else None for name, cols in expected.items()}
+        return {"tables": tables, "problems": problems}
 
     # Steps
 

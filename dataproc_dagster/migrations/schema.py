@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 _TOKEN = re.compile(
     r"""
@@ -208,3 +209,51 @@ def _alter(sql: str, tokens: list[_Token], tables: dict[str, Columns | None], db
             old, new = clause[at].name, clause[at + 2].name
             if old in columns:
                 columns[new] = columns.pop(old)
+
+
+def schema_differences(client: Any, expected: dict[str, Columns | None]) -> list[str]:
+    """Compare ``expected`` with ``system.columns``; one line per missing table or column, per
+    column of another type and per column the migrations do not know."""
+    problems: list[str] = []
+    for qualified, columns in sorted(expected.items()):
+        database, table = qualified.split(".", 1)
+        rows = client.query(
+            "SELECT name, type FROM system.columns WHERE database = %(db)s AND table = %(t)s "
+            "ORDER BY position",
+            parameters={"db": database, "t": table},
+        ).result_rows
+        exists = (
+            rows
+            or client.query(
+                "SELECT count() FROM system.tables WHERE database = %(db)s AND name = %(t)s",
+                parameters={"db": database, "t": table},
+            ).result_rows[0][0]
+        )
+        if not exists:
+            problems.append(f"table {qualified} is missing")
+            continue
+        if columns is None:
+            continue
+        actual = {str(name): str(type_) for name, type_ in rows}
+        for name, type_ in columns.items():
+            if name not in actual:
+                problems.append(f"{qualified}: column {name} is missing")
+            elif type_ and _canonical(client, type_) != _canonical(client, actual[name]):
+                problems.append(
+                    f"{qualified}: column {name} is {actual[name]}, the migrations say {type_}"
+                )
+        for name in actual:
+            if name not in columns:
+                problems.append(f"{qualified}: column {name} is not in the migrations")
+    return problems
+
+
+def _canonical(client: Any, type_: str) -> str:
+    """ClickHouse's own spelling of a type (``INT`` -> ``Int32``); whitespace-free on failure."""
+    try:
+        rows = client.query(
+            "SELECT toTypeName(defaultValueOfTypeName(%(t)s))", parameters={"t": type_}
+        ).result_rows
+        return str(rows[0][0])
+    except Exception:  # a type this function cannot build (e.g. Object): compare the text
+        return re.sub(r"\s+", "", type_)
