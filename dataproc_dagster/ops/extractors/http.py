@@ -172,7 +172,7 @@ class HttpExtractor:
         )
 
     def _lower_bound(self, incremental: Incremental, ctx: StepContext) -> LowerBound | None:
-        target: Any = incremental.table or ctx.target
+        target: Any = incremental.table or ctx.target or _load_table_from_run_config(ctx)
         if target is None:
             raise ConfigError(
                 "incremental loading needs the target table to read the last cursor from",
@@ -181,6 +181,15 @@ class HttpExtractor:
                 "Incremental(table='db.table')",
             )
         return read_lower_bound(ctx.clickhouse, target, incremental, step=ctx.step)
+
+
+def _load_table_from_run_config(ctx: StepContext) -> str | None:
+    # A generic job names its target only in the load step's run config.
+    run_config = getattr(ctx.dagster, "run_config", None) or {}
+    ops = run_config.get("ops") or {}
+    load = ops.get(f"{ctx.pipeline}__load") or {}
+    table = (load.get("config") or {}).get("table")
+    return table if isinstance(table, str) and table else None
 
 
 def build_source(spec: HttpSourceSpec, ctx: StepContext | None) -> tuple[HttpSource, str]:
@@ -281,3 +290,16 @@ def create_http_extractor(
         resource_key=resource_key,
     )
     return HttpExtractor(spec)
+
+
+def create_configurable_http_extractor() -> HttpExtractor:
+    """An extractor whose endpoint, auth, paging and incremental cursor come from run config.
+
+    Used by the generic ``http_to_clickhouse`` job; the options are those of
+    :func:`create_http_extractor` (see docs/http-extractor.md).
+    """
+    from dataproc_dagster.http.run_config import HTTP_EXTRACT_CONFIG_SCHEMA, spec_from_config
+
+    return HttpExtractor(
+        None, config_schema=HTTP_EXTRACT_CONFIG_SCHEMA, config_parser=spec_from_config
+    )
