@@ -12,6 +12,7 @@ from dataproc_dagster.factory import Pipeline, create_etl_pipeline
 from dataproc_dagster.observability import measure_step
 from dataproc_dagster.ops.elt import create_sql_step
 from dataproc_dagster.ops.extractors.clickhouse import create_clickhouse_extractor
+from dataproc_dagster.ops.extractors.custom import create_extractor
 from dataproc_dagster.ops.extractors.file import create_file_extractor
 from dataproc_dagster.ops.loaders.clickhouse import create_clickhouse_loader
 from dataproc_dagster.ops.transformers import create_transformer
@@ -21,6 +22,7 @@ __all__ = [
     "create_clickhouse_extractor",
     "create_clickhouse_loader",
     "create_etl_pipeline",
+    "create_extractor",
     "create_file_extractor",
     "create_sql_step",
     "create_transformer",

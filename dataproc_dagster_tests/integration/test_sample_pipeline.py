@@ -1,0 +1,114 @@
+"""The sample pipeline runs on the embedded ClickHouse, in-process and through the CLI."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from dataproc_dagster.pipelines.penguins import PENGUINS_CSV, clean_penguins
+from dataproc_dagster.pipelines.penguins import pipeline as penguins
+from dataproc_dagster.resources.clickhouse import ClickHouseResource
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _expected() -> pd.DataFrame:
+    return clean_penguins(pd.read_csv(str(PENGUINS_CSV)))
+
+
+def test_penguins_in_process_lands_every_cleaned_row(clickhouse: ClickHouseResource) -> None:
+    result = penguins.job.execute_in_process(resources={"clickhouse": clickhouse})
+
+    assert result.success
+    expected = _expected()
+    assert len(expected) == 342  # 344 birds, 2 with no measurement at all
+    counts = dict(clickhouse.query_rows("SELECT species, count() FROM penguins GROUP BY species"))
+    assert counts == expected["species"].value_counts().to_dict()
+    heavy = clickhouse.query_rows(
+        "SELECT body_mass_g, body_mass_kg, size_class FROM penguins ORDER BY body_mass_g DESC LIMIT 1"
+    )[0]
+    assert heavy == (6300, 6.3, "large")
+    stats = clickhouse.query_df("SELECT * FROM penguin_species_stats ORDER BY species")
+    assert stats["birds"].tolist() == [151, 68, 123]
+    gentoo = stats.set_index("species").loc["Gentoo"]
+    assert gentoo["avg_body_mass_kg"] == pytest.approx(
+        expected.loc[expected.species == "Gentoo", "body_mass_kg"].mean(), abs=1e-3
+    )
+
+
+def test_penguins_load_metadata_and_materialization(clickhouse: ClickHouseResource) -> None:
+    result = penguins.job.execute_in_process(resources={"clickhouse": clickhouse})
+
+    materializations = result.asset_materializations_for_node("penguins__load")
+    assert [m.asset_key.path for m in materializations] == [["clickhouse", "default", "penguins"]]
+    metadata = materializations[0].metadata
+    assert metadata["dagster/row_count"].value == 342
+    assert metadata["dagster/table_name"].value == "default.penguins"
+    columns = [c.name for c in metadata["dagster/column_schema"].value.columns]
+    assert "body_mass_kg" in columns and "species" in columns
+    load_output = [
+        e for e in result.all_events if e.is_successful_output and e.step_key == "penguins__load"
+    ][0]
+    load_meta = load_output.event_specific_data.metadata  # type: ignore[union-attr]
+    assert load_meta["rows"].value == 342
+    assert load_meta["peak_memory_mb"].value > 0
+    assert load_meta["rows_per_second"].value > 0
+
+
+def test_penguins_replace_is_idempotent(clickhouse: ClickHouseResource) -> None:
+    for _ in range(2):
+        assert penguins.job.execute_in_process(resources={"clickhouse": clickhouse}).success
+    assert clickhouse.query_rows("SELECT count() FROM penguins") == [(342,)]
+
+
+def _cli_env(data_dir: Path, dagster_home: Path) -> dict[str, str]:
+    env = dict(os.environ)
+    env["DATAPROC_DATA_DIR"] = str(data_dir)
+    env["DAGSTER_HOME"] = str(dagster_home)
+    env.pop("CLICKHOUSE_URL", None)
+    dagster_home.mkdir(parents=True, exist_ok=True)
+    (dagster_home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    return env
+
+
+def _dagster_cli() -> str:
+    return str(Path(sys.executable).parent / "dagster")
+
+
+def test_penguins_through_dagster_job_execute(data_dir: Path, tmp_path: Path) -> None:
+    env = _cli_env(data_dir, tmp_path / "dagster_home")
+    done = subprocess.run(
+        [_dagster_cli(), "job", "execute", "-m", "dataproc_dagster", "-j", "penguins"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "RUN_SUCCESS" in done.stderr + done.stdout
+    resource = ClickHouseResource(url=f"chdb://{data_dir / 'clickhouse'}")
+    assert resource.query_rows("SELECT count() FROM penguins") == [(342,)]
+
+
+def test_two_concurrent_runs_on_one_embedded_directory_both_succeed(
+    data_dir: Path, tmp_path: Path
+) -> None:
+    env = _cli_env(data_dir, tmp_path / "dagster_home")
+    command = [_dagster_cli(), "job", "execute", "-m", "dataproc_dagster", "-j", "penguins"]
+    runs = [
+        subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for _ in range(2)
+    ]
+    outputs = [run.communicate(timeout=300) for run in runs]
+    for run, (out, err) in zip(runs, outputs, strict=True):
+        assert run.returncode == 0, err[-3000:]
+        assert "RUN_SUCCESS" in out + err
+    resource = ClickHouseResource(url=f"chdb://{data_dir / 'clickhouse'}")
+    assert resource.query_rows("SELECT count() FROM penguins") == [(342,)]
+    assert resource.query_rows("SELECT sum(birds) FROM penguin_species_stats") == [(342,)]
