@@ -1,0 +1,103 @@
+"""Record selection, flattening and typing of JSON pages."""
+
+from __future__ import annotations
+
+import pyarrow as pa
+import pytest
+
+from dataproc_dagster.errors import SourceError
+from dataproc_dagster.http.records import RecordConverter, flatten_record, select_records
+
+PAGE = "http://api.test/items?page=2"
+
+
+def test_record_path_selects_nested_list() -> None:
+    payload = {"data": {"items": [{"id": 1}], "count": 1}}
+    assert select_records(payload, "data.items", where=PAGE) == [{"id": 1}]
+
+
+def test_missing_record_path_names_the_path_and_the_keys() -> None:
+    with pytest.raises(SourceError) as info:
+        select_records({"data": {"rows": []}}, "data.items", where=PAGE)
+    message = str(info.value)
+    assert "'data.items'" in message and "keys there: rows" in message and PAGE in message
+
+
+def test_without_path_a_top_level_list_or_the_only_list_is_used() -> None:
+    assert select_records([{"id": 1}], None, where=PAGE) == [{"id": 1}]
+    assert select_records({"total": 3, "results": [{"id": 2}]}, None, where=PAGE) == [{"id": 2}]
+
+
+def test_ambiguous_lists_are_an_error_listing_the_candidates() -> None:
+    with pytest.raises(SourceError, match=r"candidate keys: items, errors"):
+        select_records({"items": [], "errors": []}, None, where=PAGE)
+
+
+def test_record_path_to_a_non_list_is_an_error() -> None:
+    with pytest.raises(SourceError, match="holds a object, not a list"):
+        select_records({"data": {"a": 1}}, "data", where=PAGE)
+
+
+def test_flatten_to_depth_keeps_deeper_objects_whole() -> None:
+    record = {"id": 1, "owner": {"id": 7, "address": {"city": "Oslo"}}}
+    assert flatten_record(record, 2) == {"id": 1, "owner_id": 7, "owner_address_city": "Oslo"}
+    assert flatten_record(record, 1) == {
+        "id": 1,
+        "owner_id": 7,
+        "owner_address": {"city": "Oslo"},
+    }
+
+
+def test_converter_types_columns_and_stores_lists() -> None:
+    converter = RecordConverter(max_depth=1)
+    table = converter.convert(
+        [
+            {
+                "id": 1,
+                "tags": ["a", "b"],
+                "scores": [1, 2.5],
+                "mixed": [1, "x"],
+                "o": {"p": {"q": 1}},
+            },
+            {"id": 2, "tags": None, "scores": [3], "mixed": [], "extra": True},
+        ],
+        where=PAGE,
+    )
+    assert table.schema.field("tags").type == pa.list_(pa.string())
+    assert table.schema.field("scores").type == pa.list_(pa.float64())
+    assert table.column("mixed").to_pylist() == ['[1,"x"]', "[]"]
+    assert table.column("o_p").to_pylist() == ['{"q":1}', None]
+    assert table.column("extra").to_pylist() == [None, True]
+    assert table.column("id").to_pylist() == [1, 2]
+
+
+def test_int_then_float_across_pages_widens_to_float() -> None:
+    converter = RecordConverter()
+    converter.convert([{"v": 1}], where=PAGE)
+    table = converter.convert([{"v": 1.5}], where=PAGE)
+    assert table.schema.field("v").type == pa.float64()
+
+
+def test_mixed_types_across_pages_name_the_field_and_both_pages() -> None:
+    converter = RecordConverter()
+    converter.convert([{"id": 1, "amount": 10}], where="http://api.test/items?page=1")
+    with pytest.raises(SourceError) as info:
+        converter.convert([{"id": 2, "amount": "ten"}], where=PAGE)
+    message = str(info.value)
+    assert "field 'amount' changes type" in message
+    assert "page=1" in message and PAGE in message
+
+
+def test_mixed_types_in_one_page_name_the_field() -> None:
+    with pytest.raises(SourceError, match="field 'amount' mixes int and string"):
+        RecordConverter().convert([{"amount": 1}, {"amount": "x"}], where=PAGE)
+
+
+def test_records_that_are_not_objects_are_an_error() -> None:
+    with pytest.raises(SourceError, match="record 1 is a JSON number, not an object"):
+        RecordConverter().convert([{"id": 1}, 5], where=PAGE)
+
+
+def test_flattening_collision_is_an_error() -> None:
+    with pytest.raises(SourceError, match="two fields named 'a_b'"):
+        RecordConverter().convert([{"a_b": 1, "a": {"b": 2}}], where=PAGE)
