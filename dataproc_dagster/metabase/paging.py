@@ -227,7 +227,7 @@ def _page_mbql(
             stats.pages += 1
         if looks_capped(n, items, flag):
             stats.capped_pages += 1
-            note = f"a page returned {n} of {items} rows (a server cap): reading on in pages of {n}"
+            note = f"a page returned {n} of {items} rows, maybe a cap: reading on in pages of {n}"
             stats.notes.append(note)
             log(note)
             items = n
@@ -355,7 +355,7 @@ def read_native(
             stats.pages += 1
         if looks_capped(n, items, flag):
             stats.capped_pages += 1
-            note = f"a page returned {n} of {items} rows (a server cap): reading on in pages of {n}"
+            note = f"a page returned {n} of {items} rows, maybe a cap: reading on in pages of {n}"
             stats.notes.append(note)
             log(note)
             items = n

@@ -54,7 +54,7 @@ METABASE_SOURCE_CONFIG_SCHEMA = {
 }
 
 
-@dataclass(frozen=True)
+@dataclass
 class MetabaseExtractor:
     """Reads a Metabase table or native query; see :func:`create_metabase_extractor`."""
 
@@ -72,16 +72,12 @@ class MetabaseExtractor:
     resource_key: str = "metabase"
     from_config: bool = False
     kind: str = field(default="metabase", init=False)
+    required_resource_keys: frozenset[str] = field(default=frozenset(), init=False)
+    config_schema: Any = field(default=None, init=False)
 
-    @property
-    def required_resource_keys(self) -> frozenset[str]:
-        """The Metabase resource key."""
-        return frozenset({self.resource_key})
-
-    @property
-    def config_schema(self) -> Any:
-        """Run config of a config-driven extractor, else ``None``."""
-        return METABASE_SOURCE_CONFIG_SCHEMA if self.from_config else None
+    def __post_init__(self) -> None:
+        self.required_resource_keys = frozenset({self.resource_key})
+        self.config_schema = METABASE_SOURCE_CONFIG_SCHEMA if self.from_config else None
 
     def describe(self) -> str:
         """The source, without credentials."""
@@ -99,7 +95,7 @@ class MetabaseExtractor:
 
     def with_config(self, config: Mapping[str, Any]) -> MetabaseExtractor:
         """A copy with the values of run ``config`` (keys of the config schema), validated."""
-        known = {f.name for f in fields(self)}
+        known = {f.name for f in fields(self) if f.init}
         values: dict[str, Any] = {k: v for k, v in config.items() if k in known}
         if isinstance(values.get("order_by"), str):
             values["order_by"] = values["order_by"] or None
