@@ -47,6 +47,9 @@ class Pipeline:
     job: JobDefinition
     schedule: ScheduleDefinition | None
     module: str = ""
+    # Tables the pipeline writes (``db.table``, or a bare name in the resource's database), for
+    # the integrity checks: the loader's target, then each SQL step's table.
+    targets: tuple[str, ...] = ()
 
 
 def _check_name(name: str) -> None:
@@ -209,7 +212,9 @@ def create_etl_pipeline(
         if schedule
         else None
     )
-    return Pipeline(name=name, job=job, schedule=sched)
+    targets = [loader.target.qualified] if loader is not None and loader.target else []
+    targets += [sql.table for sql in sql_steps]
+    return Pipeline(name=name, job=job, schedule=sched, targets=tuple(targets))
 
 
 def _slug(text: str) -> str:
