@@ -34,24 +34,29 @@ def _parser() -> argparse.ArgumentParser:
         prog="python -m dataproc_dagster.migrations",
         description="ClickHouse migrations from NNNN_name.up.sql / .down.sql files.",
     )
-    parser.add_argument("--dir", help="migrations folder (default: MIGRATIONS_DIR or migrations/)")
-    parser.add_argument("--json", action="store_true", help="print the result as JSON")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--dir", help="migrations folder (default: MIGRATIONS_DIR or migrations/)")
+    common.add_argument("--json", action="store_true", help="print the result as JSON")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    status = commands.add_parser("status", help="show applied, pending and failed migrations")
+
+    def add(name: str, help: str) -> argparse.ArgumentParser:
+        return commands.add_parser(name, help=help, parents=[common])
+
+    status = add("status", "show applied, pending and failed migrations")
     status.add_argument(
         "--check", action="store_true", help="exit 3 unless everything is applied and clean"
     )
-    up = commands.add_parser("up", help="apply the pending migrations")
+    up = add("up", "apply the pending migrations")
     up.add_argument("--dry-run", action="store_true", help="print the statements, change nothing")
-    down = commands.add_parser("down", help="roll back the last N migrations")
+    down = add("down", "roll back the last N migrations")
     down.add_argument("count", type=int, help="how many migrations to roll back")
-    repair = commands.add_parser("repair", help="clear failed migrations after a manual fix")
+    repair = add("repair", "clear failed migrations after a manual fix")
     repair.add_argument(
         "--applied",
         action="store_true",
         help="mark them applied (you completed them by hand) instead of pending",
     )
-    baseline = commands.add_parser("baseline", help="mark files up to V as applied")
+    baseline = add("baseline", "mark files up to V as applied")
     baseline.add_argument("version", type=int, help="last version already in the database")
     return parser
 
