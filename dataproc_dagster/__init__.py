@@ -30,8 +30,17 @@ __all__ = [
 ]
 
 
-# Last, so that pipeline modules imported while the definitions are built can already import
-# the public API above from this package.
-from dataproc_dagster.definitions import defs  # noqa: E402
 
-__all__ += ["defs"]
+def __getattr__(name: str) -> object:
+    # The Definitions are built on first access: importing the library (pipeline modules,
+    # tests, the CLIs) does not discover and build every job. Dagster finds ``defs`` through
+    # ``dir()``, which lists it.
+    if name == "defs":
+        from dataproc_dagster.definitions import defs
+
+        return defs
+    raise AttributeError(f"module 'dataproc_dagster' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), "defs"])

@@ -1,0 +1,136 @@
+"""Write modes of the ClickHouse loader, each checked by the rows that landed."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from dataproc_dagster import create_clickhouse_loader
+from dataproc_dagster.resources.clickhouse import ClickHouseResource
+from dataproc_dagster_tests.helpers.pipelines import failure_message, run_pipeline
+
+
+def _events(ids: range, day: str, value: float = 1.0) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "id": list(ids),
+            "day": pd.to_datetime([day] * len(ids)),
+            "value": [value] * len(ids),
+        }
+    )
+
+
+def _staging_tables(clickhouse: ClickHouseResource) -> list[str]:
+    return [r[0] for r in clickhouse.query_rows("SELECT name FROM system.tables WHERE name LIKE '\\_stage\\_%'")]
+
+
+def test_append_adds_rows_and_creates_the_table(clickhouse: ClickHouseResource) -> None:
+    loader = create_clickhouse_loader("events", order_by=["id"])
+    assert run_pipeline(clickhouse, [_events(range(0, 1000), "2024-01-01")], loader).success
+    assert run_pipeline(clickhouse, [_events(range(1000, 1500), "2024-01-02")], loader).success
+
+    assert clickhouse.query_rows("SELECT count(), uniqExact(id) FROM events") == [(1500, 1500)]
+    types = dict(clickhouse.query_rows("SELECT name, type FROM system.columns WHERE database = 'default' AND table = 'events'"))
+    assert types == {"id": "Int64", "day": "DateTime64(6, 'UTC')", "value": "Float64"}
+    assert _staging_tables(clickhouse) == []
+
+
+def test_replace_swaps_the_whole_table(clickhouse: ClickHouseResource) -> None:
+    loader = create_clickhouse_loader("events", mode="replace", order_by=["id"])
+    assert run_pipeline(clickhouse, [_events(range(0, 1000), "2024-01-01")], loader).success
+    assert run_pipeline(clickhouse, [_events(range(5, 8), "2024-02-01", 2.0)], loader).success
+
+    assert clickhouse.query_rows("SELECT id, value FROM events ORDER BY id") == [
+        (5, 2.0),
+        (6, 2.0),
+        (7, 2.0),
+    ]
+    assert _staging_tables(clickhouse) == []
+
+
+def test_replace_with_no_rows_keeps_the_table(clickhouse: ClickHouseResource) -> None:
+    loader = create_clickhouse_loader("events", mode="replace", order_by=["id"])
+    assert run_pipeline(clickhouse, [_events(range(0, 10), "2024-01-01")], loader).success
+    result = run_pipeline(clickhouse, [_events(range(0), "2024-01-01")], loader)
+    assert result.success
+    assert clickhouse.query_rows("SELECT count() FROM events") == [(10,)]
+
+
+def test_replace_partitions_only_touches_partitions_in_the_data(
+    clickhouse: ClickHouseResource,
+) -> None:
+    loader = create_clickhouse_loader(
+        "events", mode="replace_partitions", order_by=["id"], partition_by="toYYYYMMDD(day)"
+    )
+    first = pd.concat([_events(range(0, 100), "2024-01-01"), _events(range(100, 300), "2024-01-02")])
+    assert run_pipeline(clickhouse, [first], loader).success
+    again = _events(range(1000, 1050), "2024-01-02", 9.0)
+    assert run_pipeline(clickhouse, [again], loader).success
+
+    per_day = clickhouse.query_rows(
+        "SELECT toDate(day) AS d, count(), max(value) FROM events GROUP BY d ORDER BY d"
+    )
+    assert [(str(d), n, v) for d, n, v in per_day] == [
+        ("2024-01-01", 100, 1.0),
+        ("2024-01-02", 50, 9.0),
+    ]
+
+
+def test_replace_partitions_needs_a_partitioned_table(clickhouse: ClickHouseResource) -> None:
+    clickhouse.command("CREATE TABLE plain (id Int64) ENGINE = MergeTree ORDER BY id")
+    loader = create_clickhouse_loader("plain", mode="replace_partitions")
+    result = run_pipeline(clickhouse, [pd.DataFrame({"id": [1]})], loader)
+    assert not result.success
+    message = failure_message(result)
+    assert "needs a partitioned table" in message
+    assert "test_pipeline" in message and "default.plain" in message
+
+
+def test_upsert_keeps_the_latest_row_per_key(clickhouse: ClickHouseResource) -> None:
+    loader = create_clickhouse_loader("users", mode="upsert", key_columns=["id"])
+    first = pd.DataFrame({"id": [1, 2, 3], "name": ["ann", "bob", "cy"]})
+    second = pd.DataFrame({"id": [2, 3, 4], "name": ["bobby", "cyril", "dee"]})
+    assert run_pipeline(clickhouse, [first], loader).success
+    assert run_pipeline(clickhouse, [second], loader).success
+
+    rows = clickhouse.query_rows("SELECT id, name FROM users FINAL ORDER BY id")
+    assert rows == [(1, "ann"), (2, "bobby"), (3, "cyril"), (4, "dee")]
+    engine = clickhouse.query_rows("SELECT engine FROM system.tables WHERE database = 'default' AND name = 'users'")
+    assert engine == [("ReplacingMergeTree",)]
+
+
+def test_upsert_with_optimize_gives_exact_rows_without_final(
+    clickhouse: ClickHouseResource,
+) -> None:
+    loader = create_clickhouse_loader(
+        "users", mode="upsert", key_columns=["id"], optimize_after_upsert=True
+    )
+    assert run_pipeline(clickhouse, [pd.DataFrame({"id": [1, 2], "v": [1, 1]})], loader).success
+    assert run_pipeline(clickhouse, [pd.DataFrame({"id": [2], "v": [5]})], loader).success
+    assert clickhouse.query_rows("SELECT id, v FROM users ORDER BY id") == [(1, 1), (2, 5)]
+
+
+def test_upsert_needs_key_columns() -> None:
+    from dataproc_dagster.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="key_columns"):
+        create_clickhouse_loader("users", mode="upsert")
+
+
+def test_unknown_mode_is_refused() -> None:
+    from dataproc_dagster.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="append, replace, replace_partitions, upsert"):
+        create_clickhouse_loader("users", mode="merge")
+
+
+def test_chunks_stream_in_several_inserts(clickhouse: ClickHouseResource) -> None:
+    loader = create_clickhouse_loader("events", order_by=["id"])
+    frames = [_events(range(i * 250, (i + 1) * 250), "2024-01-01") for i in range(8)]
+    result = run_pipeline(clickhouse, frames, loader, chunk_rows=300)
+    assert result.success
+    load = [e for e in result.all_events if e.is_successful_output and e.step_key == "test_pipeline__load"]
+    meta = load[0].event_specific_data.metadata  # type: ignore[union-attr]
+    assert meta["rows"].value == 2000
+    assert meta["chunks"].value == 7  # 2000 rows in chunks of 300
+    assert clickhouse.query_rows("SELECT count(), sum(id) FROM events") == [(2000, sum(range(2000)))]
