@@ -31,17 +31,9 @@ def iter_pages(
         page = source.get(client, request.url, request.params)
         records = select_records(page.payload, records_path, where=page.url)
         yield page, records
-        planned = walker.planned(page) if records else None
-        if planned is not None and concurrency > 1:
-            yield from _parallel(source, walker, planned, records_path, concurrency, len(records))
-            return
+        planned = walker.planned(page) if records and concurrency > 1 else None
         if planned is not None:
-            for request in planned:
-                page = source.get(client, request.url, request.params)
-                records = select_records(page.payload, records_path, where=page.url)
-                if not records:
-                    return
-                yield page, records
+            yield from _parallel(source, walker, planned, records_path, concurrency, len(records))
             return
         while True:
             following = walker.next(request, page, len(records))

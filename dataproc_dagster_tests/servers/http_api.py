@@ -311,7 +311,9 @@ class RunningApi:
 def serve_api(state: ApiState | None = None) -> Iterator[RunningApi]:
     """Serve the API on a free port of 127.0.0.1 in a thread for the block."""
     server = _Server(state or ApiState())
-    thread = threading.Thread(target=server.serve_forever, name="http-api", daemon=True)
+    thread = threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="http-api", daemon=True
+    )
     thread.start()
     try:
         yield RunningApi(f"http://127.0.0.1:{server.server_address[1]}", server.state)
