@@ -53,9 +53,7 @@ def failure_message(result: ExecuteInProcessResult) -> str:
         if event.is_step_failure:
             data = event.step_failure_data
             assert data is not None and data.error is not None
-            return data.error.message + "".join(
-                cause.message for cause in _causes(data.error)
-            )
+            return data.error.message + "".join(cause.message for cause in _causes(data.error))
     raise AssertionError("the run has no failed step")
 
 

@@ -21,7 +21,12 @@ def _events(ids: range, day: str, value: float = 1.0) -> pd.DataFrame:
 
 
 def _staging_tables(clickhouse: ClickHouseResource) -> list[str]:
-    return [r[0] for r in clickhouse.query_rows("SELECT name FROM system.tables WHERE name LIKE '\\_stage\\_%'")]
+    return [
+        r[0]
+        for r in clickhouse.query_rows(
+            "SELECT name FROM system.tables WHERE name LIKE '\\_stage\\_%'"
+        )
+    ]
 
 
 def test_append_adds_rows_and_creates_the_table(clickhouse: ClickHouseResource) -> None:
@@ -30,7 +35,11 @@ def test_append_adds_rows_and_creates_the_table(clickhouse: ClickHouseResource) 
     assert run_pipeline(clickhouse, [_events(range(1000, 1500), "2024-01-02")], loader).success
 
     assert clickhouse.query_rows("SELECT count(), uniqExact(id) FROM events") == [(1500, 1500)]
-    types = dict(clickhouse.query_rows("SELECT name, type FROM system.columns WHERE database = 'default' AND table = 'events'"))
+    types = dict(
+        clickhouse.query_rows(
+            "SELECT name, type FROM system.columns WHERE database = 'default' AND table = 'events'"
+        )
+    )
     assert types == {"id": "Int64", "day": "DateTime64(6, 'UTC')", "value": "Float64"}
     assert _staging_tables(clickhouse) == []
 
@@ -62,7 +71,9 @@ def test_replace_partitions_only_touches_partitions_in_the_data(
     loader = create_clickhouse_loader(
         "events", mode="replace_partitions", order_by=["id"], partition_by="toYYYYMMDD(day)"
     )
-    first = pd.concat([_events(range(0, 100), "2024-01-01"), _events(range(100, 300), "2024-01-02")])
+    first = pd.concat(
+        [_events(range(0, 100), "2024-01-01"), _events(range(100, 300), "2024-01-02")]
+    )
     assert run_pipeline(clickhouse, [first], loader).success
     again = _events(range(1000, 1050), "2024-01-02", 9.0)
     assert run_pipeline(clickhouse, [again], loader).success
@@ -95,7 +106,9 @@ def test_upsert_keeps_the_latest_row_per_key(clickhouse: ClickHouseResource) -> 
 
     rows = clickhouse.query_rows("SELECT id, name FROM users FINAL ORDER BY id")
     assert rows == [(1, "ann"), (2, "bobby"), (3, "cyril"), (4, "dee")]
-    engine = clickhouse.query_rows("SELECT engine FROM system.tables WHERE database = 'default' AND name = 'users'")
+    engine = clickhouse.query_rows(
+        "SELECT engine FROM system.tables WHERE database = 'default' AND name = 'users'"
+    )
     assert engine == [("ReplacingMergeTree",)]
 
 
@@ -129,8 +142,14 @@ def test_chunks_stream_in_several_inserts(clickhouse: ClickHouseResource) -> Non
     frames = [_events(range(i * 250, (i + 1) * 250), "2024-01-01") for i in range(8)]
     result = run_pipeline(clickhouse, frames, loader, chunk_rows=300)
     assert result.success
-    load = [e for e in result.all_events if e.is_successful_output and e.step_key == "test_pipeline__load"]
+    load = [
+        e
+        for e in result.all_events
+        if e.is_successful_output and e.step_key == "test_pipeline__load"
+    ]
     meta = load[0].event_specific_data.metadata  # type: ignore[union-attr]
     assert meta["rows"].value == 2000
     assert meta["chunks"].value == 7  # 2000 rows in chunks of 300
-    assert clickhouse.query_rows("SELECT count(), sum(id) FROM events") == [(2000, sum(range(2000)))]
+    assert clickhouse.query_rows("SELECT count(), sum(id) FROM events") == [
+        (2000, sum(range(2000)))
+    ]

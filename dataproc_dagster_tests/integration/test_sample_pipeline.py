@@ -102,7 +102,9 @@ def test_two_concurrent_runs_on_one_embedded_directory_both_succeed(
     env = _cli_env(data_dir, tmp_path / "dagster_home")
     command = [_dagster_cli(), "job", "execute", "-m", "dataproc_dagster", "-j", "penguins"]
     runs = [
-        subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        subprocess.Popen(
+            command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
         for _ in range(2)
     ]
     outputs = [run.communicate(timeout=300) for run in runs]

@@ -1,0 +1,54 @@
+"""A job whose load fails once after two chunks, for re-execution tests.
+
+It lives at module level so that Dagster can reconstruct it for ``execute_job``. The fault is
+armed by creating the file named in ``DATAPROC_TEST_FAULT_FILE``; it disarms itself when it fires.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pandas as pd
+from dagster import JobDefinition
+
+from dataproc_dagster import create_clickhouse_loader, create_etl_pipeline, create_extractor
+from dataproc_dagster.resources.clickhouse import ClickHouseResource
+from dataproc_dagster.settings import get_settings
+
+CHUNKS = 5
+ROWS_PER_CHUNK = 1000
+
+
+class InjectedFault(RuntimeError):
+    """The failure the test injects."""
+
+
+def fail_once_after_two_chunks(index: int, rows: int) -> None:
+    """Raise once, after the third chunk was staged, while the fault file exists."""
+    flag = Path(os.environ["DATAPROC_TEST_FAULT_FILE"])
+    if index == 2 and flag.exists():
+        flag.unlink()
+        raise InjectedFault(f"injected failure after {rows} staged rows")
+
+
+def _rows() -> object:
+    for chunk in range(CHUNKS):
+        start = chunk * ROWS_PER_CHUNK
+        yield pd.DataFrame({"id": range(start, start + ROWS_PER_CHUNK), "chunk": chunk})
+
+
+def faulty_job() -> JobDefinition:
+    """The pipeline job with the ClickHouse resource from the settings bound."""
+    pipeline = create_etl_pipeline(
+        "faulty_append",
+        extractor=create_extractor(_rows),
+        loader=create_clickhouse_loader(
+            "faulty_events", order_by=["id"], on_chunk=fail_once_after_two_chunks
+        ),
+        chunk_rows=ROWS_PER_CHUNK,
+    )
+    clickhouse = ClickHouseResource.from_settings(get_settings())
+    return pipeline.job.with_top_level_resources(
+        {"clickhouse": clickhouse.get_resource_definition()}
+    )
