@@ -204,6 +204,8 @@ class MetabaseStandin:
         results_timezone: The report time zone.
         honour_constraints: Whether request ``constraints`` override the defaults.
         gzip_responses: Gzip bodies when the request accepts it.
+        honour_middleware: Whether a request's ``middleware`` (``js-int-to-string?``) counts;
+            off, integers are stringified as if the request had not asked otherwise.
     """
 
     def __init__(
@@ -217,6 +219,7 @@ class MetabaseStandin:
         results_timezone: str = "UTC",
         honour_constraints: bool = True,
         gzip_responses: bool = True,
+        honour_middleware: bool = True,
     ) -> None:
         self.api_key = api_key
         self.username = username
@@ -226,6 +229,7 @@ class MetabaseStandin:
         self.results_timezone = results_timezone
         self.honour_constraints = honour_constraints
         self.gzip_responses = gzip_responses
+        self.honour_middleware = honour_middleware
         self.databases: dict[int, StandinDatabase] = {}
         self.sessions: set[str] = set()
         self.login_failures: dict[str, int] = {}
@@ -342,7 +346,9 @@ class MetabaseStandin:
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
         port = self._server.server_address[1]
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
         self._thread.start()
         self.base_url = f"http://127.0.0.1:{port}"
         return self.base_url
@@ -900,7 +906,7 @@ class _Handler(BaseHTTPRequestHandler):
             status = 202 if standin.failure_style == "old" else 400
             self._send_json(status, failed, close=True)
             return
-        middleware = body.get("middleware") or {}
+        middleware = (body.get("middleware") or {}) if standin.honour_middleware else {}
         stringify = middleware.get("js-int-to-string?", True) is not False
         pk_fk = info["pk_fk"] if body.get("type") == "query" else set()
         encoded = [
