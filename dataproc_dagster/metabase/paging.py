@@ -202,6 +202,7 @@ def _page_mbql(
     started = time.perf_counter()
     items = min(page_size, limit) if limit else page_size
     offset = 0
+    suspected: tuple[int, int] | None = None
     while limit is None or stats.rows < limit:
         if offset % items:
             raise SourceError(
@@ -225,11 +226,10 @@ def _page_mbql(
             yield _frame(rows, cols(), tz, label)
             stats.rows += len(rows)
             stats.pages += 1
+        _report_cap(suspected, n, stats, log)
+        suspected = None
         if looks_capped(n, items, flag):
-            stats.capped_pages += 1
-            note = f"a page returned {n} of {items} rows, maybe a cap: reading on in pages of {n}"
-            stats.notes.append(note)
-            log(note)
+            suspected = (n, items)
             items = n
             offset += n
             continue
@@ -338,6 +338,7 @@ def read_native(
 
     items = min(page_size, limit) if limit else page_size
     offset = 0
+    suspected: tuple[int, int] | None = None
     while limit is None or stats.rows < limit:
         rows, flag = fetch(wrap_native(sql, order_by=order_by, limit=items, offset=offset))
         n = len(rows)
@@ -353,11 +354,10 @@ def read_native(
             yield _frame(rows, cols, tz, label)
             stats.rows += len(rows)
             stats.pages += 1
+        _report_cap(suspected, n, stats, log)
+        suspected = None
         if looks_capped(n, items, flag):
-            stats.capped_pages += 1
-            note = f"a page returned {n} of {items} rows, maybe a cap: reading on in pages of {n}"
-            stats.notes.append(note)
-            log(note)
+            suspected = (n, items)
             items = n
         elif n < items:
             break
@@ -366,6 +366,25 @@ def read_native(
 
 
 # -- shared -------------------------------------------------------------------------------
+
+
+def _report_cap(
+    suspected: tuple[int, int] | None, rows_after: int, stats: ReadStats, log: Callable[[str], None]
+) -> None:
+    """After a page that looked capped: if more rows followed, it was a cap; say so once."""
+    if suspected is None:
+        return
+    if rows_after == 0:
+        stats.notes.append(f"a short page of {suspected[0]} rows was the end (checked)")
+        return
+    stats.capped_pages += 1
+    note = (
+        f"a page returned {suspected[0]} of {suspected[1]} rows and more followed: the server "
+        f"caps results at {suspected[0]} rows (it ignores the request's constraints); reading "
+        f"on in pages of {suspected[0]}"
+    )
+    stats.notes.append(note)
+    log(note)
 
 
 def _dataset(
