@@ -253,6 +253,7 @@ class ChunkWriter:
         self._counts: list[int] = []
         self._schema: pa.Schema | None = None
         self._nullable: set[str] = set()
+        self._file_columns: list[frozenset[str]] = []
         self._closed = False
         if self.directory.exists():
             shutil.rmtree(self.directory)
@@ -290,6 +291,7 @@ class ChunkWriter:
         self._nullable.update(
             name for name, col in zip(head.column_names, head.columns, strict=True) if col.null_count
         )
+        self._file_columns.append(frozenset(head.column_names))
         name = f"part-{len(self._files):05d}.parquet"
         tmp = self.directory / (name + ".tmp")
         pq.write_table(head, tmp, compression=_COMPRESSION, row_group_size=max(rows, 1))
@@ -313,8 +315,14 @@ class ChunkWriter:
             dataset_id=self.dataset_id,
             source=self.source,
             chunk_rows=tuple(self._counts),
-            nullable_columns=frozenset(self._nullable),
+            nullable_columns=frozenset(self._nullable | self._columns_missing_somewhere()),
         )
+
+    def _columns_missing_somewhere(self) -> set[str]:
+        # A column that appeared after the first files is read back as nulls there.
+        if self._schema is None:
+            return set()
+        return {n for n in self._schema.names if any(n not in cols for cols in self._file_columns)}
 
     def discard(self) -> None:
         """Remove every file written so far."""

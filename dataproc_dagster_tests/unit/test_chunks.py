@@ -1,0 +1,68 @@
+"""The chunk contract: re-chunking, schema widening, clear errors, nothing half-written."""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pytest
+
+from dataproc_dagster.chunks import ChunkWriter
+from dataproc_dagster.errors import SchemaError
+
+
+def test_rows_are_rechunked_to_the_target_size(tmp_path: Path) -> None:
+    with ChunkWriter(tmp_path / "c", "run/step", chunk_rows=400) as writer:
+        for start in range(0, 1000, 150):
+            writer.write(pd.DataFrame({"n": range(start, min(start + 150, 1000))}))
+    chunks = writer.close()
+    assert chunks.rows == 1000
+    assert chunks.chunk_rows == (400, 400, 200)
+    assert chunks.to_pandas()["n"].tolist() == list(range(1000))
+    assert len(pickle.dumps(chunks)) < 2000  # only a handle travels between steps
+
+
+def test_types_widen_across_chunks(tmp_path: Path) -> None:
+    with ChunkWriter(tmp_path / "c", "r/s", chunk_rows=2) as writer:
+        writer.write(pd.DataFrame({"a": [1, 2], "b": [None, None]}))
+        writer.write(pd.DataFrame({"a": [2.5, 3.0], "b": ["x", None], "c": [True, False]}))
+    chunks = writer.close()
+    assert chunks.schema is not None
+    assert str(chunks.schema.field("a").type) == "double"
+    assert str(chunks.schema.field("b").type) == "string"
+    frame = chunks.to_pandas()
+    assert frame["a"].tolist() == [1.0, 2.0, 2.5, 3.0]
+    assert frame["c"].isna().tolist() == [True, True, False, False]
+    assert chunks.nullable_columns == {"b", "c"}
+
+
+def test_incompatible_types_across_chunks_name_the_field(tmp_path: Path) -> None:
+    writer = ChunkWriter(tmp_path / "c", "r/s", source="page 3 of https://api/x")
+    writer.write(pd.DataFrame({"price": [1, 2]}))
+    with pytest.raises(SchemaError) as raised:
+        writer.write(pd.DataFrame({"price": ["cheap"]}))
+    assert "'price'" in str(raised.value) and "page 3 of https://api/x" in str(raised.value)
+
+
+def test_mixed_object_column_names_the_column(tmp_path: Path) -> None:
+    writer = ChunkWriter(tmp_path / "c", "r/s")
+    with pytest.raises(SchemaError, match="column 'v'"):
+        writer.write(pd.DataFrame({"ok": [1, 2], "v": ["a", 1]}))
+
+
+def test_failure_inside_the_block_removes_partial_files(tmp_path: Path) -> None:
+    directory = tmp_path / "c"
+    with pytest.raises(RuntimeError), ChunkWriter(directory, "r/s", chunk_rows=1) as writer:
+        writer.write(pd.DataFrame({"n": [1, 2, 3]}))
+        raise RuntimeError("source died")
+    assert not directory.exists()
+
+
+def test_nullable_integers_read_back_as_nullable(tmp_path: Path) -> None:
+    with ChunkWriter(tmp_path / "c", "r/s") as writer:
+        writer.write(pa.table({"n": pa.array([1, None, 3], pa.int64())}))
+    frame = writer.close().to_pandas()
+    assert str(frame["n"].dtype) == "Int64"
+    assert frame["n"].isna().tolist() == [False, True, False]
