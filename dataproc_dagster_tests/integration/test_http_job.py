@@ -1,0 +1,211 @@
+"""The generic ``http_to_clickhouse`` job: loads, incremental reruns, failures, secrets, CLI."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from dagster import ExecuteInProcessResult
+
+from dataproc_dagster.jobs.http_to_clickhouse import PIPELINE
+from dataproc_dagster.resources.clickhouse import ClickHouseResource
+from dataproc_dagster_tests.integration.http_support import api_fixture  # noqa: F401
+from dataproc_dagster_tests.servers.http_api import RunningApi, make_record
+
+JOB = PIPELINE.job
+EXTRACT = "http_to_clickhouse__extract"
+LOAD = "http_to_clickhouse__load"
+TOKEN = "tok-7f3a9c-secret"
+REPO = Path(__file__).resolve().parents[2]
+
+
+def run_config(api: RunningApi, **extract: Any) -> dict[str, Any]:
+    """Run config of the generic job reading ``/pages`` with a bearer token into ``api_items``."""
+    config: dict[str, Any] = {
+        "url": api.url + "/pages",
+        "auth": {"kind": "bearer", "secret_env": "ITEMS_API_TOKEN"},
+        "paginator": {"style": "page_number", "total_pages_path": "meta.total_pages"},
+        "records_path": "data.items",
+        "retry": {"max_attempts": 3, "backoff": 0.01, "max_backoff": 0.05},
+        "incremental": {"cursor_field": "updated_at", "param": "updated_since", "key": ["id"]},
+    }
+    config.update(extract)
+    return {
+        "ops": {
+            EXTRACT: {"config": config},
+            LOAD: {"config": {"table": "api_items", "mode": "append", "order_by": ["id"]}},
+        }
+    }
+
+
+def run(clickhouse: ClickHouseResource, config: dict[str, Any]) -> ExecuteInProcessResult:
+    return JOB.execute_in_process(
+        run_config=config, resources={"clickhouse": clickhouse}, raise_on_error=False
+    )
+
+
+def loaded_rows(result: ExecuteInProcessResult) -> int:
+    output = next(e for e in result.all_events if e.is_successful_output and e.step_key == LOAD)
+    return int(output.event_specific_data.metadata["rows"].value)  # type: ignore[union-attr]
+
+
+def failure_message(result: ExecuteInProcessResult) -> str:
+    failures = [e for e in result.all_events if e.is_step_failure]
+    assert failures, "the run was expected to fail"
+    error = failures[0].event_specific_data.error  # type: ignore[union-attr]
+    return str(error.message)
+
+
+def table_state(clickhouse: ClickHouseResource) -> list[tuple[Any, ...]]:
+    return clickhouse.query_rows(
+        "SELECT count(), uniqExact(id), max(updated_at), sum(cityHash64(name, price)) "
+        "FROM api_items"
+    )
+
+
+@pytest.fixture
+def secured(api: RunningApi, monkeypatch: pytest.MonkeyPatch) -> RunningApi:
+    api.state.auth = ("bearer", TOKEN)
+    monkeypatch.setenv("ITEMS_API_TOKEN", TOKEN)
+    return api
+
+
+def test_incremental_reruns_load_only_new_rows_once(
+    secured: RunningApi, clickhouse: ClickHouseResource
+) -> None:
+    api = secured
+    first = run(clickhouse, run_config(api))
+    assert first.success
+    assert loaded_rows(first) == 250
+    assert clickhouse.query_rows("SELECT count(), min(id), max(id) FROM api_items") == [
+        (250, 1, 250)
+    ]
+    columns = dict(
+        clickhouse.query_rows("SELECT name, type FROM system.columns WHERE table = 'api_items'")
+    )
+    assert columns["owner_address_city"] == "String"
+    assert columns["tags"] == "Array(String)"
+
+    again = run(clickhouse, run_config(api))
+    assert again.success and loaded_rows(again) == 0
+    last = api.state.requests_to("/pages")[-1]
+    assert last["updated_since"] == "2024-01-01T04:09:00Z"  # the highest updated_at loaded
+
+    # New data: one row sharing the boundary timestamp (a new key) and 30 newer rows.
+    boundary = dict(make_record(249), id=1001, name="late arrival")
+    api.state.records = [*api.state.records, boundary, *(make_record(i) for i in range(250, 280))]
+    third = run(clickhouse, run_config(api))
+    assert third.success and loaded_rows(third) == 31
+    assert clickhouse.query_rows("SELECT count(), uniqExact(id) FROM api_items") == [(281, 281)]
+    assert clickhouse.query_rows("SELECT count() FROM api_items WHERE id = 1001") == [(1,)]
+
+
+def test_concurrent_and_sequential_runs_load_the_same_rows(
+    secured: RunningApi, clickhouse: ClickHouseResource
+) -> None:
+    config = run_config(secured, concurrency=1, incremental=None)
+    assert run(clickhouse, config).success
+    sequential = clickhouse.query_rows("SELECT groupArray(id) FROM api_items")
+    clickhouse.command("TRUNCATE TABLE api_items")
+    assert run(clickhouse, run_config(secured, concurrency=4, incremental=None)).success
+    assert clickhouse.query_rows("SELECT groupArray(id) FROM api_items") == sequential
+
+
+@pytest.mark.parametrize(
+    ("fault", "expected"),
+    [
+        ({"kind": "drop", "times": 100}, "connection failed after 3 attempt(s)"),
+        ({"kind": "503", "times": 100}, "HTTP 503 Service Unavailable after 3 attempt(s)"),
+        ({"kind": "malformed"}, "is not JSON"),
+        ({"kind": "html", "times": 100}, "502 Bad Gateway"),
+        ({"kind": "timeout", "times": 100, "seconds": 0.5}, "request timed out after 3 attempt(s)"),
+        ({"kind": "429", "times": 100, "retry_after": "0"}, "HTTP 429 Too Many Requests"),
+    ],
+)
+def test_failure_in_the_middle_of_paging_leaves_the_table_unchanged(
+    secured: RunningApi, clickhouse: ClickHouseResource, fault: dict[str, Any], expected: str
+) -> None:
+    api = secured
+    assert run(clickhouse, run_config(api)).success
+    before = table_state(clickhouse)
+    api.state.records = [*api.state.records, *(make_record(i) for i in range(250, 600))]
+    api.state.fault(fault.pop("kind"), path="/pages", when={"page": "3"}, **fault)
+    result = run(clickhouse, run_config(api, timeout=0.2))
+    assert not result.success
+    message = failure_message(result)
+    assert "[pipeline http_to_clickhouse]" in message and expected in message
+    assert "/pages?" in message and "page=3" in message
+    assert table_state(clickhouse) == before
+
+
+def test_mixed_types_across_pages_leave_the_table_untouched(
+    secured: RunningApi, clickhouse: ClickHouseResource
+) -> None:
+    api = secured
+    api.state.records = [
+        dict(r, price=str(r["price"])) if i >= 200 else r for i, r in enumerate(api.state.records)
+    ]
+    result = run(clickhouse, run_config(api))
+    assert not result.success
+    message = failure_message(result)
+    assert "field 'price' changes type" in message and "page=3" in message
+    assert clickhouse.query_rows("EXISTS TABLE api_items") == [(0,)]
+
+
+def test_records_that_are_not_objects_leave_the_table_untouched(
+    api: RunningApi, clickhouse: ClickHouseResource
+) -> None:
+    api.state.raw_body = {"items": [{"id": 1}, "two", 3]}
+    config = run_config(api, url=api.url + "/raw", paginator={"style": "single"}, auth={})
+    config["ops"][EXTRACT]["config"]["records_path"] = None
+    result = run(clickhouse, config)
+    assert not result.success
+    assert "record 1 is a JSON string, not an object" in failure_message(result)
+    assert clickhouse.query_rows("EXISTS TABLE api_items") == [(0,)]
+
+
+def test_the_secret_never_appears_in_events_or_config(
+    secured: RunningApi, clickhouse: ClickHouseResource, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    result = run(clickhouse, run_config(secured))
+    assert result.success
+    text = "\n".join(str(event) for event in result.all_events)
+    assert TOKEN not in text and TOKEN not in str(result.dagster_run.run_config)
+    # A wrong secret: the failure names the variable to check, never the value.
+    monkeypatch.setenv("ITEMS_API_TOKEN", "wrong-" + TOKEN)
+    failed = run(clickhouse, run_config(secured))
+    message = failure_message(failed)
+    assert "HTTP 401" in message and "$ITEMS_API_TOKEN" in message
+    assert TOKEN not in "\n".join(str(event) for event in failed.all_events)
+
+
+def test_generic_job_through_dagster_job_execute(
+    secured: RunningApi, data_dir: Path, tmp_path: Path
+) -> None:
+    config_file = tmp_path / "http.yaml"
+    config_file.write_text(yaml.safe_dump(run_config(secured)))
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    env = dict(os.environ, DATAPROC_DATA_DIR=str(data_dir), DAGSTER_HOME=str(home))
+    env.pop("CLICKHOUSE_URL", None)
+    dagster = str(Path(sys.executable).parent / "dagster")
+    command = [dagster, "job", "execute", "-m", "dataproc_dagster", "-j", "http_to_clickhouse"]
+    done = subprocess.run(
+        [*command, "-c", str(config_file)],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "RUN_SUCCESS" in done.stdout + done.stderr
+    assert TOKEN not in done.stdout + done.stderr
+    resource = ClickHouseResource(url=f"chdb://{data_dir / 'clickhouse'}")
+    assert resource.query_rows("SELECT count(), max(id) FROM api_items") == [(250, 250)]
