@@ -1,0 +1,143 @@
+"""The migrations CLI and ``dagster job execute`` as subprocesses, on one chDB directory."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from dataproc_dagster.resources.clickhouse import ClickHouseResource
+
+CLI = [sys.executable, "-m", "dataproc_dagster.migrations"]
+
+
+def write(folder: Path, name: str, text: str) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / name).write_text(text)
+
+
+@pytest.fixture
+def folder(tmp_path: Path) -> Path:
+    migrations = tmp_path / "migrations"
+    write(
+        migrations,
+        "0001_create_events.up.sql",
+        "CREATE TABLE {database}.events {cluster} (id UInt32) ENGINE = MergeTree ORDER BY id;",
+    )
+    write(migrations, "0001_create_events.down.sql", "DROP TABLE {database}.events SYNC;")
+    # Slow on purpose, so that two concurrent runs overlap; the insert shows a double apply.
+    write(
+        migrations,
+        "0002_seed_events.up.sql",
+        "SELECT sleep(2);\nINSERT INTO {database}.events VALUES (1), (2), (3);",
+    )
+    return migrations
+
+
+@pytest.fixture
+def env(tmp_path: Path, data_dir: Path, folder: Path) -> dict[str, str]:
+    environment = dict(os.environ)
+    environment.pop("CLICKHOUSE_URL", None)
+    environment.update(
+        DATAPROC_DATA_DIR=str(data_dir),
+        MIGRATIONS_DIR=str(folder),
+        DAGSTER_HOME=str(tmp_path / "dagster_home"),
+        MIGRATIONS_LOCK_TIMEOUT="60",
+    )
+    (tmp_path / "dagster_home").mkdir()
+    return environment
+
+
+def cli(env: dict[str, str], cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*CLI, *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=120
+    )
+
+
+def test_two_concurrent_up_runs_apply_each_migration_once(
+    env: dict[str, str], tmp_path: Path, clickhouse: ClickHouseResource
+) -> None:
+    runs = [
+        subprocess.Popen(
+            [*CLI, "up"],
+            env=env,
+            cwd=tmp_path,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    outputs = [run.communicate(timeout=120) for run in runs]
+
+    assert [run.returncode for run in runs] == [0, 0], outputs
+    printed = sorted(out for out, _ in outputs)
+    assert printed[0].startswith("applied: 0001_create_events, 0002_seed_events")
+    assert printed[1].startswith("applied: nothing")
+    assert sum("no pending migration" in err for _, err in outputs) == 1
+    assert clickhouse.query_rows("SELECT count() FROM events") == [(3,)]
+    applied = clickhouse.query_rows(
+        "SELECT version, count() FROM schema_migrations "
+        "WHERE kind = 'migration' AND status = 'applied' GROUP BY version ORDER BY version"
+    )
+    assert applied == [(1, 1), (2, 1)]
+
+
+def test_cli_commands_exit_codes_and_output(
+    env: dict[str, str], tmp_path: Path, folder: Path
+) -> None:
+    status = cli(env, tmp_path, "status", "--check")
+    assert status.returncode == 3
+    assert "executed 0, pending 2, failed 0" in status.stdout
+
+    dry = cli(env, tmp_path, "up", "--dry-run")
+    assert dry.returncode == 0
+    assert (
+        "-- 0002_seed_events, statement 2\nINSERT INTO `default`.events VALUES (1), (2), (3);"
+        in dry.stdout
+    )
+
+    assert cli(env, tmp_path, "up").returncode == 0
+    result = cli(env, tmp_path, "status", "--json", "--check")
+    assert result.returncode == 0
+    parsed = json.loads(result.stdout)
+    assert (parsed["executed_count"], parsed["pending_count"], parsed["failed"]) == (2, 0, [])
+
+    too_many = cli(env, tmp_path, "down", "3")
+    assert too_many.returncode == 1
+    assert "cannot roll back 3 migrations: only 2 applied" in too_many.stderr
+    usage = cli(env, tmp_path, "down")
+    assert usage.returncode == 2
+
+    write(folder, "0004_gap.up.sql", "SELECT 1;")
+    broken = cli(env, tmp_path, "status")
+    assert broken.returncode == 1
+    assert "gap in the numbering: no up file for version 0003" in broken.stderr
+    assert "Traceback" not in broken.stderr
+
+
+@pytest.mark.slow
+def test_dagster_job_execute_migrate(
+    env: dict[str, str], tmp_path: Path, clickhouse: ClickHouseResource
+) -> None:
+    dagster = shutil.which("dagster", path=str(Path(sys.executable).parent))
+    assert dagster is not None
+    done = subprocess.run(
+        [dagster, "job", "execute", "-m", "dataproc_dagster", "-j", "migrate"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    log = done.stderr + done.stdout
+    assert done.returncode == 0, log[-3000:]
+    assert "RUN_SUCCESS" in log
+    assert "Asset check 'no_pending_migrations' on 'clickhouse/schema' passed" in log
+    assert "Asset check 'tables_match_migrations' on 'clickhouse/schema' passed" in log
+    assert clickhouse.query_rows("SELECT count() FROM events") == [(3,)]
