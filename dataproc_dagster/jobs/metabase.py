@@ -58,7 +58,7 @@ CATALOG_CONFIG = {
     tags={"kind": "metabase"},
     description="List Metabase databases, tables and fields (Markdown metadata).",
 )
-def metabase_catalog_op(context: OpExecutionContext) -> Any:
+def metabase_catalog_op(context: OpExecutionContext) -> Output[dict[str, Any]]:
     """Read the catalog and report it as Markdown tables in the op's output metadata."""
     config = context.op_config
     resource = context.resources.metabase

@@ -126,9 +126,7 @@ def test_rows_to_frame_types_each_column_and_keeps_duplicate_names() -> None:
 
 def test_rows_to_frame_rejects_a_short_row() -> None:
     with pytest.raises(ValueError, match="row 1 has 1 values, expected 2"):
-        rows_to_frame(
-            [[1, 2], [3]], [{"name": "a", "base_type": "type/Integer"}, {"name": "b"}]
-        )
+        rows_to_frame([[1, 2], [3]], [{"name": "a", "base_type": "type/Integer"}, {"name": "b"}])
 
 
 def test_empty_result_keeps_its_columns() -> None:

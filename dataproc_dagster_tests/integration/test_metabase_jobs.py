@@ -1,0 +1,274 @@
+"""The Metabase jobs run for real: stand-in Metabase -> Dagster -> embedded ClickHouse."""
+# ruff: noqa: F401, F811 - the stand-in fixtures are imported by name, then requested by name
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from dagster import ExecuteInProcessResult
+
+from dataproc_dagster import create_clickhouse_loader, create_etl_pipeline
+from dataproc_dagster.jobs.metabase import METABASE_TO_CLICKHOUSE, metabase_catalog
+from dataproc_dagster.ops.extractors.metabase import create_metabase_extractor
+from dataproc_dagster.resources.clickhouse import ClickHouseResource
+from dataproc_dagster.resources.metabase import MetabaseResource
+from dataproc_dagster_tests.helpers.pipelines import failure_message
+from dataproc_dagster_tests.servers.metabase_fixtures import ORDERS_ROWS, StandinSetup, metabase
+from dataproc_dagster_tests.servers.metabase_standin import JS_MAX_SAFE
+
+REPO = Path(__file__).resolve().parents[2]
+EXTRACT = "metabase_to_clickhouse__extract"
+LOAD = "metabase_to_clickhouse__load"
+
+
+def _resources(clickhouse: ClickHouseResource, setup: StandinSetup, **options: Any) -> dict:
+    values: dict[str, Any] = {
+        "base_url": setup.url,
+        "api_key": setup.server.api_key,
+        "retry_backoff": 0.01,
+    }
+    values.update(options)
+    return {"clickhouse": clickhouse, "metabase": MetabaseResource(**values)}
+
+
+def _run(
+    clickhouse: ClickHouseResource,
+    setup: StandinSetup,
+    source: dict[str, Any],
+    target: dict[str, Any],
+    **resource_options: Any,
+) -> ExecuteInProcessResult:
+    return METABASE_TO_CLICKHOUSE.job.execute_in_process(
+        run_config={"ops": {EXTRACT: {"config": source}, LOAD: {"config": target}}},
+        resources=_resources(clickhouse, setup, **resource_options),
+        raise_on_error=False,
+    )
+
+
+def _all_text(result: ExecuteInProcessResult) -> str:
+    parts = []
+    for event in result.all_events:
+        parts.append(str(event.message or ""))
+        if event.is_step_failure and event.step_failure_data and event.step_failure_data.error:
+            parts.append(event.step_failure_data.error.to_string())
+        parts.append(repr(getattr(event.event_specific_data, "metadata", "")))
+    return "\n".join(parts)
+
+
+def test_generic_job_copies_a_table_by_name_whole(
+    clickhouse: ClickHouseResource, metabase: StandinSetup
+) -> None:
+    result = _run(
+        clickhouse,
+        metabase,
+        {"database_name": "Sales", "schema": "PUBLIC", "table_name": "ORDERS", "page_size": 2000},
+        {"table": "orders", "mode": "replace"},
+    )
+    assert result.success, failure_message(result)
+    rows = clickhouse.query_rows(
+        "SELECT count(), min(id), max(id), max(big_id), countIf(customer = 'Zoë') FROM orders"
+    )
+    assert rows == [(ORDERS_ROWS, 1, ORDERS_ROWS, JS_MAX_SAFE + ORDERS_ROWS, 625)]
+    types = dict(
+        clickhouse.query_rows("SELECT name, type FROM system.columns WHERE table = 'orders'")
+    )
+    assert "Int64" in types["big_id"] and "DateTime64" in types["created_at"]
+    assert "Bool" in types["paid"] and "String" in types["customer"]
+    # Rerun with replace: same rows, not twice as many.
+    again = _run(
+        clickhouse,
+        metabase,
+        {"database_id": metabase.sales_id, "table_id": metabase.orders_id},
+        {"table": "orders", "mode": "replace"},
+    )
+    assert again.success, failure_message(again)
+    assert clickhouse.query_rows("SELECT count() FROM orders") == [(ORDERS_ROWS,)]
+
+
+def test_generic_job_runs_a_native_query_paged(
+    clickhouse: ClickHouseResource, metabase: StandinSetup
+) -> None:
+    metabase.server.honour_constraints = False  # force real 2000-row pages
+    result = _run(
+        clickhouse,
+        metabase,
+        {
+            "database_id": metabase.sales_id,
+            "native_query": "SELECT id, customer, amount FROM PUBLIC.ORDERS WHERE id <= 4500",
+            "order_by": "id",
+        },
+        {"table": "native_orders"},
+    )
+    assert result.success, failure_message(result)
+    assert clickhouse.query_rows(
+        "SELECT count(), uniqExact(id), countIf(amount IS NULL) FROM native_orders"
+    ) == [(4500, 4500, 409)]
+
+
+def test_failed_query_fails_the_run_and_leaves_no_table(
+    clickhouse: ClickHouseResource, metabase: StandinSetup
+) -> None:
+    result = _run(
+        clickhouse,
+        metabase,
+        {"database_name": "Sales", "native_query": "SELECT nope FROM PUBLIC.ORDERS"},
+        {"table": "never"},
+    )
+    assert not result.success
+    message = failure_message(result)
+    assert "[pipeline metabase_to_clickhouse]" in message
+    assert "no such column: nope" in message and "database 1 (Sales)" in message
+    assert "SELECT nope FROM PUBLIC.ORDERS" in message
+    assert clickhouse.query_rows("EXISTS TABLE never") == [(0,)]
+
+
+def test_wrong_api_key_fails_clearly_and_the_key_appears_nowhere(
+    clickhouse: ClickHouseResource, metabase: StandinSetup
+) -> None:
+    secret = "mb_this_key_is_wrong_and_secret"
+    result = _run(
+        clickhouse,
+        metabase,
+        {"database_id": metabase.sales_id, "table_id": metabase.orders_id},
+        {"table": "orders"},
+        api_key=secret,
+    )
+    assert not result.success
+    message = failure_message(result)
+    assert "API key was refused" in message and "METABASE_API_KEY" in message
+    assert secret not in _all_text(result)
+
+
+def test_run_config_naming_no_source_is_a_config_error(
+    clickhouse: ClickHouseResource, metabase: StandinSetup
+) -> None:
+    result = _run(clickhouse, metabase, {"database_id": 1}, {"table": "orders"})
+    assert not result.success
+    message = failure_message(result)
+    assert "give exactly one source" in message and "Fix:" in message
+
+
+def test_a_pipeline_declares_a_metabase_source_in_three_lines(
+    clickhouse: ClickHouseResource, metabase: StandinSetup
+) -> None:
+    source = create_metabase_extractor(
+        database_name="Sales", schema="ANALYTICS", table_name="ORDERS"
+    )
+    pipeline = create_etl_pipeline("mb_orders", source, create_clickhouse_loader("mb_orders"))
+    result = pipeline.job.execute_in_process(
+        resources=_resources(clickhouse, metabase), raise_on_error=False
+    )
+    assert result.success, failure_message(result)
+    assert clickhouse.query_rows("SELECT count(), max(id) FROM mb_orders") == [(10, 10)]
+
+
+def test_session_login_through_the_resource(
+    clickhouse: ClickHouseResource, metabase: StandinSetup
+) -> None:
+    server = metabase.server
+    result = _run(
+        clickhouse,
+        metabase,
+        {"database_name": "Ops", "table_name": "types"},
+        {"table": "types"},
+        api_key="",
+        username=server.username,
+        password=server.password,
+    )
+    assert result.success, failure_message(result)
+    assert server.count("POST", "/api/session") == 1 and server.count("DELETE", "/api/session") == 1
+    assert clickhouse.query_rows("SELECT big FROM types ORDER BY id") == [
+        (2**62 + 7,),
+        (None,),
+        (-(2**53) - 1,),
+    ]
+    assert server.password not in _all_text(result)
+
+
+def test_catalog_job_reports_markdown_metadata(metabase: StandinSetup, data_dir: Path) -> None:
+    resource = MetabaseResource(base_url=metabase.url, api_key=metabase.server.api_key)
+    result = metabase_catalog.execute_in_process(
+        run_config={"ops": {"metabase_catalog": {"config": {"table_id": metabase.orders_id}}}},
+        resources={"metabase": resource},
+    )
+    assert result.success
+    output = result.output_for_node("metabase_catalog")
+    assert {"id": metabase.orders_id, "db_id": 1, "schema": "PUBLIC", "name": "ORDERS"} in output[
+        "tables"
+    ]
+    event = next(e for e in result.all_events if e.event_type_value == "STEP_OUTPUT")
+    metadata = event.event_specific_data.metadata  # type: ignore[union-attr]
+    catalog = metadata["catalog"].value
+    assert "| Sales | 1 | h2 | PUBLIC | ORDERS |" in catalog and "| Ops |" in catalog
+    assert "| big_id |" in metadata["fields"].value
+    assert metadata["tables"].value == 5  # the hidden AUDIT_LOG is left out
+
+
+def _dagster_cli() -> str:
+    found = shutil.which("dagster", path=str(Path(sys.executable).parent))
+    assert found, "the dagster CLI is not installed in this environment"
+    return found
+
+
+def test_generic_job_through_dagster_job_execute(
+    metabase: StandinSetup, data_dir: Path, tmp_path: Path
+) -> None:
+    config = tmp_path / "metabase_to_clickhouse.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "ops": {
+                    EXTRACT: {
+                        "config": {
+                            "database_name": "Sales",
+                            "schema": "PUBLIC",
+                            "table_name": "ORDERS",
+                        }
+                    },
+                    LOAD: {"config": {"table": "cli_orders", "mode": "replace"}},
+                }
+            }
+        )
+    )
+    env = dict(os.environ)
+    env.update(
+        {
+            "DATAPROC_DATA_DIR": str(data_dir),
+            "DAGSTER_HOME": str(tmp_path / "dagster_home"),
+            "METABASE_BASE_URL": metabase.url,
+            "METABASE_API_KEY": metabase.server.api_key,
+        }
+    )
+    env.pop("CLICKHOUSE_URL", None)
+    (tmp_path / "dagster_home").mkdir()
+    done = subprocess.run(
+        [
+            _dagster_cli(),
+            "job",
+            "execute",
+            "-m",
+            "dataproc_dagster",
+            "-j",
+            "metabase_to_clickhouse",
+            "-c",
+            str(config),
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert metabase.server.api_key not in done.stdout + done.stderr
+    clickhouse = ClickHouseResource(url=f"chdb://{data_dir / 'clickhouse'}")
+    assert clickhouse.query_rows("SELECT count(), max(id) FROM cli_orders") == [
+        (ORDERS_ROWS, ORDERS_ROWS)
+    ]
