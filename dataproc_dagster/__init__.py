@@ -30,7 +30,6 @@ __all__ = [
 ]
 
 
-
 def __getattr__(name: str) -> object:
     # The Definitions are built on first access: importing the library (pipeline modules,
     # tests, the CLIs) does not discover and build every job. Dagster finds ``defs`` through

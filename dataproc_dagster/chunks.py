@@ -13,6 +13,7 @@ import shutil
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeAlias
 
 import pandas as pd
 import pyarrow as pa
@@ -23,7 +24,7 @@ from dataproc_dagster.errors import SchemaError
 DEFAULT_CHUNK_ROWS = 100_000
 _COMPRESSION = "lz4"
 
-Chunk = pd.DataFrame | pa.Table | pa.RecordBatch
+Chunk: TypeAlias = pd.DataFrame | pa.Table | pa.RecordBatch
 
 
 @dataclass(frozen=True)
@@ -189,7 +190,9 @@ def merge_schemas(old: pa.Schema | None, new: pa.Schema, where: str = "") -> pa.
     new_by_name = {f.name: f for f in new}
     for f in old:
         if f.name in new_by_name:
-            fields.append(pa.field(f.name, _merge_type(f.name, f.type, new_by_name[f.name].type, where)))
+            fields.append(
+                pa.field(f.name, _merge_type(f.name, f.type, new_by_name[f.name].type, where))
+            )
         else:
             fields.append(f)
     old_names = set(old.names)
@@ -289,7 +292,9 @@ class ChunkWriter:
         combined = pa.concat_tables(tables) if len(tables) > 1 else tables[0]
         head, tail = combined.slice(0, rows), combined.slice(rows)
         self._nullable.update(
-            name for name, col in zip(head.column_names, head.columns, strict=True) if col.null_count
+            name
+            for name, col in zip(head.column_names, head.columns, strict=True)
+            if col.null_count
         )
         self._file_columns.append(frozenset(head.column_names))
         name = f"part-{len(self._files):05d}.parquet"

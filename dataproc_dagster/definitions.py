@@ -12,6 +12,7 @@ from typing import Any
 
 from dagster import Definitions
 
+from dataproc_dagster.log_setup import configure_logging
 from dataproc_dagster.registry import discover_pipelines
 from dataproc_dagster.resources import build_resources
 from dataproc_dagster.settings import get_settings
@@ -40,6 +41,9 @@ def _collect_job_modules() -> dict[str, list[Any]]:
 def build_definitions() -> Definitions:
     """Assemble every pipeline, job, schedule, asset and resource of the code location."""
     settings = get_settings()
+    resources = build_resources(settings)
+    # LOG_LEVEL and secret masking, in every process that loads the code location.
+    configure_logging(settings, resources)
     pipelines = discover_pipelines()
     extra = _collect_job_modules()
     return Definitions(
@@ -48,7 +52,7 @@ def build_definitions() -> Definitions:
         assets=extra["ASSETS"],
         asset_checks=extra["ASSET_CHECKS"],
         sensors=extra["SENSORS"],
-        resources=build_resources(settings),
+        resources=resources,
     )
 
 

@@ -1,4 +1,4 @@
-"""``create_etl_pipeline``: extractor -> transformers -> loader (-> SQL steps) as one Dagster job."""
+"""``create_etl_pipeline``: extract -> transform* -> load (-> SQL steps) as one Dagster job."""
 
 from __future__ import annotations
 
@@ -158,7 +158,9 @@ def create_etl_pipeline(
     steps = list(transformers) + ([transformer] if transformer is not None else [])
     wrapped = [t if isinstance(t, Transformer) else create_transformer(t) for t in steps]
     if extractor is None and (loader is not None or wrapped):
-        raise ConfigError("a pipeline with a loader or transformers needs an extractor", pipeline=name)
+        raise ConfigError(
+            "a pipeline with a loader or transformers needs an extractor", pipeline=name
+        )
     if extractor is not None and loader is None:
         raise ConfigError(
             "the pipeline has an extractor but no loader",

@@ -8,7 +8,7 @@ import pandas as pd
 
 from dataproc_dagster.errors import DataprocError
 from dataproc_dagster.ops.loaders.clickhouse import split_table
-from dataproc_dagster.resources.clickhouse import ClickHouseResource, qualified_name
+from dataproc_dagster.resources.clickhouse import ClickHouseResource, qualified_name, scalar
 from dataproc_dagster.settings import get_settings
 
 
@@ -21,14 +21,16 @@ def show(tables: list[str], sample_rows: int = 5) -> int:
         for name in tables:
             database, table = split_table(name, resource.database)
             qualified = qualified_name(table, database)
-            exists = client.command(
-                "SELECT count() FROM system.tables WHERE database = {d:String} AND name = {t:String}",
-                parameters={"d": database, "t": table},
+            exists = scalar(
+                client,
+                "SELECT count() FROM system.tables WHERE database = {d:String} "
+                "AND name = {t:String}",
+                {"d": database, "t": table},
             )
-            if not int(exists):
+            if not exists:
                 print(f"\n{database}.{table}: does not exist")
                 return 1
-            rows = int(client.command(f"SELECT count() FROM {qualified}"))
+            rows = scalar(client, f"SELECT count() FROM {qualified}")
             print(f"\n{database}.{table}: {rows} rows")
             sample = client.query_df(f"SELECT * FROM {qualified} LIMIT {int(sample_rows)}")
             with pd.option_context("display.width", 160, "display.max_columns", 20):

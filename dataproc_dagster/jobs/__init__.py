@@ -1,1 +1,4 @@
-"""Generic and operational jobs. Each module may expose JOBS, SCHEDULES, ASSETS, ASSET_CHECKS, SENSORS."""
+"""Generic and operational jobs.
+
+Each module may expose JOBS, SCHEDULES, ASSETS, ASSET_CHECKS and SENSORS lists.
+"""

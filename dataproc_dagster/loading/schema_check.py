@@ -13,7 +13,12 @@ from typing import Any, Literal
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from dataproc_dagster.clickhouse_types import COMPATIBLE, ColumnType, arrow_family, arrow_to_clickhouse
+from dataproc_dagster.clickhouse_types import (
+    COMPATIBLE,
+    ColumnType,
+    arrow_family,
+    arrow_to_clickhouse,
+)
 from dataproc_dagster.errors import SchemaError
 from dataproc_dagster.loading.tables import TableInfo
 
@@ -51,9 +56,7 @@ def plan_drift(
             "schema_drift='evolve' (add columns) or 'discard' (drop them)",
         )
     if policy == "evolve":
-        plan.add = [
-            f"`{f.name}` {arrow_to_clickhouse(f, nullable=True)}" for f in extra
-        ]
+        plan.add = [f"`{f.name}` {arrow_to_clickhouse(f, nullable=True)}" for f in extra]
     else:
         plan.drop = [f.name for f in extra]
     del nullable_columns
@@ -97,7 +100,8 @@ def check_chunk(table: pa.Table, info: TableInfo, *, row_offset: int = 0) -> Non
                 f"column {name!r} is {ctype.raw} (not Nullable) but row {row_offset + index} is "
                 f"NULL; ClickHouse would store a default value instead",
                 source=where,
-                fix=f"fill the NULLs of {name!r} in a transformer, or make it Nullable with a migration",
+                fix=f"fill the NULLs of {name!r} in a transformer, or make it Nullable "
+                "with a migration",
             )
         if ctype.family == "int" and pa.types.is_floating(column.type):
             fractional = pc.fill_null(pc.not_equal(column, pc.floor(column)), False)
@@ -134,5 +138,6 @@ def check_chunk(table: pa.Table, info: TableInfo, *, row_offset: int = 0) -> Non
                     f"column {name!r} is {ctype.raw} but row {row_offset + index} holds {value!r}, "
                     f"not one of its labels {sorted(labels)}",
                     source=where,
-                    fix=f"map the value in a transformer or add the label to {name!r} with a migration",
+                    fix=f"map the value in a transformer, or add the label to {name!r} "
+                    "with a migration",
                 )

@@ -9,7 +9,7 @@ import pyarrow as pa
 from clickhouse_connect.driver.client import Client
 
 from dataproc_dagster.clickhouse_types import ColumnType, arrow_to_clickhouse
-from dataproc_dagster.resources.clickhouse import qualified_name, quote_identifier
+from dataproc_dagster.resources.clickhouse import qualified_name, quote_identifier, scalar
 
 
 @dataclass(frozen=True)
@@ -59,7 +59,9 @@ def describe_table(client: Client, database: str, table: str) -> TableInfo | Non
     )
 
 
-def column_ddl(schema: pa.Schema, nullable_columns: set[str], not_null: Sequence[str] = ()) -> list[str]:
+def column_ddl(
+    schema: pa.Schema, nullable_columns: set[str], not_null: Sequence[str] = ()
+) -> list[str]:
     """Column definitions for ``schema``; ``not_null`` columns are never ``Nullable``."""
     keep = set(not_null)
     return [
@@ -101,7 +103,7 @@ def drop_table(client: Client, database: str, table: str) -> None:
 
 def count_rows(client: Client, database: str, table: str) -> int:
     """``count()`` of a table."""
-    return int(client.command(f"SELECT count() FROM {qualified_name(table, database)}"))
+    return scalar(client, f"SELECT count() FROM {qualified_name(table, database)}")
 
 
 def active_partitions(client: Client, database: str, table: str) -> list[str]:

@@ -34,7 +34,7 @@ from dataproc_dagster.loading.tables import (
     describe_table,
     drop_table,
 )
-from dataproc_dagster.resources.clickhouse import qualified_name, quote_identifier
+from dataproc_dagster.resources.clickhouse import qualified_name, quote_identifier, scalar
 
 WriteMode = Literal["append", "replace", "replace_partitions", "upsert"]
 WRITE_MODES: tuple[str, ...] = ("append", "replace", "replace_partitions", "upsert")
@@ -139,12 +139,13 @@ def _ensure_ledger(client: Client, database: str) -> None:
 def already_loaded(client: Client, spec: LoadSpec, dataset_id: str) -> bool:
     """Whether this dataset was already published into this table."""
     _ensure_ledger(client, spec.database)
-    found = client.command(
+    found = scalar(
+        client,
         f"SELECT count() FROM {qualified_name(LEDGER_TABLE, spec.database)} "
         "WHERE target = {t:String} AND dataset_id = {d:String}",
-        parameters={"t": spec.table, "d": dataset_id},
+        {"t": spec.table, "d": dataset_id},
     )
-    return int(found) > 0
+    return found > 0
 
 
 def _record(client: Client, spec: LoadSpec, dataset_id: str, rows: int) -> None:
@@ -291,9 +292,7 @@ def load_chunkset(
     stage = staging_name(spec, chunks.dataset_id)
     drop_table(client, spec.database, stage)
     try:
-        client.command(
-            f"CREATE TABLE {qualified_name(stage, spec.database)} AS {spec.qualified}"
-        )
+        client.command(f"CREATE TABLE {qualified_name(stage, spec.database)} AS {spec.qualified}")
         version = time.time_ns()
         for index, table in enumerate(chunks.iter_tables()):
             if drift and drift.drop:

@@ -11,12 +11,8 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
-import pandas as pd
-import pyarrow as pa
-
+from dataproc_dagster.chunks import Chunk
 from dataproc_dagster.resources.clickhouse import ClickHouseResource
-
-Chunk = pd.DataFrame | pa.Table | pa.RecordBatch
 
 
 @dataclass(frozen=True)
@@ -62,7 +58,8 @@ class StepContext:
     @property
     def clickhouse(self) -> ClickHouseResource:
         """The ``clickhouse`` resource."""
-        return self.resource("clickhouse")  # type: ignore[no-any-return]
+        resource: ClickHouseResource = self.resource("clickhouse")
+        return resource
 
 
 @runtime_checkable
@@ -76,9 +73,20 @@ class Extractor(Protocol):
             ``ctx.config`` (used by generic jobs launched with run config only).
     """
 
-    kind: str
-    required_resource_keys: frozenset[str]
-    config_schema: Any
+    @property
+    def kind(self) -> str:
+        """Short name of the source kind."""
+        ...
+
+    @property
+    def required_resource_keys(self) -> frozenset[str]:
+        """Resource keys the extractor uses."""
+        ...
+
+    @property
+    def config_schema(self) -> Any:
+        """Dagster config schema of the op, or ``None``."""
+        ...
 
     def describe(self) -> str:
         """Where the rows come from, with secrets masked."""

@@ -1,6 +1,5 @@
 """ELT steps: SQL run inside ClickHouse whose result replaces a table (staging + swap)."""
 
-
 import hashlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -70,9 +69,11 @@ def make_sql_op(pipeline: str, name: str, step: SqlStep) -> OpDefinition:
         clickhouse = context.resources.clickhouse
         database, table = split_table(step.table, clickhouse.database)
         where = f"{database}.{table}"
-        with pipeline_errors(pipeline, name, f"ClickHouse {where}"), measure_step(
-            name, context.log
-        ) as metrics, clickhouse.get_client(step=name) as client:
+        with (
+            pipeline_errors(pipeline, name, f"ClickHouse {where}"),
+            measure_step(name, context.log) as metrics,
+            clickhouse.get_client(step=name) as client,
+        ):
             digest = hashlib.sha1(context.run_id.encode()).hexdigest()[:12]
             stage = f"_stage_{table}_{digest}"
             drop_table(client, database, stage)

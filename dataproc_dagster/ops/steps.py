@@ -4,7 +4,6 @@ This is the one place where steps read and write chunks, measure themselves, rep
 and turn errors into messages that name the pipeline, the step and the fix.
 """
 
-
 import shutil
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -18,12 +17,10 @@ from dagster import (
     Failure,
     In,
     MetadataValue,
-    Nothing,
     OpDefinition,
     OpExecutionContext,
     Out,
     Output,
-    RetryPolicy,
     TableColumn,
     TableSchema,
     check_dagster_type,
@@ -31,9 +28,10 @@ from dagster import (
 )
 
 from dataproc_dagster.chunks import ChunkSet, ChunkWriter
-from dataproc_dagster.errors import DataprocError, SchemaError, SourceError
+from dataproc_dagster.errors import DataprocError, SchemaError
 from dataproc_dagster.observability import StepMetrics, measure_step
 from dataproc_dagster.ops.base import Extractor, StepContext, TargetTable
+from dataproc_dagster.resources.clickhouse import qualified_name, scalar
 from dataproc_dagster.settings import get_settings
 
 CLICKHOUSE_POOL = "clickhouse"
@@ -183,7 +181,7 @@ def materialization(
         "AND table = {t:String} ORDER BY position",
         parameters={"db": database, "t": table},
     ).result_rows
-    rows = int(client.command(f"SELECT count() FROM `{database}`.`{table}`"))
+    rows = scalar(client, f"SELECT count() FROM {qualified_name(table, database)}")
     return AssetMaterialization(
         asset_key=AssetKey(["clickhouse", database, table]),
         description=description,

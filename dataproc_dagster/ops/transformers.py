@@ -30,10 +30,7 @@ class Transformer:
 
     def apply(self, frame: pd.DataFrame, config: dict[str, Any]) -> pd.DataFrame:
         """Run the function on one chunk; pass run config when the function takes it."""
-        if _takes_config(self.fn):
-            result = self.fn(frame, config)
-        else:
-            result = self.fn(frame)
+        result = self.fn(frame, config) if _takes_config(self.fn) else self.fn(frame)
         if not isinstance(result, pd.DataFrame):
             raise TypeError(
                 f"transformer {self.name!r} returned {type(result).__name__}, not a DataFrame"
@@ -80,7 +77,7 @@ def create_transformer(
         raise ConfigError(f"create_transformer needs a function, got {type(fn).__name__}")
     return Transformer(
         fn=fn,
-        name=name or getattr(fn, "__name__", "transform"),
+        name=name or str(getattr(fn, "__name__", "transform")),
         output_type=output_type,
         config_schema=config_schema,
     )

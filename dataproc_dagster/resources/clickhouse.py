@@ -21,7 +21,7 @@ from dataproc_dagster.resources.embedded_lock import embedded_directory_lock
 from dataproc_dagster.settings import CLICKHOUSE_SCHEMES, FrameworkSettings
 
 
-class ClickHouseResource(ConfigurableResource):  # type: ignore[misc]
+class ClickHouseResource(ConfigurableResource):
     """ClickHouse through clickhouse-connect.
 
     ``url`` picks the engine: ``chdb:///dir`` runs the embedded ClickHouse engine (chDB) on a
@@ -30,7 +30,9 @@ class ClickHouseResource(ConfigurableResource):  # type: ignore[misc]
     it. On the embedded engine a cross-process lock serialises the steps of concurrent runs.
     """
 
-    url: str = Field(description="chdb:///path for the embedded engine, http(s)://host:port for a server")
+    url: str = Field(
+        description="chdb:///path for the embedded engine, http(s)://host:port for a server"
+    )
     user: str = Field(default="default", description="User name (server only)")
     password: str = Field(default="", description="Password (server only); pass an EnvVar")
     database: str = Field(default="default", description="Default database")
@@ -45,7 +47,9 @@ class ClickHouseResource(ConfigurableResource):  # type: ignore[misc]
     @classmethod
     def from_settings(cls, settings: FrameworkSettings) -> ClickHouseResource:
         """Build the resource from the framework settings; the password stays an ``EnvVar``."""
-        password: Any = EnvVar("CLICKHOUSE_PASSWORD") if os.environ.get("CLICKHOUSE_PASSWORD") else ""
+        password: Any = (
+            EnvVar("CLICKHOUSE_PASSWORD") if os.environ.get("CLICKHOUSE_PASSWORD") else ""
+        )
         return cls(
             url=settings.clickhouse_url,
             user=settings.clickhouse_user,
@@ -141,7 +145,7 @@ class ClickHouseResource(ConfigurableResource):  # type: ignore[misc]
 
     def _open_server(self) -> Client:
         parts = urlsplit(self.url)
-        options = dict(parse_qsl(parts.query))
+        options: dict[str, Any] = dict(parse_qsl(parts.query))
         try:
             return clickhouse_connect.get_client(
                 host=parts.hostname or "localhost",
@@ -165,15 +169,19 @@ class ClickHouseResource(ConfigurableResource):  # type: ignore[misc]
     # Convenience calls; each opens and closes a client. Inside an op that makes several
     # calls, prefer one ``with resource.get_client() as client`` block.
 
-    def query_df(self, sql: str, parameters: dict[str, Any] | Sequence[Any] | None = None) -> pd.DataFrame:
+    def query_df(
+        self, sql: str, parameters: dict[str, Any] | Sequence[Any] | None = None
+    ) -> pd.DataFrame:
         """Run a query and return the whole result as a DataFrame."""
         with self.get_client() as client:
             return client.query_df(sql, parameters=parameters)
 
-    def query_rows(self, sql: str, parameters: dict[str, Any] | Sequence[Any] | None = None) -> list[tuple[Any, ...]]:
+    def query_rows(
+        self, sql: str, parameters: dict[str, Any] | Sequence[Any] | None = None
+    ) -> list[tuple[Any, ...]]:
         """Run a query and return its rows as tuples."""
         with self.get_client() as client:
-            return list(client.query(sql, parameters=parameters).result_rows)
+            return [tuple(row) for row in client.query(sql, parameters=parameters).result_rows]
 
     def command(self, sql: str, parameters: dict[str, Any] | None = None) -> Any:
         """Run a statement that returns no rows (DDL, ALTER, ...)."""
@@ -184,7 +192,10 @@ class ClickHouseResource(ConfigurableResource):  # type: ignore[misc]
         self, sql: str, parameters: dict[str, Any] | Sequence[Any] | None = None
     ) -> Iterator[pa.RecordBatch]:
         """Stream a query's result as Arrow record batches (memory bounded by block size)."""
-        with self.get_client() as client, client.query_arrow_stream(sql, parameters=parameters) as stream:
+        with (
+            self.get_client() as client,
+            client.query_arrow_stream(sql, parameters=parameters) as stream,
+        ):
             yield from stream
 
     def insert_chunks(
@@ -200,6 +211,12 @@ class ClickHouseResource(ConfigurableResource):  # type: ignore[misc]
                     client.insert_df(table, chunk, database=database)
                 rows += len(chunk)
         return rows
+
+
+def scalar(client: Client, sql: str, parameters: dict[str, Any] | None = None) -> int:
+    """Run a query returning one integer (``SELECT count() ...``)."""
+    rows = client.query(sql, parameters=parameters).result_rows
+    return int(rows[0][0]) if rows else 0
 
 
 def quote_identifier(name: str) -> str:

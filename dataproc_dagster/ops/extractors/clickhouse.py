@@ -40,7 +40,7 @@ class ClickHouseExtractor:
                 client.database = self.database
             try:
                 stream = client.query_arrow_stream(
-                    self.query, parameters=self.parameters, settings=settings
+                    self.query, parameters=_parameters(self.parameters), settings=settings
                 )
             except Exception as exc:
                 raise SourceError(
@@ -52,6 +52,12 @@ class ClickHouseExtractor:
             with stream:
                 for batch in stream:
                     yield pa.Table.from_batches([batch])
+
+
+def _parameters(
+    parameters: Mapping[str, Any] | Sequence[Any] | None,
+) -> dict[str, Any] | Sequence[Any] | None:
+    return dict(parameters) if isinstance(parameters, Mapping) else parameters
 
 
 def create_clickhouse_extractor(

@@ -34,7 +34,7 @@ class FunctionExtractor:
         if isinstance(result, Iterable) and not hasattr(result, "columns"):
             yield from result
         else:
-            yield result  # type: ignore[misc]
+            yield result
 
 
 def create_extractor(
@@ -62,7 +62,7 @@ def create_extractor(
         raise ConfigError(f"create_extractor needs a function, got {type(fn).__name__}")
     return FunctionExtractor(
         fn=fn,
-        name=name or getattr(fn, "__name__", "extract"),
+        name=name or str(getattr(fn, "__name__", "extract")),
         required_resource_keys=frozenset(required_resource_keys),
         config_schema=config_schema,
     )

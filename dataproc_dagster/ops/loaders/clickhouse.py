@@ -1,6 +1,5 @@
 """The ClickHouse loader: ``create_clickhouse_loader`` and the op it becomes."""
 
-
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -36,7 +35,9 @@ LOADER_CONFIG_SCHEMA = {
     "mode": Field(str, default_value="append", description=f"One of {', '.join(WRITE_MODES)}"),
     "key_columns": Field(Array(str), default_value=[], description="Key of upsert mode"),
     "order_by": Field(Array(str), default_value=[], description="ORDER BY for a new table"),
-    "partition_by": Field(Noneable(str), default_value=None, description="PARTITION BY for a new table"),
+    "partition_by": Field(
+        Noneable(str), default_value=None, description="PARTITION BY for a new table"
+    ),
     "schema_drift": Field(str, default_value="freeze", description="freeze, evolve or discard"),
 }
 
@@ -135,7 +136,10 @@ def create_clickhouse_loader(
     """
     if table is None:
         return ClickHouseLoader(
-            None, from_config=True, retry_policy=retry_policy, keep_chunks=keep_chunks,
+            None,
+            from_config=True,
+            retry_policy=retry_policy,
+            keep_chunks=keep_chunks,
             on_chunk=on_chunk,
         )
     from dataproc_dagster.settings import get_settings
@@ -181,33 +185,34 @@ def make_load_op(pipeline: str, name: str, loader: ClickHouseLoader) -> OpDefini
         with pipeline_errors(pipeline, name, source):
             spec = loader.resolve(dict(context.op_config or {}), clickhouse.database)
             source = f"ClickHouse {spec.database}.{spec.table}"
-        with pipeline_errors(pipeline, name, source), measure_step(name, context.log) as metrics:
-            with clickhouse.get_client(step=name) as client:
-                result = load_chunkset(
-                    client, chunks, spec, log=context.log, on_chunk=loader.on_chunk
-                )
-                metrics.add(result.rows, result.chunks)
-                metrics.extra.update(
-                    {
-                        "table": f"{spec.database}.{spec.table}",
-                        "write_mode": spec.mode,
-                        "rows_not_loaded": chunks.rows - result.rows if not result.skipped else 0,
-                        "table_created": result.created,
-                    }
-                )
-                if result.skipped:
-                    metrics.extra["skipped"] = result.skipped
-                if result.columns_added:
-                    metrics.extra["columns_added"] = ", ".join(result.columns_added)
-                if result.columns_discarded:
-                    metrics.extra["columns_discarded"] = ", ".join(result.columns_discarded)
-                event = materialization(
-                    client,
-                    spec.database,
-                    spec.table,
-                    f"{spec.mode} by pipeline {pipeline}",
-                    {"write_mode": spec.mode, "rows_loaded": result.rows},
-                )
+        with (
+            pipeline_errors(pipeline, name, source),
+            measure_step(name, context.log) as metrics,
+            clickhouse.get_client(step=name) as client,
+        ):
+            result = load_chunkset(client, chunks, spec, log=context.log, on_chunk=loader.on_chunk)
+            metrics.add(result.rows, result.chunks)
+            metrics.extra.update(
+                {
+                    "table": f"{spec.database}.{spec.table}",
+                    "write_mode": spec.mode,
+                    "rows_not_loaded": chunks.rows - result.rows if not result.skipped else 0,
+                    "table_created": result.created,
+                }
+            )
+            if result.skipped:
+                metrics.extra["skipped"] = result.skipped
+            if result.columns_added:
+                metrics.extra["columns_added"] = ", ".join(result.columns_added)
+            if result.columns_discarded:
+                metrics.extra["columns_discarded"] = ", ".join(result.columns_discarded)
+            event = materialization(
+                client,
+                spec.database,
+                spec.table,
+                f"{spec.mode} by pipeline {pipeline}",
+                {"write_mode": spec.mode, "rows_loaded": result.rows},
+            )
         yield event
         summary = {"table": f"{spec.database}.{spec.table}", "mode": spec.mode, "rows": result.rows}
         yield Output(summary, metadata=metrics.metadata())
