@@ -179,7 +179,7 @@ def check_metabase(metabase: Any) -> CheckResult:
         return CheckResult(
             CHECK_METABASE,
             PASSED,
-            f"Metabase at {metabase.describe()} is {health}; authenticated as {who} ({auth})",
+            f"{metabase.describe()} is {health}; authenticated as {who} ({auth})",
             metadata={
                 "where": metabase.describe(),
                 "health": health,
