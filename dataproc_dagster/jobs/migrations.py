@@ -22,9 +22,11 @@ from dagster import (
     AssetMaterialization,
     AssetSelection,
     Config,
+    DefaultScheduleStatus,
     MaterializeResult,
     MetadataValue,
     OpExecutionContext,
+    ScheduleDefinition,
     asset,
     define_asset_job,
     job,
@@ -244,6 +246,17 @@ migration_checks = define_asset_job(
     tags={"dataproc/kind": "migrations"},
 )
 
+# Off until switched on in the UI: checking hourly costs a few small queries.
+migration_checks_schedule = ScheduleDefinition(
+    name="migration_checks_hourly",
+    job=migration_checks,
+    cron_schedule="17 * * * *",
+    execution_timezone="UTC",
+    default_status=DefaultScheduleStatus.STOPPED,
+    description="Run the ClickHouse schema checks every hour (read-only).",
+)
+
 ASSETS = [clickhouse_schema]
 ASSET_CHECKS = [clickhouse_schema_checks]
 JOBS = [migrate, migration_checks, migrate_rollback]
+SCHEDULES = [migration_checks_schedule]

@@ -119,12 +119,13 @@ class ClickHouseMigrationManager:
                     self._log(f"[dry run] {item['migration']} #{item['number']}: {item['sql']}")
                 return {"applied": [], "dry_run": True, "statements": plan, "status": status}
             applied: list[str] = []
-            with self._locked(state):
+            with self._locked(state) as owner:
                 status = self._status(files, state.migrations())
                 self._refuse_unsafe(status, command="up")
                 pending = {r["version"] for r in status["migrations"] if r["status"] == "pending"}
                 for migration in files:
                     if migration.version in pending:
+                        state.claim_lock(owner, self.settings.migrations_lock_ttl)  # heartbeat
                         self._run_up(client, state, migration)
                         applied.append(migration.label)
                 status = self._status(files, state.migrations())
@@ -156,7 +157,7 @@ class ClickHouseMigrationManager:
         rolled_back: list[str] = []
         with self._client() as client:
             state = self._state(client)
-            with self._locked(state):
+            with self._locked(state) as owner:
                 status = self._status(files, state.migrations())
                 self._refuse_unsafe(status, command="down")
                 applied = sorted(
@@ -178,6 +179,7 @@ class ClickHouseMigrationManager:
                         fix="write the missing NNNN_name.down.sql file(s), or roll back fewer",
                     )
                 for migration in chosen:
+                    state.claim_lock(owner, self.settings.migrations_lock_ttl)  # heartbeat
                     self._run_down(client, state, migration)
                     rolled_back.append(migration.label)
                 status = self._status(files, state.migrations())
@@ -314,7 +316,7 @@ class ClickHouseMigrationManager:
             try:
                 client.command(sql)
             except Exception as exc:
-                error = _first_line(exc)
+                error = _first_line(exc, secret=self.clickhouse.password)
                 state.record(
                     status=FAILED,
                     failed_statement=number,
@@ -361,7 +363,8 @@ class ClickHouseMigrationManager:
             yield client
 
     @contextmanager
-    def _locked(self, state: StateTable) -> Iterator[None]:
+    def _locked(self, state: StateTable) -> Iterator[str]:
+        """Hold the migration lock for the block; yields the owner id, to refresh the claim."""
         state.ensure()
         owner = new_owner()
         state.acquire_lock(
@@ -371,7 +374,7 @@ class ClickHouseMigrationManager:
             settle=0.0 if self.clickhouse.is_embedded else _SERVER_SETTLE_SECONDS,
         )
         try:
-            yield
+            yield owner
         finally:
             state.release_lock(owner)
 
@@ -477,8 +480,10 @@ class ClickHouseMigrationManager:
         return plan
 
 
-def _first_line(exc: BaseException) -> str:
+def _first_line(exc: BaseException, *, secret: str = "") -> str:
     text = str(exc).strip() or type(exc).__name__
+    if secret:
+        text = text.replace(secret, "***")
     return text.splitlines()[0][:1000]
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -325,3 +326,16 @@ def test_lock_goes_to_the_oldest_live_claim(clickhouse: ClickHouseResource) -> N
         state.acquire_lock("second", ttl=60, timeout=0, settle=0)
         holder = state.lock_holder()
         assert holder is not None and holder[0] == "second"
+
+
+def test_a_refreshed_claim_outlives_its_first_expiry(clickhouse: ClickHouseResource) -> None:
+    with clickhouse.get_client() as client:
+        state = StateTable(client, database="default", table="schema_migrations")
+        state.ensure()
+        state.acquire_lock("runner", ttl=0.5, timeout=0, settle=0)
+        state.claim_lock("runner", ttl=60)  # the heartbeat before each migration
+        time.sleep(0.7)
+        holder = state.lock_holder()
+        assert holder is not None and holder[0] == "runner"
+        state.claim_lock("runner", ttl=0)
+        assert state.lock_holder() is None
