@@ -108,7 +108,8 @@ def flatten_record(
 def _flatten_into(out: dict[str, Any], record: Mapping[str, Any], prefix: str, depth: int) -> None:
     for key, value in record.items():
         name = f"{prefix}{_SEP}{key}" if prefix else str(key)
-        if isinstance(value, Mapping) and depth > 0 and value:
+        # Decoded JSON holds plain dicts; an exact type check is much cheaper than an ABC one.
+        if depth > 0 and type(value) is dict and value:
             _flatten_into(out, value, name, depth - 1)
         else:
             if name in out:
@@ -125,18 +126,14 @@ _SCALAR_TYPES: dict[str, pa.DataType] = {
 }
 
 
-def _scalar_kind(value: Any) -> str | None:
-    if value is None:
-        return None
-    if isinstance(value, bool):
-        return "bool"
-    if isinstance(value, int):
-        return "int"
-    if isinstance(value, float):
-        return "float"
-    if isinstance(value, str):
-        return "string"
-    return "other"
+_TYPE_KINDS: dict[type, str] = {
+    bool: "bool",
+    int: "int",
+    float: "float",
+    str: "string",
+    list: "list",
+    dict: "json",
+}
 
 
 class RecordConverter:
@@ -164,10 +161,10 @@ class RecordConverter:
 
     def convert(self, records: Sequence[Any], *, where: str) -> pa.Table:
         """Convert one page of records; ``where`` (the page URL, masked) names it in errors."""
-        columns: dict[str, list[Any]] = {}
-        count = len(records)
+        flats: list[dict[str, Any]] = []
+        names: dict[str, None] = {}
         for index, record in enumerate(records):
-            if not isinstance(record, Mapping):
+            if type(record) is not dict and not isinstance(record, Mapping):
                 raise SourceError(
                     f"record {index} is a JSON {_json_type(record)}, not an object",
                     source=where,
@@ -181,40 +178,24 @@ class RecordConverter:
                     source=where,
                     fix="lower max_depth so that the nested object stays one JSON column",
                 ) from None
-            for name, value in flat.items():
-                column = columns.get(name)
-                if column is None:
-                    column = columns[name] = [None] * index
-                column.append(value)
-            for column in columns.values():
-                if len(column) <= index:
-                    column.append(None)
-        arrays = []
-        names = []
-        for name, values in columns.items():
-            if len(values) < count:
-                values.extend([None] * (count - len(values)))
-            arrays.append(self._column(name, values, where))
-            names.append(name)
-        return pa.Table.from_arrays(arrays, names=names) if names else pa.table({})
+            flats.append(flat)
+            if len(flat) != len(names) or flat.keys() != names.keys():
+                names.update(dict.fromkeys(flat))
+        arrays = [self._column(name, [f.get(name) for f in flats], where) for name in names]
+        return pa.Table.from_arrays(arrays, names=list(names)) if names else pa.table({})
 
     def _column(self, name: str, values: list[Any], where: str) -> pa.Array:
-        kinds: set[str] = set()
+        types = set(map(type, values))
+        types.discard(type(None))
+        kinds = {_TYPE_KINDS.get(t, "json") for t in types}
         list_kinds: set[str] = set()
-        for value in values:
-            kind = _scalar_kind(value)
-            if kind is None:
-                continue
-            if kind == "other":
-                if isinstance(value, list):
-                    kind = "list"
-                    for element in value:
-                        element_kind = _scalar_kind(element)
-                        if element_kind is not None:
-                            list_kinds.add(element_kind)
-                else:
-                    kind = "json"
-            kinds.add(kind)
+        if "list" in kinds:
+            element_types: set[type] = set()
+            for value in values:
+                if type(value) is list:
+                    element_types.update(map(type, value))
+            element_types.discard(type(None))
+            list_kinds = {_TYPE_KINDS.get(t, "json") for t in element_types}
         kind = self._page_kind(name, kinds, list_kinds, where)
         if kind is None:
             previous = self.kinds.get(name)
@@ -222,12 +203,7 @@ class RecordConverter:
         kind = self._merge(name, kind, where)
         if kind == "json":
             values = [None if v is None else _to_json(v) for v in values]
-        elif kind == "float":
-            values = [None if v is None else float(v) for v in values]
-        elif kind == "list:float":
-            values = [
-                None if v is None else [None if e is None else float(e) for e in v] for v in values
-            ]
+        # Arrow itself widens ints to float64 (also inside lists) for the float kinds.
         return pa.array(values, type=self._arrow_type(kind))
 
     def _page_kind(
@@ -236,7 +212,7 @@ class RecordConverter:
         if not kinds:
             return None
         if kinds == {"list"}:
-            if self.list_mode == "json" or list_kinds - {"bool", "int", "float", "string"}:
+            if self.list_mode == "json" or list_kinds - set(_SCALAR_TYPES):
                 return "json"
             if list_kinds <= {"int", "float"} and list_kinds:
                 return "list:float" if "float" in list_kinds else "list:int"

@@ -1,0 +1,244 @@
+"""HTTP extractor benchmark: sequential vs concurrent paging, and the whole generic job.
+
+Serves generated records from a separate process (``dataproc_dagster_tests.servers.http_api``)
+that adds 20 ms to every response, then prints:
+
+1. records/s of the extract step (paging, JSON, flattening, Parquet chunks) over 1,000 pages of
+   100 records, sequentially and with concurrency 4 and 8, and the step's peak memory;
+2. peak memory of the extract step at 1,000 and 5,000 pages (flat = chunks leave as they fill);
+3. records/s of the whole ``http_to_clickhouse`` job (extract + load into the embedded
+   ClickHouse) over 500,000 records, against a bare httpx async loop at concurrency 8 over
+   the same server, measured in the same run.
+
+Run with ``./run.sh bench`` or ``python -m dataproc_dagster_tests.performance.bench_http``.
+Figures are printed; nothing here passes or fails.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+import psutil
+
+PAGE_SIZE = 100
+
+
+@contextmanager
+def api_server(records: int, delay: float) -> Iterator[str]:
+    """The test API in a child process; yields its base URL."""
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "dataproc_dagster_tests.servers.http_api",
+            "--records",
+            str(records),
+            "--delay",
+            str(delay),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        url = process.stdout.readline().strip()
+        httpx.get(url + "/pages?page=1&per_page=1", timeout=10).raise_for_status()
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+class PeakMemory:
+    """Samples this process's RSS every 10 ms; ``peak_mb`` is the highest above the start."""
+
+    def __init__(self) -> None:
+        self._process = psutil.Process()
+        self._stop = threading.Event()
+        self.start_mb = self._rss()
+        self.peak_mb = self.start_mb
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _rss(self) -> float:
+        return float(self._process.memory_info().rss) / 2**20
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.01):
+            self.peak_mb = max(self.peak_mb, self._rss())
+
+    def __enter__(self) -> PeakMemory:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak_mb = max(self.peak_mb, self._rss())
+
+    @property
+    def growth_mb(self) -> float:
+        return self.peak_mb - self.start_mb
+
+
+def run_extract_step(
+    url: str, pages: int, concurrency: int, workdir: Path
+) -> tuple[int, float, float, float]:
+    """The extract step's work (HTTP -> Arrow -> Parquet chunks): rows, seconds, peak/growth MB."""
+    from dagster import build_op_context
+
+    from dataproc_dagster.chunks import ChunkWriter
+    from dataproc_dagster.http.pagination import page_number
+    from dataproc_dagster.ops.base import StepContext
+    from dataproc_dagster.ops.extractors.http import create_http_extractor
+
+    extractor = create_http_extractor(
+        url + "/pages",
+        paginator=page_number(
+            page_size=PAGE_SIZE, total_pages_path="meta.total_pages", max_pages=pages
+        ),
+        records_path="data.items",
+        concurrency=concurrency,
+    )
+    ctx = StepContext("bench_http", "bench_http__extract", build_op_context())
+    with PeakMemory() as memory:
+        started = time.perf_counter()
+        with ChunkWriter(workdir / f"extract-{pages}-{concurrency}", "bench") as writer:
+            for chunk in extractor.extract(ctx):
+                writer.write(chunk)
+            chunks = writer.close()
+        seconds = time.perf_counter() - started
+    return chunks.rows, seconds, memory.peak_mb, memory.growth_mb
+
+
+def bare_httpx_loop(url: str, pages: int, concurrency: int) -> tuple[int, float]:
+    """Fetch and JSON-decode ``pages`` pages with a plain httpx async loop: rows, seconds."""
+
+    async def main() -> int:
+        limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+        semaphore = asyncio.Semaphore(concurrency)
+        async with httpx.AsyncClient(limits=limits, timeout=30) as client:
+
+            async def one(page: int) -> int:
+                async with semaphore:
+                    response = await client.get(
+                        url + "/pages", params={"page": page, "per_page": PAGE_SIZE}
+                    )
+                    return len(response.json()["data"]["items"])
+
+            counts = await asyncio.gather(*(one(p) for p in range(1, pages + 1)))
+        return sum(counts)
+
+    started = time.perf_counter()
+    rows = asyncio.run(main())
+    return rows, time.perf_counter() - started
+
+
+def run_generic_job(url: str, pages: int, concurrency: int, workdir: Path) -> tuple[int, float]:
+    """The whole ``http_to_clickhouse`` job into the embedded ClickHouse: rows, seconds."""
+    os.environ["DATAPROC_DATA_DIR"] = str(workdir / "dataproc")
+    os.environ.pop("CLICKHOUSE_URL", None)
+    from dataproc_dagster.jobs.http_to_clickhouse import PIPELINE
+    from dataproc_dagster.resources.clickhouse import ClickHouseResource
+    from dataproc_dagster.settings import get_settings
+
+    get_settings.cache_clear()
+    clickhouse = ClickHouseResource(url=f"chdb://{workdir / 'dataproc' / 'clickhouse'}")
+    config = {
+        "ops": {
+            "http_to_clickhouse__extract": {
+                "config": {
+                    "url": url + "/pages",
+                    "paginator": {
+                        "style": "page_number",
+                        "page_size": PAGE_SIZE,
+                        "total_pages_path": "meta.total_pages",
+                        "max_pages": pages,
+                    },
+                    "records_path": "data.items",
+                    "concurrency": concurrency,
+                }
+            },
+            "http_to_clickhouse__load": {"config": {"table": "bench_items", "mode": "append"}},
+        }
+    }
+    started = time.perf_counter()
+    result = PIPELINE.job.execute_in_process(
+        run_config=config, resources={"clickhouse": clickhouse}
+    )
+    seconds = time.perf_counter() - started
+    assert result.success
+    rows = clickhouse.query_rows("SELECT count() FROM bench_items")[0][0]
+    return int(rows), seconds
+
+
+def _row(label: str, rows: int, seconds: float, extra: str = "") -> str:
+    return f"{label:<44} {rows:>9,} rows {seconds:>8.2f} s {rows / seconds:>11,.0f} rec/s  {extra}"
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the benchmark and print a table of figures."""
+    parser = argparse.ArgumentParser(description="HTTP extractor benchmark")
+    parser.add_argument("--pages", type=int, default=1000, help="pages for the paging comparison")
+    parser.add_argument("--job-pages", type=int, default=5000, help="pages for the job comparison")
+    parser.add_argument("--delay", type=float, default=0.02, help="server delay per response, s")
+    args, _ = parser.parse_known_args(argv)
+
+    import logging
+
+    logging.getLogger("dagster").setLevel(logging.WARNING)
+    records = max(args.pages, args.job_pages) * PAGE_SIZE
+    print(
+        f"HTTP extractor benchmark: local server, {args.delay * 1000:.0f} ms added per response, "
+        f"{PAGE_SIZE} records per page, {os.cpu_count()} CPUs"
+    )
+    with api_server(records, args.delay) as url, tempfile.TemporaryDirectory() as tmp:
+        workdir = Path(tmp)
+        print(f"\n1. extract step, {args.pages:,} pages")
+        results: dict[int, float] = {}
+        for concurrency in (1, 4, 8):
+            rows, seconds, peak, growth = run_extract_step(url, args.pages, concurrency, workdir)
+            results[concurrency] = rows / seconds
+            label = "sequential" if concurrency == 1 else f"concurrency {concurrency}"
+            print(
+                _row(f"   {label}", rows, seconds, f"peak RSS {peak:,.0f} MB (+{growth:,.0f} MB)")
+            )
+        for concurrency in (4, 8):
+            speedup = results[concurrency] / results[1]
+            target = " (target >= 5x)" if concurrency == 8 else ""
+            print(f"   speed-up at concurrency {concurrency}: {speedup:.1f}x{target}")
+
+        print("\n2. extract step memory against pages (concurrency 8)")
+        for pages in (args.pages, args.job_pages):
+            rows, seconds, peak, growth = run_extract_step(url, pages, 8, workdir)
+            print(
+                _row(
+                    f"   {pages:,} pages",
+                    rows,
+                    seconds,
+                    f"peak RSS {peak:,.0f} MB (+{growth:,.0f} MB)",
+                )
+            )
+
+        total = args.job_pages * PAGE_SIZE
+        print(f"\n3. {total:,} records: whole job vs a bare httpx loop (concurrency 8)")
+        bare_rows, bare_seconds = bare_httpx_loop(url, args.job_pages, 8)
+        print(_row("   bare httpx async loop (fetch + json)", bare_rows, bare_seconds))
+        job_rows, job_seconds = run_generic_job(url, args.job_pages, 8, workdir)
+        print(_row("   http_to_clickhouse job (extract + load)", job_rows, job_seconds))
+        ratio = (job_rows / job_seconds) / (bare_rows / bare_seconds)
+        print(f"   job / bare loop: {ratio:.2f}x (target >= 0.6x)")
+
+
+if __name__ == "__main__":
+    main()
