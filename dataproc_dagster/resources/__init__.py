@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from dataproc_dagster.resources.clickhouse import ClickHouseResource
+from dataproc_dagster.resources.http import HttpResource
 from dataproc_dagster.resources.metabase import MetabaseResource
 from dataproc_dagster.settings import FrameworkSettings
 
@@ -14,7 +15,10 @@ def build_resources(settings: FrameworkSettings) -> dict[str, Any]:
     return {
         "clickhouse": ClickHouseResource.from_settings(settings),
         "metabase": MetabaseResource.from_settings(settings),
+        # Extractors with resource_key="http" take base URL, headers, auth and retries from
+        # here; its fields can be set per deployment in the launchpad's resources section.
+        "http": HttpResource(),
     }
 
 
-__all__ = ["ClickHouseResource", "MetabaseResource", "build_resources"]
+__all__ = ["ClickHouseResource", "HttpResource", "MetabaseResource", "build_resources"]
