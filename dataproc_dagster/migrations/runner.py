@@ -302,14 +302,14 @@ class ClickHouseMigrationManager:
     ) -> None:
         statements = migration.up if direction == "up" else migration.down
         path = migration.up_path if direction == "up" else migration.down_path
-        record = {
+        record: dict[str, Any] = {
             "version": migration.version,
             "name": migration.name,
             "checksum": migration.checksum,
             "operation": direction,
             "statements": len(statements),
         }
-        state.record(status=RUNNING, **record)  # type: ignore[arg-type]
+        state.record(status=RUNNING, **record)
         started = time.monotonic()
         for number, statement in enumerate(statements, start=1):
             sql = render(statement.sql, database=self.database, cluster=self.cluster)
@@ -322,7 +322,7 @@ class ClickHouseMigrationManager:
                     failed_statement=number,
                     error=error,
                     duration_ms=int((time.monotonic() - started) * 1000),
-                    **record,  # type: ignore[arg-type]
+                    **record,
                 )
                 assert path is not None
                 raise MigrationFailedError(
@@ -339,7 +339,7 @@ class ClickHouseMigrationManager:
             status=APPLIED if direction == "up" else REVERTED,
             applied=direction == "up",
             duration_ms=duration_ms,
-            **record,  # type: ignore[arg-type]
+            **record,
         )
         verb = "applied" if direction == "up" else "rolled back"
         self._log(f"{verb} {migration.label}: {len(statements)} statement(s) in {duration_ms} ms")

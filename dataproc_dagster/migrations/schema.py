@@ -215,6 +215,13 @@ def schema_differences(client: Any, expected: dict[str, Columns | None]) -> list
     """Compare ``expected`` with ``system.columns``; one line per missing table or column, per
     column of another type and per column the migrations do not know."""
     problems: list[str] = []
+    spelled: dict[str, str] = {}
+
+    def canonical(type_: str) -> str:
+        if type_ not in spelled:
+            spelled[type_] = _canonical(client, type_)
+        return spelled[type_]
+
     for qualified, columns in sorted(expected.items()):
         database, table = qualified.split(".", 1)
         rows = client.query(
@@ -238,7 +245,7 @@ def schema_differences(client: Any, expected: dict[str, Columns | None]) -> list
         for name, type_ in columns.items():
             if name not in actual:
                 problems.append(f"{qualified}: column {name} is missing")
-            elif type_ and _canonical(client, type_) != _canonical(client, actual[name]):
+            elif type_ and canonical(type_) != canonical(actual[name]):
                 problems.append(
                     f"{qualified}: column {name} is {actual[name]}, the migrations say {type_}"
                 )
