@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pyarrow as pa
@@ -21,21 +22,25 @@ def api_fixture() -> Iterator[RunningApi]:
         yield running
 
 
+@contextmanager
 def step_context(
     *,
     resources: dict[str, Any] | None = None,
     config: dict[str, Any] | None = None,
     target: TargetTable | None = None,
     pipeline: str = "orders_sync",
-) -> StepContext:
-    """A step context over a real Dagster op context."""
-    context = build_op_context(resources=resources or {})
-    return StepContext(pipeline, f"{pipeline}__extract", context, config or {}, target)
+) -> Iterator[StepContext]:
+    """A step context over a real Dagster op context (closed, with its instance, after)."""
+    with build_op_context(resources=resources or {}) as context:
+        yield StepContext(pipeline, f"{pipeline}__extract", context, config or {}, target)
 
 
 def extract_all(extractor: HttpExtractor, ctx: StepContext | None = None) -> pa.Table:
     """Run the extractor and return its chunks as one table (tests only)."""
-    tables = list(extractor.extract(ctx or step_context()))
+    if ctx is None:
+        with step_context() as own:
+            return extract_all(extractor, own)
+    tables = list(extractor.extract(ctx))
     if not tables:
         return pa.table({})
     return pa.concat_tables(tables, promote_options="permissive")

@@ -99,8 +99,8 @@ def test_resource_supplies_base_url_headers_and_secret(
         paginator=page_number(total_pages_path="meta.total_pages"),
         records_path="data.items",
     )
-    ctx = step_context(resources={"http": resource})
-    assert extract_all(extractor, ctx).num_rows == 250
+    with step_context(resources={"http": resource}) as ctx:
+        assert extract_all(extractor, ctx).num_rows == 250
     assert all(headers.get("X-Client") == "dataproc" for _, _, headers in api.state.log)
 
 
@@ -117,8 +117,8 @@ def test_resource_with_wrong_secret_keeps_it_out_of_the_message(
         secret=EnvVar("RESOURCE_KEY"),
     )
     extractor = create_http_extractor("/single", resource_key="http")
-    with pytest.raises(SourceError) as info:
-        extract_all(extractor, step_context(resources={"http": resource}))
+    with step_context(resources={"http": resource}) as ctx, pytest.raises(SourceError) as info:
+        extract_all(extractor, ctx)
     assert "token=***" in str(info.value) and WRONG not in str(info.value)
 
 
