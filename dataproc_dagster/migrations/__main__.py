@@ -14,19 +14,6 @@ from typing import Any
 
 from dataproc_dagster.errors import DataprocError
 from dataproc_dagster.migrations.runner import ClickHouseMigrationManager
-from dataproc_dagster.resources.clickhouse import ClickHouseResource
-from dataproc_dagster.settings import FrameworkSettings, get_settings
-
-
-def resource_from_settings(settings: FrameworkSettings) -> ClickHouseResource:
-    """A ClickHouse resource for use outside Dagster (the password is read here, not logged)."""
-    return ClickHouseResource(
-        url=settings.clickhouse_url,
-        user=settings.clickhouse_user,
-        password=settings.clickhouse_password.get_secret_value(),
-        database=settings.clickhouse_database,
-        lock_timeout=settings.clickhouse_lock_timeout,
-    )
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -65,9 +52,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit code."""
     args = _parser().parse_args(argv)
     try:
-        manager = ClickHouseMigrationManager(
-            resource_from_settings(get_settings()), folder=args.dir, log=_print_progress
-        )
+        manager = ClickHouseMigrationManager(folder=args.dir, log=_print_progress)
         result = _run(manager, args)
     except DataprocError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -38,6 +38,7 @@ from dataproc_dagster.migrations.state import (
     new_owner,
 )
 from dataproc_dagster.resources.clickhouse import ClickHouseResource
+from dataproc_dagster.settings import FrameworkSettings, get_settings
 
 _logger = logging.getLogger(__name__)
 _SERVER_SETTLE_SECONDS = 1.0
@@ -47,7 +48,8 @@ class ClickHouseMigrationManager:
     """Runs the migration files of a folder against the ClickHouse of a resource.
 
     Args:
-        clickhouse: The ClickHouse resource (embedded chDB or a server).
+        clickhouse: The ClickHouse resource (embedded chDB or a server); by default one built
+            from the framework settings (``CLICKHOUSE_URL``, ...).
         folder: The migrations folder (default: ``MIGRATIONS_DIR`` or top-level ``migrations/``).
         settings: Table name, cluster and lock timings (default: read from the environment).
         log: Where progress messages go (default: this module's logger).
@@ -55,18 +57,18 @@ class ClickHouseMigrationManager:
 
     def __init__(
         self,
-        clickhouse: ClickHouseResource,
+        clickhouse: ClickHouseResource | None = None,
         *,
         folder: Path | str | None = None,
         settings: MigrationSettings | None = None,
         log: Callable[[str], None] | None = None,
     ) -> None:
-        self.clickhouse = clickhouse
+        self.clickhouse = clickhouse or resource_from_settings(get_settings())
         self.settings = settings or MigrationSettings()
         self.folder = default_migrations_dir(
             Path(folder) if folder is not None else self.settings.migrations_dir
         )
-        self.database = clickhouse.database or "default"
+        self.database = self.clickhouse.database or "default"
         self.cluster = self.settings.clickhouse_cluster
         self._log = log or _logger.info
 
@@ -478,6 +480,17 @@ class ClickHouseMigrationManager:
                 sql = render(statement.sql, database=self.database, cluster=self.cluster)
                 plan.append({"migration": migration.label, "number": number, "sql": sql})
         return plan
+
+
+def resource_from_settings(settings: FrameworkSettings) -> ClickHouseResource:
+    """A ClickHouse resource for use outside Dagster (the password is read here, never logged)."""
+    return ClickHouseResource(
+        url=settings.clickhouse_url,
+        user=settings.clickhouse_user,
+        password=settings.clickhouse_password.get_secret_value(),
+        database=settings.clickhouse_database,
+        lock_timeout=settings.clickhouse_lock_timeout,
+    )
 
 
 def _first_line(exc: BaseException, *, secret: str = "") -> str:

@@ -339,3 +339,37 @@ def test_a_refreshed_claim_outlives_its_first_expiry(clickhouse: ClickHouseResou
         assert holder is not None and holder[0] == "runner"
         state.claim_lock("runner", ttl=0)
         assert state.lock_holder() is None
+
+
+def test_a_failed_down_is_recorded_and_repaired_like_a_failed_up(
+    clickhouse: ClickHouseResource, folder: Path
+) -> None:
+    write(
+        folder,
+        "0003_create_c.down.sql",
+        "DROP TABLE {database}.c SYNC;\nDROP TABLE {database}.no_such_table SYNC;",
+    )
+    runner = manager(clickhouse, folder)
+    runner.apply()
+    with pytest.raises(MigrationFailedError, match=r"0003_create_c \(down\) failed at statement 2"):
+        runner.rollback_migrations(1)
+    failed = runner.get_migration_status()["failed"]
+    assert [(f["version"], f["operation"], f["failed_statement"]) for f in failed] == [
+        (3, "down", 2)
+    ]
+    assert "c" not in tables(clickhouse)  # statement 1 ran
+
+    # The table is gone, as the down file meant: repair records 0003 as not applied.
+    status = runner.repair()["status"]
+    assert (status["executed_count"], status["pending_count"], status["failed"]) == (2, 1, [])
+
+
+def test_default_manager_uses_the_settings_and_the_project_migrations(data_dir: Path) -> None:
+    runner = ClickHouseMigrationManager()
+
+    assert runner.clickhouse.embedded_path == (data_dir / "clickhouse").resolve()
+    assert runner.folder == Path(__file__).resolve().parents[2] / "migrations"
+    status = runner.get_migration_status()
+    assert status["migrations"][0]["file"] == "0001_create_penguins.up.sql"
+    assert runner.apply()["applied"][0] == "0001_create_penguins"
+    assert runner.check_schema()["problems"] == []
