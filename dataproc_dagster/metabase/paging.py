@@ -37,7 +37,7 @@ DATASET_CAP = 2000
 AGGREGATED_CAP = 10_000
 ABSOLUTE_MAX = 1_048_575
 KNOWN_CAPS = frozenset({DATASET_CAP, AGGREGATED_CAP, ABSOLUTE_MAX})
-DEFAULT_PAGE_SIZE = 100_000
+DEFAULT_PAGE_SIZE = 20_000
 METHODS = ("dataset", "export")
 RAISED_CONSTRAINTS = {"max-results": ABSOLUTE_MAX, "max-results-bare-rows": ABSOLUTE_MAX}
 # Plain JSON numbers instead of stringified integers; strings are still parsed back if sent.

@@ -64,7 +64,7 @@ def test_table_far_above_the_cap_comes_out_whole_and_in_order(
 def test_one_request_carries_a_big_page_when_constraints_are_honoured(
     metabase: StandinSetup,
 ) -> None:
-    stats = ReadStats("dataset", 100_000)
+    stats = ReadStats("dataset", 20_000)
     with metabase.client() as client:
         table = table_metadata(client, metabase.orders_id)
         frame = _concat(list(read_table(client, table, stats=stats)))
@@ -79,13 +79,13 @@ def test_a_server_ignoring_constraints_still_yields_every_row(
     capped_metabase: StandinSetup,
 ) -> None:
     messages: list[str] = []
-    stats = ReadStats("dataset", 100_000)
+    stats = ReadStats("dataset", 20_000)
     with capped_metabase.client() as client:
         table = table_metadata(client, capped_metabase.orders_id)
         frame = _concat(list(read_table(client, table, stats=stats, log=messages.append)))
     _assert_whole_orders(frame)
     assert stats.capped_pages >= 1
-    assert "a page returned 2000 of 100000 rows and more followed" in messages[0]
+    assert "a page returned 2000 of 20000 rows and more followed" in messages[0]
 
 
 def test_limit_stops_early_and_exactly(metabase: StandinSetup) -> None:
