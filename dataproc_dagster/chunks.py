@@ -41,6 +41,8 @@ class ChunkSet:
         source: Human-readable description of where the rows came from.
         chunk_rows: Row counts per file, in order.
         nullable_columns: Columns that hold at least one null.
+        uniform: Every file already has exactly :attr:`schema` (so other readers, such as the
+            ClickHouse engine, can read the files as they are).
     """
 
     directory: str
@@ -51,6 +53,7 @@ class ChunkSet:
     source: str = ""
     chunk_rows: tuple[int, ...] = field(default=())
     nullable_columns: frozenset[str] = field(default=frozenset())
+    uniform: bool = True
 
     @property
     def schema(self) -> pa.Schema | None:
@@ -257,6 +260,7 @@ class ChunkWriter:
         self._schema: pa.Schema | None = None
         self._nullable: set[str] = set()
         self._file_columns: list[frozenset[str]] = []
+        self._file_schemas: list[pa.Schema] = []
         self._closed = False
         if self.directory.exists():
             shutil.rmtree(self.directory)
@@ -297,6 +301,7 @@ class ChunkWriter:
             if col.null_count
         )
         self._file_columns.append(frozenset(head.column_names))
+        self._file_schemas.append(head.schema)
         name = f"part-{len(self._files):05d}.parquet"
         tmp = self.directory / (name + ".tmp")
         pq.write_table(head, tmp, compression=_COMPRESSION, row_group_size=max(rows, 1))
@@ -321,6 +326,7 @@ class ChunkWriter:
             source=self.source,
             chunk_rows=tuple(self._counts),
             nullable_columns=frozenset(self._nullable | self._columns_missing_somewhere()),
+            uniform=all(s.equals(self._schema, check_metadata=False) for s in self._file_schemas),
         )
 
     def _columns_missing_somewhere(self) -> set[str]:

@@ -19,6 +19,7 @@ import hashlib
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 import pyarrow as pa
@@ -228,6 +229,7 @@ def load_chunkset(
     *,
     log: Any = None,
     on_chunk: Callable[[int, int], None] | None = None,
+    engine_reads_files: bool = False,
 ) -> LoadResult:
     """Write every chunk of ``chunks`` into the target, atomically.
 
@@ -237,6 +239,9 @@ def load_chunkset(
         spec: Target and write mode.
         log: Logger for progress and warnings.
         on_chunk: Called after each chunk is staged with (chunk index, rows so far).
+        engine_reads_files: The ClickHouse engine runs on this machine (embedded chDB), so it
+            reads the Parquet chunks itself (``INSERT ... SELECT FROM file()``), which is about
+            twice as fast as sending them through the client.
 
     Raises:
         ConfigError, SchemaError, LoadError: The target is then unchanged.
@@ -294,15 +299,24 @@ def load_chunkset(
     try:
         client.command(f"CREATE TABLE {qualified_name(stage, spec.database)} AS {spec.qualified}")
         version = time.time_ns()
-        for index, table in enumerate(chunks.iter_tables()):
+        add_version = spec.mode == "upsert" and spec.version_column is None
+        direct = engine_reads_files and chunks.uniform
+        for index, (path, table) in enumerate(
+            zip(chunks.paths(), chunks.iter_tables(), strict=True)
+        ):
             if drift and drift.drop:
                 table = table.drop_columns(drift.drop)
-            if spec.mode == "upsert" and spec.version_column is None:
-                table = table.append_column(
-                    VERSION_COLUMN, pa.array([version] * table.num_rows, pa.uint64())
-                )
             check_chunk(table, info, row_offset=result.rows)
-            client.insert_arrow(stage, table, database=spec.database)
+            if direct:
+                _insert_file(
+                    client, spec.database, stage, path, table.column_names, add_version, version
+                )
+            else:
+                if add_version:
+                    table = table.append_column(
+                        VERSION_COLUMN, pa.array([version] * table.num_rows, pa.uint64())
+                    )
+                client.insert_arrow(stage, table, database=spec.database)
             result.rows += table.num_rows
             result.chunks += 1
             if on_chunk is not None:
@@ -324,6 +338,28 @@ def load_chunkset(
     finally:
         drop_table(client, spec.database, stage)
     return result
+
+
+def _insert_file(
+    client: Client,
+    database: str,
+    stage: str,
+    path: Path,
+    columns: list[str],
+    add_version: bool,
+    version: int,
+) -> None:
+    """Let the engine read one Parquet chunk into the staging table."""
+    names = [quote_identifier(c) for c in columns]
+    selected = list(names)
+    if add_version:
+        names.append(quote_identifier(VERSION_COLUMN))
+        selected.append(f"toUInt64({int(version)})")
+    literal = str(path).replace("\\", "\\\\").replace("'", "\\'")
+    client.command(
+        f"INSERT INTO {qualified_name(stage, database)} ({', '.join(names)}) "
+        f"SELECT {', '.join(selected)} FROM file('{literal}', Parquet)"
+    )
 
 
 def _publish(client: Client, spec: LoadSpec, stage: str) -> list[str]:

@@ -198,6 +198,53 @@ class ClickHouseResource(ConfigurableResource):
         ):
             yield from stream
 
+    @contextmanager
+    def arrow_batches(
+        self,
+        sql: str,
+        parameters: Parameters = None,
+        *,
+        batch_rows: int = 100_000,
+        database: str | None = None,
+        step: str | None = None,
+    ) -> Iterator[Iterator[pa.RecordBatch]]:
+        """Stream a query's result as Arrow record batches of about ``batch_rows`` rows.
+
+        On a server this is clickhouse-connect's ``query_arrow_stream``. On the embedded engine
+        clickhouse-connect materializes Arrow results whole, so the query runs through chDB's
+        own Arrow stream instead, which keeps memory flat in the result size.
+        """
+        if not self.is_embedded:
+            with self.get_client(step=step) as client:
+                if database:
+                    client.database = database
+                settings = {"max_block_size": batch_rows}
+                with client.query_arrow_stream(sql, parameters, settings=settings) as stream:
+                    yield iter(stream)
+            return
+        import chdb
+        from clickhouse_connect.driver.binding import bind_query
+
+        holder = dict(self._holder)
+        if step:
+            holder["step"] = step
+        final_sql, bound = bind_query(sql, parameters)
+        params = {k.removeprefix("param_"): v for k, v in bound.items()}
+        with embedded_directory_lock(self.embedded_path, timeout=self.lock_timeout, holder=holder):
+            self.embedded_path.mkdir(parents=True, exist_ok=True)
+            connection = chdb.connect(str(self.embedded_path))
+            try:
+                target_db = database or self.database
+                if target_db and target_db != "default":
+                    connection.query(f"USE {quote_identifier(target_db)}")
+                result = connection.send_query(str(final_sql), "Arrow", params=params)
+                try:
+                    yield iter(result.record_batch(rows_per_batch=batch_rows))
+                finally:
+                    result.close()
+            finally:
+                connection.close()
+
     def insert_chunks(
         self, table: str, chunks: Iterable[pd.DataFrame | pa.Table], database: str | None = None
     ) -> int:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from dagster import DagsterInstance
 
 from dataproc_dagster.pipelines.penguins import PENGUINS_CSV, clean_penguins
 from dataproc_dagster.pipelines.penguins import pipeline as penguins
@@ -100,6 +101,10 @@ def test_two_concurrent_runs_on_one_embedded_directory_both_succeed(
     data_dir: Path, tmp_path: Path
 ) -> None:
     env = _cli_env(data_dir, tmp_path / "dagster_home")
+    # Create the instance's SQLite storage once: two processes creating it at the same moment
+    # race in Dagster itself ("table runs already exists"), which is not what this tests.
+    with DagsterInstance.from_config(str(tmp_path / "dagster_home")):
+        pass
     command = [_dagster_cli(), "job", "execute", "-m", "dataproc_dagster", "-j", "penguins"]
     runs = [
         subprocess.Popen(

@@ -12,6 +12,7 @@ from dataproc_dagster.errors import SourceError
 from dataproc_dagster.ops.base import StepContext
 
 _SHOWN_SQL = 200
+BATCH_ROWS = 100_000
 
 
 @dataclass(frozen=True)
@@ -32,32 +33,29 @@ class ClickHouseExtractor:
         return f"ClickHouse query: {short}"
 
     def extract(self, ctx: StepContext) -> Iterator[pa.Table]:
-        """Stream the query's result block by block."""
-        clickhouse = ctx.clickhouse
-        settings = {"max_block_size": 100_000}
-        with clickhouse.get_client(step=ctx.step) as client:
-            if self.database:
-                client.database = self.database
-            try:
-                stream = client.query_arrow_stream(
-                    self.query, parameters=_parameters(self.parameters), settings=settings
-                )
-            except Exception as exc:
-                raise SourceError(
-                    f"the query failed: {str(exc)[:600]}",
-                    source=self.describe(),
-                    fix="correct the SQL (run it in clickhouse-client or the chDB shell first) and "
-                    "check the tables it reads exist",
-                ) from exc
-            with stream:
-                for batch in stream:
+        """Stream the query's result batch by batch (memory stays flat)."""
+        parameters = (
+            dict(self.parameters) if isinstance(self.parameters, Mapping) else self.parameters
+        )
+        try:
+            with ctx.clickhouse.arrow_batches(
+                self.query,
+                parameters,
+                batch_rows=BATCH_ROWS,
+                database=self.database,
+                step=ctx.step,
+            ) as batches:
+                for batch in batches:
                     yield pa.Table.from_batches([batch])
-
-
-def _parameters(
-    parameters: Mapping[str, Any] | Sequence[Any] | None,
-) -> dict[str, Any] | Sequence[Any] | None:
-    return dict(parameters) if isinstance(parameters, Mapping) else parameters
+        except SourceError:
+            raise
+        except Exception as exc:
+            raise SourceError(
+                f"the query failed: {str(exc)[:600]}",
+                source=self.describe(),
+                fix="correct the SQL (run it in clickhouse-client or the chDB shell first) and "
+                "check the tables it reads exist",
+            ) from exc
 
 
 def create_clickhouse_extractor(

@@ -190,7 +190,14 @@ def make_load_op(pipeline: str, name: str, loader: ClickHouseLoader) -> OpDefini
             measure_step(name, context.log) as metrics,
             clickhouse.get_client(step=name) as client,
         ):
-            result = load_chunkset(client, chunks, spec, log=context.log, on_chunk=loader.on_chunk)
+            result = load_chunkset(
+                client,
+                chunks,
+                spec,
+                log=context.log,
+                on_chunk=loader.on_chunk,
+                engine_reads_files=clickhouse.is_embedded,
+            )
             metrics.add(result.rows, result.chunks)
             metrics.extra.update(
                 {
