@@ -1,0 +1,188 @@
+"""End to end: ``dagster-webserver`` + ``dagster-daemon`` on a temporary instance configured by
+``deploy/dagster.yaml``; the GraphQL API lists the code location, launches ``penguins`` through
+the run queue, the rows land in ClickHouse, and headless Chromium shows the job and the run."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from dataproc_dagster.resources.clickhouse import ClickHouseResource
+from dataproc_dagster_tests.e2e.stack import (
+    ARTIFACTS,
+    LOCATION,
+    REPOSITORY,
+    DagsterStack,
+    browse,
+    find_browser,
+)
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(600)]
+
+SELECTOR = {"repositoryLocationName": LOCATION, "repositoryName": REPOSITORY}
+REPOSITORY_QUERY = """
+query ($selector: RepositorySelector!) {
+  repositoryOrError(repositorySelector: $selector) {
+    __typename
+    ... on Repository {
+      jobs { name }
+      schedules { name pipelineName cronSchedule executionTimezone }
+      assetNodes {
+        assetKey { path }
+        assetChecksOrError { __typename ... on AssetChecks { checks { name jobNames } } }
+      }
+    }
+    ... on PythonError { message }
+  }
+}
+"""
+LAUNCH = """
+mutation ($params: ExecutionParams!) {
+  launchRun(executionParams: $params) {
+    __typename
+    ... on LaunchRunSuccess { run { runId status } }
+    ... on PythonError { message }
+    ... on RunConfigValidationInvalid { errors { message } }
+  }
+}
+"""
+RUN_STATUS = """
+query ($runId: ID!) {
+  runOrError(runId: $runId) {
+    __typename
+    ... on Run { status jobName tags { key value } }
+  }
+}
+"""
+RUN_STEPS = """
+query ($runId: ID!) {
+  logsForRun(runId: $runId) {
+    __typename
+    ... on EventConnection {
+      events { __typename ... on MessageEvent { message level stepKey } }
+    }
+  }
+}
+"""
+FINISHED = {"SUCCESS", "FAILURE", "CANCELED"}
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DagsterStack]:
+    running = DagsterStack(tmp_path_factory.mktemp("dagster_e2e"))
+    try:
+        running.start()
+        yield running
+    finally:
+        running.stop()
+
+
+@pytest.fixture(scope="module")
+def penguins_run(stack: DagsterStack) -> dict[str, Any]:
+    """Launch ``penguins`` through the queue (the daemon starts it) and wait until it ends."""
+    launched = stack.graphql(
+        LAUNCH, {"params": {"selector": {**SELECTOR, "jobName": "penguins"}, "runConfigData": {}}}
+    )["launchRun"]
+    assert launched["__typename"] == "LaunchRunSuccess", launched
+    run_id = launched["run"]["runId"]
+    seen = [launched["run"]["status"]]
+    started = time.monotonic()
+    while time.monotonic() - started < 300:
+        run = stack.graphql(RUN_STATUS, {"runId": run_id})["runOrError"]
+        if run["status"] != seen[-1]:
+            seen.append(run["status"])
+        if run["status"] in FINISHED:
+            break
+        time.sleep(1)
+    return {"run_id": run_id, "statuses": seen, "seconds": time.monotonic() - started, **run}
+
+
+def test_graphql_lists_jobs_schedules_and_asset_checks(stack: DagsterStack) -> None:
+    repo = stack.graphql(REPOSITORY_QUERY, {"selector": SELECTOR})["repositoryOrError"]
+    assert repo["__typename"] == "Repository", repo
+    jobs = {j["name"] for j in repo["jobs"]}
+    assert {"penguins", "integrity_check"} <= jobs
+    schedules = {s["name"]: s for s in repo["schedules"]}
+    assert schedules["penguins_schedule"] == {
+        "name": "penguins_schedule",
+        "pipelineName": "penguins",
+        "cronSchedule": "0 6 * * *",
+        "executionTimezone": "UTC",
+    }
+    assert all(s["executionTimezone"] for s in schedules.values())
+    checks = {
+        "/".join(node["assetKey"]["path"]): sorted(
+            c["name"] for c in node["assetChecksOrError"].get("checks", [])
+        )
+        for node in repo["assetNodes"]
+    }
+    assert checks["clickhouse/server"] == ["clickhouse_reachable", "migrations_up_to_date"]
+    assert checks["metabase/server"] == ["metabase_reachable"]
+    assert checks["clickhouse/default/penguins"] == ["target_table"]
+    assert checks["clickhouse/default/penguin_species_stats"] == ["target_table"]
+
+
+def test_penguins_runs_through_the_queue_and_lands_rows(
+    stack: DagsterStack, penguins_run: dict[str, Any]
+) -> None:
+    assert penguins_run["status"] == "SUCCESS", (
+        f"run ended {penguins_run['status']} via {penguins_run['statuses']}\n"
+        + stack.procs[-1].tail()
+    )
+    # The run went through the queued run coordinator, which the daemon dequeued.
+    assert penguins_run["statuses"][0] in ("QUEUED", "NOT_STARTED")
+    tags = {t["key"]: t["value"] for t in penguins_run["tags"]}
+    assert tags["dataproc/pipeline"] == "penguins"
+    print(f"penguins via webserver + daemon: {penguins_run['seconds']:.1f} s")
+
+    # The framework's step messages reached the run's event log.
+    events = stack.graphql(RUN_STEPS, {"runId": penguins_run["run_id"]})["logsForRun"]["events"]
+    messages = [e.get("message", "") for e in events]
+    assert any("penguins__load" in m and "rows" in m for m in messages), messages[-20:]
+
+    # The run worker has exited, so this process may open the embedded ClickHouse now.
+    clickhouse = ClickHouseResource(url=f"chdb://{stack.data_dir / 'clickhouse'}", lock_timeout=60)
+    assert clickhouse.query_rows("SELECT count() FROM default.penguins")[0][0] == 342
+    stats = clickhouse.query_rows(
+        "SELECT species, birds FROM default.penguin_species_stats ORDER BY species"
+    )
+    assert stats == [("Adelie", 151), ("Chinstrap", 68), ("Gentoo", 123)]
+
+    # The log files configured in dagster.yaml were written.
+    job_log = (stack.log_dir / "jobs" / "penguins.log").read_text()
+    assert "STEP_SUCCESS" in job_log and "penguins__load" in job_log
+
+
+def test_ui_shows_the_job_and_the_successful_run(
+    stack: DagsterStack, penguins_run: dict[str, Any], tmp_path: Path
+) -> None:
+    browser = find_browser()
+    if browser is None:
+        pytest.skip(
+            "no chromium: run dataproc_dagster_tests/e2e/ensure_browser.sh "
+            "(./run.sh test does) or apt-get install chromium"
+        )
+    assert penguins_run["status"] == "SUCCESS"
+    run_id = penguins_run["run_id"]
+
+    job_shot = ARTIFACTS / "job_penguins.png"
+    job_dom = browse(
+        browser,
+        f"{stack.url}/locations/{LOCATION}/jobs/penguins",
+        tmp_path / "p1",
+        screenshot=job_shot,
+    )
+    assert "penguins" in job_dom
+    assert "penguins__load" in job_dom  # the op graph rendered, not just the page shell
+
+    run_shot = ARTIFACTS / "run_penguins.png"
+    run_dom = browse(browser, f"{stack.url}/runs/{run_id}", tmp_path / "p2", screenshot=run_shot)
+    assert run_id[:8] in run_dom
+    assert "penguins" in run_dom
+    assert "Success" in run_dom
+    for shot in (job_shot, run_shot):
+        assert shot.stat().st_size > 20_000, f"{shot} looks empty"
