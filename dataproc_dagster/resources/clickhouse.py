@@ -21,6 +21,9 @@ from dataproc_dagster.resources.embedded_lock import embedded_directory_lock
 from dataproc_dagster.settings import CLICKHOUSE_SCHEMES, FrameworkSettings
 
 
+Parameters = dict[str, Any] | Sequence[Any] | None
+
+
 class ClickHouseResource(ConfigurableResource):
     """ClickHouse through clickhouse-connect.
 

@@ -31,7 +31,8 @@ def test_penguins_in_process_lands_every_cleaned_row(clickhouse: ClickHouseResou
     counts = dict(clickhouse.query_rows("SELECT species, count() FROM penguins GROUP BY species"))
     assert counts == expected["species"].value_counts().to_dict()
     heavy = clickhouse.query_rows(
-        "SELECT body_mass_g, body_mass_kg, size_class FROM penguins ORDER BY body_mass_g DESC LIMIT 1"
+        "SELECT body_mass_g, body_mass_kg, size_class FROM penguins "
+        "ORDER BY body_mass_g DESC LIMIT 1"
     )[0]
     assert heavy == (6300, 6.3, "large")
     stats = clickhouse.query_df("SELECT * FROM penguin_species_stats ORDER BY species")
@@ -52,9 +53,9 @@ def test_penguins_load_metadata_and_materialization(clickhouse: ClickHouseResour
     assert metadata["dagster/table_name"].value == "default.penguins"
     columns = [c.name for c in metadata["dagster/column_schema"].value.columns]
     assert "body_mass_kg" in columns and "species" in columns
-    load_output = [
+    load_output = next(
         e for e in result.all_events if e.is_successful_output and e.step_key == "penguins__load"
-    ][0]
+    )
     load_meta = load_output.event_specific_data.metadata  # type: ignore[union-attr]
     assert load_meta["rows"].value == 342
     assert load_meta["peak_memory_mb"].value > 0
