@@ -20,7 +20,6 @@ from dataproc_dagster.errors import ConfigError, SourceError
 from dataproc_dagster.resources.embedded_lock import embedded_directory_lock
 from dataproc_dagster.settings import CLICKHOUSE_SCHEMES, FrameworkSettings
 
-
 Parameters = dict[str, Any] | Sequence[Any] | None
 
 
