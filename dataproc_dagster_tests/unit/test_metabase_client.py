@@ -256,3 +256,22 @@ def test_export_has_no_cap_and_reports_failures(
         assert len(rows) == 5000 and rows[0] == {"id": 1}
         with pytest.raises(MetabaseQueryError, match="no such table"):
             client.export(native_query(setup.sales_id, "SELECT 1 FROM nowhere"))
+
+
+def test_retry_after_as_an_http_date(metabase: StandinSetup) -> None:
+    from email.utils import formatdate
+
+    when = formatdate(time.time() + 2, usegmt=True)  # whole seconds: waits 1-2 s
+    metabase.server.add_fault("/api/database", method="GET", status=503, retry_after=when)
+    started = time.perf_counter()
+    with metabase.client() as client:
+        assert client.get_json("/api/database")["total"] == 2
+    assert 0.9 <= time.perf_counter() - started < 5
+
+
+def test_retry_after_is_capped_by_max_retry_wait(metabase: StandinSetup) -> None:
+    metabase.server.add_fault("/api/database", method="GET", status=429, retry_after="3600")
+    started = time.perf_counter()
+    with metabase.client(max_retry_wait=0.2) as client:
+        assert client.get_json("/api/database")["total"] == 2
+    assert time.perf_counter() - started < 3
