@@ -319,11 +319,13 @@ def read_native(
         text = sql if limit is None else wrap_native(sql, order_by=None, limit=limit)
         rows, flag = fetch(text)
         n = len(rows)
-        capped = flag is not None or n in KNOWN_CAPS or (method == "export" and n == ABSOLUTE_MAX)
+        # /api/dataset flags a native result that reached its cap (whatever the cap is, and
+        # also at exactly the cap); an export has no flag, only its fixed maximum.
+        capped = flag is not None or (method == "export" and n == ABSOLUTE_MAX)
         if capped and (limit is None or n < limit):
             raise SourceError(
-                f"the native query returned {n} rows, which may be a Metabase cap (a "
-                f"rows_truncated flag or a known limit), so the result may be incomplete | "
+                f"the native query returned {n} rows and Metabase flagged them as reaching its "
+                f"row cap (rows_truncated), so the result may be incomplete | "
                 f"query: {preview_query(native_query(database_id, sql))}",
                 source=f"{client.source} {label}",
                 fix="set order_by (columns that make the order unique, e.g. 'id') so that the "

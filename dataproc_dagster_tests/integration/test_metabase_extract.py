@@ -217,3 +217,21 @@ def test_failed_table_query_is_an_error_naming_the_table(metabase: StandinSetup)
         )
         with pytest.raises(SourceError, match=r"query on Sales ORDERS failed.*no such table"):
             list(read_table(client, table, database_label="Sales ORDERS"))
+
+
+def test_native_result_of_exactly_2000_rows_is_not_a_false_alarm(metabase: StandinSetup) -> None:
+    sql = "SELECT id FROM PUBLIC.ORDERS WHERE id <= 2000"
+    with metabase.client() as client:
+        frame = _concat(list(read_native(client, metabase.sales_id, sql)))
+    assert len(frame) == 2000  # raised caps: no flag, so the result is known to be whole
+
+
+def test_native_exactly_at_the_cap_on_a_capping_server_needs_order_by_or_limit(
+    capped_metabase: StandinSetup,
+) -> None:
+    sql = "SELECT id FROM PUBLIC.ORDERS WHERE id <= 2000"
+    with capped_metabase.client() as client:
+        with pytest.raises(SourceError, match="rows_truncated"):
+            list(read_native(client, capped_metabase.sales_id, sql))
+        frame = _concat(list(read_native(client, capped_metabase.sales_id, sql, limit=2000)))
+    assert len(frame) == 2000
