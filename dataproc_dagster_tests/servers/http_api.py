@@ -114,6 +114,9 @@ class ApiState:
     default_page_size: int = 100
     faults: list[Fault] = field(default_factory=list)
     raw_body: Any = None
+    # Rendered 200 responses by request path, when set: lets a benchmark's server spend its
+    # CPU on HTTP rather than on re-encoding the same pages (the client shares the CPUs).
+    cache: dict[str, tuple[bytes, dict[str, str]]] | None = None
     log: list[tuple[str, dict[str, str], dict[str, str]]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
     in_flight: int = 0
@@ -171,6 +174,10 @@ class _Handler(BaseHTTPRequestHandler):
         fault = state.take_fault(path, params)
         if fault is not None and self._fault(fault):
             return
+        cached = state.cache.get(self.path) if state.cache is not None else None
+        if cached is not None:
+            self._send_bytes(200, cached[0], "application/json", cached[1])
+            return
         try:
             body, headers = self._route(state, path, params)
         except KeyError:
@@ -179,7 +186,10 @@ class _Handler(BaseHTTPRequestHandler):
         except ValueError as exc:
             self._send(400, {"error": str(exc)})
             return
-        self._send(200, body, headers)
+        data = json.dumps(body).encode()
+        if state.cache is not None:
+            state.cache[self.path] = (data, headers)
+        self._send_bytes(200, data, "application/json", headers)
 
     def _authorised(self, state: ApiState, params: dict[str, str]) -> bool:
         if state.auth is None:
@@ -328,8 +338,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--records", type=int, default=100_000)
     parser.add_argument("--delay", type=float, default=0.0, help="seconds added to every response")
+    parser.add_argument("--cache", action="store_true", help="memoize rendered pages")
     args = parser.parse_args()
-    server = _Server(ApiState(records=GeneratedRecords(args.records), delay=args.delay))
+    state = ApiState(records=GeneratedRecords(args.records), delay=args.delay)
+    if args.cache:
+        state.cache = {}
+    server = _Server(state)
     print(f"http://127.0.0.1:{server.server_address[1]}", flush=True)
     with suppress(KeyboardInterrupt):
         server.serve_forever()
