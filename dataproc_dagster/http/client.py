@@ -162,6 +162,13 @@ class HttpSource:
         what = "timed out" if isinstance(exc, httpx.TimeoutException) else "connection failed"
         detail = scrub(f"{type(exc).__name__}: {exc}".rstrip(": "), self.secrets)
         url = self.mask(str(request.url))
+        if isinstance(exc, httpx.UnsupportedProtocol):
+            raise SourceError(
+                f"cannot send the request: {detail}",
+                pipeline=self.pipeline,
+                source=f"GET {url}",
+                fix="use an http:// or https:// URL",
+            ) from None
         delay = self.retry.delay(attempt)
         if attempt >= self.retry.max_attempts or waited + delay > self.retry.max_total_wait:
             fix = (

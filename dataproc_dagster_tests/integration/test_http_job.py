@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 import yaml
-from dagster import ExecuteInProcessResult
+from dagster import DagsterInvalidConfigError, ExecuteInProcessResult, validate_run_config
 
 from dataproc_dagster.jobs.http_to_clickhouse import PIPELINE
 from dataproc_dagster.resources.clickhouse import ClickHouseResource
@@ -209,3 +209,32 @@ def test_generic_job_through_dagster_job_execute(
     assert TOKEN not in done.stdout + done.stderr
     resource = ClickHouseResource(url=f"chdb://{data_dir / 'clickhouse'}")
     assert resource.query_rows("SELECT count(), max(id) FROM api_items") == [(250, 250)]
+
+
+def test_launchpad_config_is_validated_with_defaults_filled_in(api: RunningApi) -> None:
+    minimal = {
+        "ops": {
+            EXTRACT: {"config": {"url": api.url + "/single"}},
+            LOAD: {"config": {"table": "api_items"}},
+        }
+    }
+    resolved = validate_run_config(JOB, minimal)
+    extract = resolved["ops"][EXTRACT]["config"]
+    assert extract["concurrency"] == 4 and extract["records_path"] is None
+    assert extract["max_depth"] == 3 and extract["incremental"] is None
+    with pytest.raises(DagsterInvalidConfigError, match="url"):
+        validate_run_config(JOB, {"ops": {EXTRACT: {"config": {}}, LOAD: minimal["ops"][LOAD]}})
+
+
+def test_incremental_cursor_missing_from_the_table_is_a_config_error(
+    secured: RunningApi, clickhouse: ClickHouseResource
+) -> None:
+    assert run(clickhouse, run_config(secured, incremental=None)).success
+    config = run_config(
+        secured, incremental={"cursor_field": "modified", "param": "since", "key": ["id"]}
+    )
+    result = run(clickhouse, config)
+    message = failure_message(result)
+    assert "target table default.api_items has no column 'modified'" in message
+    assert "it has: active, id," in message
+    assert clickhouse.query_rows("SELECT count() FROM api_items") == [(250,)]
