@@ -235,3 +235,25 @@ def test_native_exactly_at_the_cap_on_a_capping_server_needs_order_by_or_limit(
             list(read_native(client, capped_metabase.sales_id, sql))
         frame = _concat(list(read_native(client, capped_metabase.sales_id, sql, limit=2000)))
     assert len(frame) == 2000
+
+
+def test_export_cut_mid_stream_is_retried_and_the_table_still_comes_out_whole(
+    metabase: StandinSetup,
+) -> None:
+    metabase.server.add_fault("/api/dataset/json", kind="cut")
+    metabase.server.add_fault("/api/dataset/json", kind="reset")
+    with metabase.client() as client:
+        table = table_metadata(client, metabase.orders_id)
+        frame = _concat(list(read_table(client, table, method="export", page_size=2500)))
+        assert client.retries == 2
+    _assert_whole_orders(frame)
+
+
+def test_pool_saturation_503_with_a_failed_body_is_retried(metabase: StandinSetup) -> None:
+    busy = '{"status": "failed", "error_type": "connection-pool-checkout-timeout"}'
+    metabase.server.add_fault("/api/dataset", status=503, body=busy, times=2)
+    with metabase.client() as client:
+        table = table_metadata(client, metabase.orders_id)
+        frame = _concat(list(read_table(client, table, limit=100)))
+    assert frame["id"].tolist() == list(range(1, 101))
+    assert metabase.server.count("POST", "/api/dataset") == 3
