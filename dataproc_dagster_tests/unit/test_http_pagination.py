@@ -1,0 +1,75 @@
+"""Paginator settings and the page walker's decisions, without a server."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from dataproc_dagster.errors import ConfigError, SourceError
+from dataproc_dagster.http.client import Page
+from dataproc_dagster.http.pagination import (
+    PageWalker,
+    Paginator,
+    cursor,
+    next_url,
+    offset,
+    page_number,
+)
+
+URL = "http://api.test/items"
+
+
+def page(payload: Any, url: str = URL, next_link: str | None = None) -> Page:
+    return Page(url=url, raw_url=url, status=200, payload=payload, next_link=next_link)
+
+
+def test_invalid_settings_are_config_errors() -> None:
+    with pytest.raises(ConfigError, match="unknown pagination style 'pages'"):
+        Paginator(style="pages")
+    with pytest.raises(ConfigError, match="first_page must be 0 or 1"):
+        page_number(first_page=2)
+    with pytest.raises(ConfigError, match="cursor pagination needs cursor_path"):
+        Paginator(style="cursor")
+    with pytest.raises(ConfigError, match="next_url pagination needs next_url_path"):
+        Paginator(style="next_url")
+
+
+def test_page_count_from_total_records_plans_every_page() -> None:
+    walker = PageWalker(page_number(page_size=50, total_path="meta.total"), URL, {"q": "x"})
+    planned = walker.planned(page({"meta": {"total": 120}}))
+    assert planned is not None
+    assert [r.params for r in planned] == [
+        {"q": "x", "page": 2, "per_page": 50},
+        {"q": "x", "page": 3, "per_page": 50},
+    ]
+
+
+def test_offset_plans_offsets_and_respects_max_pages() -> None:
+    walker = PageWalker(offset(page_size=10, total_path="total", max_pages=3), URL, {})
+    planned = walker.planned(page({"total": 1000}))
+    assert planned is not None
+    assert [r.params["offset"] for r in planned] == [10, 20]
+
+
+def test_a_non_numeric_total_is_an_error() -> None:
+    walker = PageWalker(page_number(total_pages_path="meta.pages"), URL, {})
+    with pytest.raises(SourceError, match=r"the total at 'meta\.pages' is 'many'"):
+        walker.planned(page({"meta": {"pages": "many"}}))
+
+
+def test_cursor_sent_twice_is_an_error() -> None:
+    walker = PageWalker(cursor(cursor_path="next"), URL, {})
+    first = walker.first()
+    second = walker.next(first, page({"next": "abc"}), 10)
+    assert second is not None and second.params["cursor"] == "abc"
+    with pytest.raises(SourceError, match="same cursor twice"):
+        walker.next(second, page({"next": "abc"}), 10)
+
+
+def test_relative_next_url_is_joined_to_the_page_url() -> None:
+    walker = PageWalker(next_url(next_url_path="links.next"), URL, {"per_page": 5})
+    following = walker.next(walker.first(), page({"links": {"next": "/items?page=2"}}), 5)
+    assert following is not None
+    assert following.url == "http://api.test/items?page=2" and following.params == {}
+    assert walker.next(following, page({"links": {"next": None}}), 5) is None
