@@ -32,6 +32,7 @@ from dagster import (
 )
 
 from dataproc_dagster import integrity
+from dataproc_dagster.factory import build_schedule
 from dataproc_dagster.ops.steps import CLICKHOUSE_POOL
 from dataproc_dagster.registry import discover_pipelines
 from dataproc_dagster.settings import get_settings
@@ -239,3 +240,12 @@ ASSETS, _CHECKS, INTEGRITY_JOB = build_integrity_checks(
 )
 ASSET_CHECKS = [_CHECKS]
 JOBS = [INTEGRITY_JOB]
+# Hourly in production once turned on (UI: Automation, or `dagster schedule start`); like the
+# pipelines' schedules, it skips a tick while the previous check is still queued or running.
+INTEGRITY_SCHEDULE = build_schedule(
+    INTEGRITY_JOB,
+    "5 * * * *",
+    "UTC",
+    name="integrity_check_schedule",
+)
+SCHEDULES = [INTEGRITY_SCHEDULE]

@@ -32,6 +32,8 @@ from dataproc_dagster import create_clickhouse_loader, create_etl_pipeline, crea
 from dataproc_dagster.errors import ConfigError
 from dataproc_dagster.factory import Pipeline
 from dataproc_dagster.registry import discover_pipelines
+from dataproc_dagster.resources.clickhouse import ClickHouseResource
+from dataproc_dagster.resources.metabase import MetabaseResource
 
 BERLIN = ZoneInfo("Europe/Berlin")
 RUN_CONFIG: dict[str, Any] = {
@@ -222,3 +224,34 @@ def test_dst_change_days_run_exactly_once_a_day(
     [request] = data.run_requests
     assert request.run_key == change.isoformat()
     assert request.run_config == RUN_CONFIG
+
+
+def test_integrity_check_schedule_skips_while_a_check_runs(instance: DagsterInstance) -> None:
+    from dagster import Definitions
+
+    from dataproc_dagster.jobs import integrity
+
+    schedule = integrity.INTEGRITY_SCHEDULE
+    assert schedule.execution_timezone == "UTC"
+    assert schedule.default_status.value == "STOPPED"  # turned on per deployment
+    defs = Definitions(
+        assets=integrity.ASSETS,
+        asset_checks=integrity.ASSET_CHECKS,
+        jobs=integrity.JOBS,
+        schedules=integrity.SCHEDULES,
+        resources={
+            "clickhouse": ClickHouseResource(url="chdb:///unused"),
+            "metabase": MetabaseResource(),
+        },
+    )
+    job = defs.resolve_job_def(integrity.JOB_NAME)
+    when = datetime(2026, 10, 25, 1, 5, tzinfo=ZoneInfo("UTC"))
+    context = build_schedule_context(instance=instance, scheduled_execution_time=when)
+    assert len(schedule.evaluate_tick(context).run_requests) == 1
+    running = instance.create_run_for_job(job)
+    report(instance, running, DagsterEventType.RUN_START)
+    data = schedule.evaluate_tick(
+        build_schedule_context(instance=instance, scheduled_execution_time=when)
+    )
+    assert data.run_requests == []
+    assert f"run {running.run_id} of integrity_check is still started" in (data.skip_message or "")
