@@ -203,6 +203,7 @@ def _page_mbql(
     items = min(page_size, limit) if limit else page_size
     offset = 0
     suspected: tuple[int, int] | None = None
+    full_page_seen = False
     while limit is None or stats.rows < limit:
         if offset % items:
             raise SourceError(
@@ -228,13 +229,16 @@ def _page_mbql(
             stats.pages += 1
         _report_cap(suspected, n, stats, log)
         suspected = None
-        if looks_capped(n, items, flag):
+        # Only a first short page can be a cap: after a full page the server has shown that
+        # it answers at least ``items`` rows, so a later short page is the end.
+        if not full_page_seen and looks_capped(n, items, flag):
             suspected = (n, items)
             items = n
             offset += n
             continue
         if n < items:
             break
+        full_page_seen = True
         offset += n
     stats.seconds += time.perf_counter() - started
 
@@ -341,6 +345,7 @@ def read_native(
     items = min(page_size, limit) if limit else page_size
     offset = 0
     suspected: tuple[int, int] | None = None
+    full_page_seen = False
     while limit is None or stats.rows < limit:
         rows, flag = fetch(wrap_native(sql, order_by=order_by, limit=items, offset=offset))
         n = len(rows)
@@ -358,11 +363,13 @@ def read_native(
             stats.pages += 1
         _report_cap(suspected, n, stats, log)
         suspected = None
-        if looks_capped(n, items, flag):
+        if not full_page_seen and looks_capped(n, items, flag):
             suspected = (n, items)
             items = n
         elif n < items:
             break
+        else:
+            full_page_seen = True
         offset += n
     stats.seconds += time.perf_counter() - started
 

@@ -257,3 +257,21 @@ def test_pool_saturation_503_with_a_failed_body_is_retried(metabase: StandinSetu
         frame = _concat(list(read_table(client, table, limit=100)))
     assert frame["id"].tolist() == list(range(1, 101))
     assert metabase.server.count("POST", "/api/dataset") == 3
+
+
+@pytest.mark.parametrize(
+    ("page_size", "requests"),
+    # 3000 + 2000, 4000 + 1000, 4999 + 1, 5000 + an empty page, 5000 of 7000 (round: checked)
+    [(3000, 2), (4000, 2), (4999, 2), (5000, 2), (7000, 2)],
+)
+def test_a_short_last_page_after_full_pages_is_the_end(
+    metabase: StandinSetup, page_size: int, requests: int
+) -> None:
+    # e.g. pages of 3000: 3000 + 2000. The short 2000 follows a full page, so it cannot be a
+    # cap (the server already sent more in one answer): no check request, no error.
+    stats = ReadStats("dataset", page_size)
+    with metabase.client() as client:
+        table = table_metadata(client, metabase.orders_id)
+        frame = _concat(list(read_table(client, table, page_size=page_size, stats=stats)))
+    _assert_whole_orders(frame)
+    assert stats.requests == requests and stats.capped_pages == 0
