@@ -24,9 +24,8 @@ from dagster._core.definitions.dependency import DependencyDefinition, NodeInvoc
 from dagster._utils.schedules import is_valid_cron_string
 
 from dataproc_dagster.errors import ConfigError
-from dataproc_dagster.ops.base import Extractor
+from dataproc_dagster.ops.base import Extractor, Loader
 from dataproc_dagster.ops.elt import SqlStep, make_sql_op
-from dataproc_dagster.ops.loaders.clickhouse import ClickHouseLoader, make_load_op
 from dataproc_dagster.ops.steps import make_extract_op, make_transform_op
 from dataproc_dagster.ops.transformers import Transformer, create_transformer
 
@@ -119,7 +118,7 @@ def build_schedule(
 def create_etl_pipeline(
     name: str,
     extractor: Extractor | None = None,
-    loader: ClickHouseLoader | None = None,
+    loader: Loader | None = None,
     transformers: Sequence[Transformer | Any] = (),
     *,
     transformer: Transformer | Any | None = None,
@@ -138,7 +137,7 @@ def create_etl_pipeline(
         name: Pipeline and job name (letters, digits, underscores).
         extractor: Where rows come from (``create_http_extractor``, ...). ``None`` for an
             ELT-only pipeline made of ``sql_steps``.
-        loader: Where rows go (``create_clickhouse_loader``).
+        loader: Where rows go (``create_clickhouse_loader``, or ``create_loader`` for others).
         transformers: Transformers applied in order; plain functions are wrapped.
         transformer: A single transformer (the original framework's argument name).
         sql_steps: ELT steps run in ClickHouse after the load (``create_sql_step``).
@@ -186,7 +185,7 @@ def create_etl_pipeline(
             nodes.append(op_def)
             deps[NodeInvocation(op_def.name)] = {"chunks": DependencyDefinition(previous)}
             previous = op_def.name
-        load = make_load_op(name, f"{name}__load", loader)
+        load = loader.build_op(name, f"{name}__load")
         nodes.append(load)
         deps[NodeInvocation(load.name)] = {"chunks": DependencyDefinition(previous)}
         previous = load.name
@@ -226,7 +225,7 @@ def _slug(text: str) -> str:
 def _describe(
     extractor: Extractor | None,
     transformers: Sequence[Transformer],
-    loader: ClickHouseLoader | None,
+    loader: Loader | None,
     sql_steps: Sequence[SqlStep],
 ) -> str:
     parts = []

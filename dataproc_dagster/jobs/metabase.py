@@ -52,7 +52,7 @@ CATALOG_CONFIG = {
 
 
 @op(
-    name="metabase_catalog",
+    name="read_metabase_catalog",
     config_schema=CATALOG_CONFIG,
     required_resource_keys={"metabase"},
     tags={"kind": "metabase"},

@@ -95,3 +95,21 @@ class Extractor(Protocol):
     def extract(self, ctx: StepContext) -> Iterator[Chunk]:
         """Yield the rows in chunks (DataFrames or Arrow tables of any size)."""
         ...
+
+
+@runtime_checkable
+class Loader(Protocol):
+    """Writes a pipeline's chunks somewhere; becomes the pipeline's load op."""
+
+    @property
+    def target(self) -> TargetTable | None:
+        """The ClickHouse table written, when there is one (for incremental extractors)."""
+        ...
+
+    def describe(self) -> str:
+        """Where the rows go."""
+        ...
+
+    def build_op(self, pipeline: str, name: str) -> Any:
+        """The Dagster op that loads a ``ChunkSet`` input named ``chunks``."""
+        ...

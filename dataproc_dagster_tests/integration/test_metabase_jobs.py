@@ -195,11 +195,11 @@ def test_session_login_through_the_resource(
 def test_catalog_job_reports_markdown_metadata(metabase: StandinSetup, data_dir: Path) -> None:
     resource = MetabaseResource(base_url=metabase.url, api_key=metabase.server.api_key)
     result = metabase_catalog.execute_in_process(
-        run_config={"ops": {"metabase_catalog": {"config": {"table_id": metabase.orders_id}}}},
+        run_config={"ops": {"read_metabase_catalog": {"config": {"table_id": metabase.orders_id}}}},
         resources={"metabase": resource},
     )
     assert result.success
-    output = result.output_for_node("metabase_catalog")
+    output = result.output_for_node("read_metabase_catalog")
     assert {"id": metabase.orders_id, "db_id": 1, "schema": "PUBLIC", "name": "ORDERS"} in output[
         "tables"
     ]

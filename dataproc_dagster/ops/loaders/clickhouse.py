@@ -65,6 +65,10 @@ class ClickHouseLoader:
             return "ClickHouse table from run config"
         return f"ClickHouse {self.spec.database}.{self.spec.table} ({self.spec.mode})"
 
+    def build_op(self, pipeline: str, name: str) -> OpDefinition:
+        """The load op of a pipeline."""
+        return make_load_op(pipeline, name, self)
+
     def resolve(self, config: dict[str, Any], default_database: str) -> LoadSpec:
         """The load spec, from run config for a config-driven loader."""
         if not self.from_config:
