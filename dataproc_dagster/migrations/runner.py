@@ -270,6 +270,16 @@ class ClickHouseMigrationManager:
         self._log(f"baselined {len(marked)} migration(s) up to {version:04d}")
         return {"baselined": marked, "status": status}
 
+    def expected_schema(self) -> dict[str, dict[str, str] | None]:
+        """The tables the applied migrations create: ``{"db.table": {column: type} | None}``.
+
+        ``None`` stands for a table created without a column list (``AS other``).
+        """
+        files = self.load_files()
+        with self._client() as client:
+            rows = self._state(client).migrations()
+        return self._expected(files, rows)
+
     def check_schema(self) -> dict[str, Any]:
         """Compare the tables the applied migrations create with the database.
 
@@ -278,18 +288,22 @@ class ClickHouseMigrationManager:
         """
         files = self.load_files()
         with self._client() as client:
-            status = self._status(files, self._state(client).migrations())
-            applied = {r["version"] for r in status["migrations"] if r["applied"]}
-            statements = [
-                render(s.sql, database=self.database, cluster="")
-                for m in files
-                if m.version in applied
-                for s in m.up
-            ]
-            expected = expected_tables(statements, self.database)
+            expected = self._expected(files, self._state(client).migrations())
             problems = schema_differences(client, expected)
         tables = {name: list(cols) if cols is not None else None for name, cols in expected.items()}
         return {"tables": tables, "problems": problems}
+
+    def _expected(
+        self, files: list[MigrationFile], rows: dict[int, MigrationRow]
+    ) -> dict[str, dict[str, str] | None]:
+        applied = {v for v, row in rows.items() if row.status in APPLIED_STATUSES}
+        statements = [
+            render(s.sql, database=self.database, cluster="")
+            for m in files
+            if m.version in applied
+            for s in m.up
+        ]
+        return expected_tables(statements, self.database)
 
     # Steps
 

@@ -373,3 +373,18 @@ def test_default_manager_uses_the_settings_and_the_project_migrations(data_dir: 
     assert status["migrations"][0]["file"] == "0001_create_penguins.up.sql"
     assert runner.apply()["applied"][0] == "0001_create_penguins"
     assert runner.check_schema()["problems"] == []
+
+
+def test_expected_schema_follows_the_applied_migrations(
+    clickhouse: ClickHouseResource, folder: Path
+) -> None:
+    runner = manager(clickhouse, folder)
+    assert runner.expected_schema() == {}
+    runner.apply()
+    assert runner.expected_schema() == {
+        "default.a": {"id": "UInt32", "name": "String", "b": "Nullable(Int64)"},
+        "default.c": {"k": "String"},
+    }
+    runner.rollback_migrations(2)
+    assert runner.expected_schema() == {"default.a": {"id": "UInt32", "name": "String"}}
+    assert runner.check_schema() == {"tables": {"default.a": ["id", "name"]}, "problems": []}
