@@ -100,7 +100,7 @@ def test_booleans_from_json_and_from_sqlite_integers() -> None:
 
 
 def test_bad_boolean_is_an_error() -> None:
-    with pytest.raises(ValueError, match="'flag'.*not a boolean"):
+    with pytest.raises(ValueError, match=r"'flag'.*not a boolean"):
         convert_column(["maybe"], "type/Boolean", name="flag")
 
 
