@@ -67,12 +67,15 @@ def split_statements(text: str) -> list[Statement]:
         if ch in "'\"`":
             mark_code(i)
             i = _skip_quoted(text, i, ch, line_of)
-        elif text.startswith("--", i) or ch == "#":
+        elif text.startswith("--", i) or (
+            ch == "#" and text[i + 1 : i + 2] in ("", " ", "!", "\n")
+        ):
+            # ClickHouse reads "# " and "#!" as comments, like "--".
             end = text.find("\n", i)
             i = n if end == -1 else end + 1
         elif ch == "/" and text.startswith("/*", i):
             i = _skip_block_comment(text, i, line_of)
-        elif ch == "$" and (match := _HEREDOC_TAG.match(text, i)):
+        elif ch == "$" and not _in_word(text, i) and (match := _HEREDOC_TAG.match(text, i)):
             mark_code(i)
             tag = match.group(0)
             end = text.find(tag, match.end())
@@ -126,3 +129,8 @@ def _skip_block_comment(text: str, pos: int, line_of: Callable[[int], int]) -> i
         else:
             i += 1
     raise SplitError(f"unterminated /* comment starting at line {line_of(pos)}")
+
+
+def _in_word(text: str, pos: int) -> bool:
+    """True when ``pos`` continues an identifier (``a$b``), where ``$`` opens no heredoc."""
+    return pos > 0 and (text[pos - 1].isalnum() or text[pos - 1] in "_$")

@@ -46,6 +46,13 @@ def test_heredoc_keeps_semicolons() -> None:
     assert sqls(text) == ["SELECT $$a;b$$", "SELECT $tag$x;$$;y$tag$"]
 
 
+def test_dollar_inside_a_name_opens_no_heredoc_and_hash_bang_is_a_comment() -> None:
+    assert sqls("SELECT a$b$c; SELECT 1 #!shebang-style; comment\nSELECT 2") == [
+        "SELECT a$b$c",
+        "SELECT 1 #!shebang-style; comment\nSELECT 2",
+    ]
+
+
 def test_line_numbers_point_at_each_statement_start() -> None:
     text = "SELECT 1;\n\n-- note\nSELECT\n  2;\n"
     assert [s.line for s in split_statements(text)] == [1, 4]
