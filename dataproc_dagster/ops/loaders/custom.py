@@ -1,6 +1,5 @@
 """Custom loaders: any function that writes a chunk somewhere becomes a pipeline's loader."""
 
-from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Iterable, Iterator
@@ -8,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
-from dagster import In, OpDefinition, Out, Output, RetryPolicy, op
+from dagster import In, OpDefinition, OpExecutionContext, Out, Output, RetryPolicy, op
 
 from dataproc_dagster.chunks import ChunkSet
 from dataproc_dagster.errors import ConfigError
@@ -51,7 +50,7 @@ class FunctionLoader:
             retry_policy=self.retry_policy,
             tags={"kind": "custom", "dataproc/step": "load"},
         )
-        def _load(context: Any, chunks: ChunkSet) -> Iterator[Output[dict[str, Any]]]:
+        def _load(context: OpExecutionContext, chunks: ChunkSet) -> Iterator[Output[dict[str, Any]]]:
             ctx = StepContext(pipeline, name, context)
             with (
                 pipeline_errors(pipeline, name, loader.describe()),
