@@ -1,6 +1,5 @@
 """Custom loaders: any function that writes a chunk somewhere becomes a pipeline's loader."""
 
-
 import inspect
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -50,7 +49,9 @@ class FunctionLoader:
             retry_policy=self.retry_policy,
             tags={"kind": "custom", "dataproc/step": "load"},
         )
-        def _load(context: OpExecutionContext, chunks: ChunkSet) -> Iterator[Output[dict[str, Any]]]:
+        def _load(
+            context: OpExecutionContext, chunks: ChunkSet
+        ) -> Iterator[Output[dict[str, Any]]]:
             ctx = StepContext(pipeline, name, context)
             with (
                 pipeline_errors(pipeline, name, loader.describe()),
