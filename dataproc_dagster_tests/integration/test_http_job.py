@@ -12,7 +12,12 @@ import pytest
 import yaml
 from dagster import DagsterInvalidConfigError, ExecuteInProcessResult, validate_run_config
 
+from dataproc_dagster.factory import create_etl_pipeline
+from dataproc_dagster.http.incremental import Incremental
+from dataproc_dagster.http.pagination import offset
 from dataproc_dagster.jobs.http_to_clickhouse import PIPELINE
+from dataproc_dagster.ops.extractors.http import create_http_extractor
+from dataproc_dagster.ops.loaders.clickhouse import create_clickhouse_loader
 from dataproc_dagster.resources.clickhouse import ClickHouseResource
 from dataproc_dagster_tests.integration.http_support import api_fixture  # noqa: F401
 from dataproc_dagster_tests.servers.http_api import RunningApi, make_record
@@ -238,3 +243,24 @@ def test_incremental_cursor_missing_from_the_table_is_a_config_error(
     assert "target table default.api_items has no column 'modified'" in message
     assert "it has: active, id," in message
     assert clickhouse.query_rows("SELECT count() FROM api_items") == [(250,)]
+
+
+def test_python_pipeline_reads_the_bound_from_its_loader_target(
+    api: RunningApi, clickhouse: ClickHouseResource
+) -> None:
+    pipeline = create_etl_pipeline(
+        "orders_sync",
+        extractor=create_http_extractor(
+            api.url + "/offset",
+            paginator=offset(total_path="total", page_size=50),
+            incremental=Incremental(cursor_field="updated_at", param="updated_since", key=("id",)),
+        ),
+        loader=create_clickhouse_loader("orders", mode="append", order_by=["id"]),
+    )
+    assert pipeline.job.execute_in_process(resources={"clickhouse": clickhouse}).success
+    api.state.records = [*api.state.records, *(make_record(i) for i in range(250, 260))]
+    assert pipeline.job.execute_in_process(resources={"clickhouse": clickhouse}).success
+    assert api.state.requests_to("/offset")[-1]["updated_since"] == "2024-01-01T04:09:00Z"
+    assert clickhouse.query_rows("SELECT count(), uniqExact(id), max(id) FROM orders") == [
+        (260, 260, 260)
+    ]
