@@ -190,9 +190,30 @@ def configure_logging(
     _install_record_masking()
 
 
+def _request_line(
+    log: logging.Logger, mask: Callable[[str], str], response: Any
+) -> None:
+    if not log.isEnabledFor(logging.DEBUG):
+        return
+    request = response.request
+    started = request.extensions.get("dataproc_started")
+    elapsed = (time.perf_counter() - started) * 1000 if started else 0.0
+    log.debug(
+        "HTTP %s %s -> %s in %.0f ms",
+        request.method,
+        mask(str(request.url)),
+        response.status_code,
+        elapsed,
+    )
+
+
+def _mark_start(request: Any) -> None:
+    request.extensions["dataproc_started"] = time.perf_counter()
+
+
 def http_debug_hooks(
     mask: Callable[[str], str] = mask_url, logger: logging.Logger | None = None
-) -> dict[str, list[Callable[[Any], None]]]:
+) -> dict[str, list[Callable[[Any], Any]]]:
     """httpx ``event_hooks`` logging each request at DEBUG: method, masked URL, status, time.
 
     Example:
@@ -204,22 +225,23 @@ def http_debug_hooks(
     """
     log = logger or get_logger("http")
 
-    def on_request(request: Any) -> None:
-        request.extensions["dataproc_started"] = time.perf_counter()
-
     def on_response(response: Any) -> None:
-        if not log.isEnabledFor(logging.DEBUG):
-            return
-        request = response.request
-        started = request.extensions.get("dataproc_started")
-        elapsed = (time.perf_counter() - started) * 1000 if started else 0.0
-        log.debug(
-            "HTTP %s %s -> %s in %.0f ms",
-            request.method,
-            mask(str(request.url)),
-            response.status_code,
-            elapsed,
-        )
+        _request_line(log, mask, response)
+
+    return {"request": [_mark_start], "response": [on_response]}
+
+
+def async_http_debug_hooks(
+    mask: Callable[[str], str] = mask_url, logger: logging.Logger | None = None
+) -> dict[str, list[Callable[[Any], Any]]]:
+    """:func:`http_debug_hooks` for ``httpx.AsyncClient`` (whose hooks must be coroutines)."""
+    log = logger or get_logger("http")
+
+    async def on_request(request: Any) -> None:
+        _mark_start(request)
+
+    async def on_response(response: Any) -> None:
+        _request_line(log, mask, response)
 
     return {"request": [on_request], "response": [on_response]}
 

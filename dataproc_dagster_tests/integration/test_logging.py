@@ -1,6 +1,7 @@
 """Logging through Dagster with the shipped ``deploy/dagster.yaml``: LOG_LEVEL, capture of the
 framework loggers into the run's event log, log files, and no secret anywhere in the event log."""
 
+import asyncio
 import logging
 from collections.abc import Iterator
 from pathlib import Path
@@ -62,9 +63,17 @@ def call_apis(context: OpExecutionContext) -> None:
         resource: HttpResource = getattr(context.resources, key)
         source = resource.source(pipeline="secrets_probe", log=context.log.warning)
         with source.client() as client:
-            client.event_hooks = log_setup.http_debug_hooks(source.mask)
             page = source.get(client, resource.resolve_url("single"))
         context.log.info(f"{key}: {len(page.payload)} records from {page.url}")
+
+    async def fetch_async() -> int:
+        resource: HttpResource = context.resources.key_api
+        source = resource.source(pipeline="secrets_probe")
+        async with source.async_client(connections=2) as client:
+            page = await source.aget(client, resource.resolve_url("offset"), {"limit": 5})
+        return page.status
+
+    assert asyncio.run(fetch_async()) == 200
 
 
 @op(required_resource_keys={"metabase"})
@@ -149,6 +158,9 @@ def test_no_secret_in_event_log_and_log_files(
     joined = "\n".join(messages)
     assert f"HTTP GET {bearer_api.url}/single -> 200 in " in joined
     assert f"HTTP GET {key_api.url}/single?apikey=*** -> 200 in " in joined
+    assert f"HTTP GET {key_api.url}/offset?limit=5&apikey=*** -> 200 in " in joined  # async
+    assert f"HTTP POST {metabase.base_url}/api/session -> 200 in " in joined
+    assert f"HTTP GET {metabase.base_url}/api/user/current -> 200 in " in joined
     assert f"[PASSED ] metabase_reachable: Metabase {metabase.base_url} is ok" in joined
     assert "authenticated as analyst@example.com (session)" in joined
     assert (
