@@ -95,7 +95,10 @@ class HttpSource:
 
     def client(self, *, connections: int = 1) -> httpx.Client:
         """A sync client for these settings (close it, or use ``with``)."""
+        from dataproc_dagster.log_setup import http_debug_hooks  # LOG_LEVEL=DEBUG request lines
+
         return httpx.Client(
+            event_hooks=http_debug_hooks(self.mask),
             timeout=self.timeout,
             follow_redirects=True,
             limits=httpx.Limits(max_connections=connections, max_keepalive_connections=connections),
@@ -103,7 +106,10 @@ class HttpSource:
 
     def async_client(self, *, connections: int) -> httpx.AsyncClient:
         """An async client allowing ``connections`` parallel connections."""
+        from dataproc_dagster.log_setup import async_http_debug_hooks  # LOG_LEVEL=DEBUG lines
+
         return httpx.AsyncClient(
+            event_hooks=async_http_debug_hooks(self.mask),
             timeout=self.timeout,
             follow_redirects=True,
             limits=httpx.Limits(max_connections=connections, max_keepalive_connections=connections),

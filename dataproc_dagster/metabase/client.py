@@ -131,7 +131,10 @@ class MetabaseClient:
         self._log = log or (lambda _message: None)
         self.attempts = 0
         self.retries = 0
+        from dataproc_dagster.log_setup import http_debug_hooks  # LOG_LEVEL=DEBUG request lines
+
         self._http = httpx.Client(
+            event_hooks=http_debug_hooks(mask_url),
             base_url=base_url,
             timeout=httpx.Timeout(timeout),
             transport=transport,
