@@ -71,6 +71,7 @@ class ClickHouseMigrationManager:
         self.database = self.clickhouse.database or "default"
         self.cluster = self.settings.clickhouse_cluster
         self._log = log or _logger.info
+        self._claimed_at = 0.0  # when this runner last wrote its lock claim (monotonic)
 
     # Public commands
 
@@ -127,7 +128,7 @@ class ClickHouseMigrationManager:
                 pending = {r["version"] for r in status["migrations"] if r["status"] == "pending"}
                 for migration in files:
                     if migration.version in pending:
-                        state.claim_lock(owner, self.settings.migrations_lock_ttl)  # heartbeat
+                        self._heartbeat(state, owner)
                         self._run_up(client, state, migration)
                         applied.append(migration.label)
                 status = self._status(files, state.migrations())
@@ -181,7 +182,7 @@ class ClickHouseMigrationManager:
                         fix="write the missing NNNN_name.down.sql file(s), or roll back fewer",
                     )
                 for migration in chosen:
-                    state.claim_lock(owner, self.settings.migrations_lock_ttl)  # heartbeat
+                    self._heartbeat(state, owner)
                     self._run_down(client, state, migration)
                     rolled_back.append(migration.label)
                 status = self._status(files, state.migrations())
@@ -378,6 +379,13 @@ class ClickHouseMigrationManager:
         with self.clickhouse.get_client(step="migrations") as client:
             yield client
 
+    def _heartbeat(self, state: StateTable, owner: str) -> None:
+        """Refresh the lock claim once a quarter of its lifetime has passed."""
+        ttl = self.settings.migrations_lock_ttl
+        if time.monotonic() - self._claimed_at > ttl / 4:
+            state.claim_lock(owner, ttl)
+            self._claimed_at = time.monotonic()
+
     @contextmanager
     def _locked(self, state: StateTable) -> Iterator[str]:
         """Hold the migration lock for the block; yields the owner id, to refresh the claim."""
@@ -389,6 +397,7 @@ class ClickHouseMigrationManager:
             timeout=self.settings.migrations_lock_timeout,
             settle=0.0 if self.clickhouse.is_embedded else _SERVER_SETTLE_SECONDS,
         )
+        self._claimed_at = time.monotonic()
         try:
             yield owner
         finally:
