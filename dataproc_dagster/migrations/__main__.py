@@ -12,6 +12,8 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from clickhouse_connect.driver.exceptions import ClickHouseError
+
 from dataproc_dagster.errors import DataprocError
 from dataproc_dagster.migrations.runner import ClickHouseMigrationManager
 
@@ -56,6 +58,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         result = _run(manager, args)
     except DataprocError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except ClickHouseError as exc:  # reading the state table failed (permissions, server gone)
+        print(f"error: ClickHouse refused a state table query: {exc}", file=sys.stderr)
         return 1
     if args.json:
         print(json.dumps(result, indent=2, default=str))
