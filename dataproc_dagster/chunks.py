@@ -19,7 +19,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from dataproc_dagster.errors import SchemaError
+from dataproc_dagster.errors import SchemaError, SourceError
 
 DEFAULT_CHUNK_ROWS = 100_000
 _COMPRESSION = "lz4"
@@ -81,6 +81,13 @@ class ChunkSet:
         """Yield each chunk as an Arrow table conforming to :attr:`schema`."""
         schema = self.schema
         for path in self.paths():
+            if not path.exists():
+                raise SourceError(
+                    f"chunk file {path.name} of {self.dataset_id} is gone",
+                    source=str(path.parent),
+                    fix="the chunks of a run are removed once it has loaded them (and after 7 days "
+                    "for failed runs); run the whole job again instead of re-executing this step",
+                )
             table = pq.read_table(path)
             yield table if schema is None else conform(table, schema, where=str(path))
 

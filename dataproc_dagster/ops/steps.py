@@ -5,6 +5,7 @@ and turn errors into messages that name the pipeline, the step and the fix.
 """
 
 import shutil
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -35,6 +36,7 @@ from dataproc_dagster.resources.clickhouse import qualified_name, scalar
 from dataproc_dagster.settings import get_settings
 
 CLICKHOUSE_POOL = "clickhouse"
+KEEP_FAILED_RUN_CHUNKS_DAYS = 7.0
 
 ChunkSetType = DagsterType(
     name="ChunkSet",
@@ -106,6 +108,7 @@ def make_extract_op(
     def _extract(context: OpExecutionContext) -> Iterator[Output[ChunkSet]]:
         source = extractor.describe()
         ctx = StepContext(pipeline, name, context, dict(context.op_config or {}), target)
+        prune_old_chunks()
         with pipeline_errors(pipeline, name, source), measure_step(name, context.log) as metrics:
             with ChunkWriter(
                 chunk_directory(context, name),
@@ -194,6 +197,33 @@ def materialization(
     )
 
 
-def cleanup_run_chunks(context: OpExecutionContext) -> None:
-    """Remove the chunks of this run once its data has been published."""
-    shutil.rmtree(get_settings().runs_dir / context.run_id, ignore_errors=True)
+def cleanup_run_chunks(context: OpExecutionContext, chunks: ChunkSet) -> None:
+    """Remove the chunks of this run, and of the run that produced ``chunks``, once loaded.
+
+    A re-executed run loads the chunks its parent run wrote, so both folders go.
+    """
+    runs = get_settings().runs_dir.resolve()
+    folders = {runs / context.run_id}
+    producer = Path(chunks.directory).resolve().parent
+    if producer.parent == runs:
+        folders.add(producer)
+    for folder in folders:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def prune_old_chunks(max_age_days: float = KEEP_FAILED_RUN_CHUNKS_DAYS) -> list[str]:
+    """Remove chunk folders of runs older than ``max_age_days`` (failed runs keep theirs
+    for re-execution until then). Returns the run ids removed."""
+    runs = get_settings().runs_dir
+    if not runs.is_dir():
+        return []
+    cutoff = time.time() - max_age_days * 86_400
+    removed = []
+    for folder in runs.iterdir():
+        try:
+            if folder.is_dir() and folder.stat().st_mtime < cutoff:
+                shutil.rmtree(folder, ignore_errors=True)
+                removed.append(folder.name)
+        except OSError:
+            continue
+    return removed

@@ -141,6 +141,8 @@ def test_reexecution_from_failure_loads_each_row_once(
             steps = {e.step_key for e in second.all_events if e.is_step_success}
             assert steps == {"faulty_append__load"}  # the extract step was not run again
 
+    runs = data_dir / "runs"
+    assert not runs.exists() or list(runs.iterdir()) == []  # both runs' chunks were removed
     total = faulty_job.CHUNKS * faulty_job.ROWS_PER_CHUNK
     assert clickhouse.query_rows("SELECT count(), uniqExact(id) FROM faulty_events") == [
         (total, total)

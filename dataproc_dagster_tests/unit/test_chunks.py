@@ -66,3 +66,29 @@ def test_nullable_integers_read_back_as_nullable(tmp_path: Path) -> None:
     frame = writer.close().to_pandas()
     assert str(frame["n"].dtype) == "Int64"
     assert frame["n"].isna().tolist() == [False, True, False]
+
+
+def test_missing_chunk_file_says_what_to_do(tmp_path: Path) -> None:
+    from dataproc_dagster.errors import SourceError
+
+    with ChunkWriter(tmp_path / "c", "run-9/extract") as writer:
+        writer.write(pd.DataFrame({"n": [1]}))
+    chunks = writer.close()
+    chunks.paths()[0].unlink()
+    with pytest.raises(SourceError, match="run the whole job again"):
+        list(chunks.iter_tables())
+
+
+def test_old_run_folders_are_pruned(data_dir: Path) -> None:
+    import os
+    import time
+
+    from dataproc_dagster.ops.steps import prune_old_chunks
+
+    old, recent = data_dir / "runs" / "old-run", data_dir / "runs" / "recent-run"
+    old.mkdir(parents=True)
+    recent.mkdir(parents=True)
+    ten_days_ago = time.time() - 10 * 86_400
+    os.utime(old, (ten_days_ago, ten_days_ago))
+    assert prune_old_chunks() == ["old-run"]
+    assert recent.exists() and not old.exists()

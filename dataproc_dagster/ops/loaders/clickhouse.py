@@ -228,7 +228,7 @@ def make_load_op(pipeline: str, name: str, loader: ClickHouseLoader) -> OpDefini
         summary = {"table": f"{spec.database}.{spec.table}", "mode": spec.mode, "rows": result.rows}
         yield Output(summary, metadata=metrics.metadata())
         if not loader.keep_chunks:
-            cleanup_run_chunks(context)
+            cleanup_run_chunks(context, chunks)
 
     return _load
 
