@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -13,7 +12,7 @@ import clickhouse_connect
 import pandas as pd
 import pyarrow as pa
 from clickhouse_connect.driver.client import Client
-from dagster import ConfigurableResource, EnvVar, InitResourceContext
+from dagster import ConfigurableResource, InitResourceContext
 from pydantic import Field, PrivateAttr
 
 from dataproc_dagster.errors import ConfigError, SourceError
@@ -36,7 +35,10 @@ class ClickHouseResource(ConfigurableResource):
         description="chdb:///path for the embedded engine, http(s)://host:port for a server"
     )
     user: str = Field(default="default", description="User name (server only)")
-    password: str = Field(default="", description="Password (server only); pass an EnvVar")
+    password: str = Field(
+        default="",
+        description="Password (server only); pass an EnvVar; empty = CLICKHOUSE_PASSWORD",
+    )
     database: str = Field(default="default", description="Default database")
     lock_timeout: float = Field(
         default=600.0, description="Seconds a step waits for the embedded directory lock"
@@ -48,14 +50,15 @@ class ClickHouseResource(ConfigurableResource):
 
     @classmethod
     def from_settings(cls, settings: FrameworkSettings) -> ClickHouseResource:
-        """Build the resource from the framework settings; the password stays an ``EnvVar``."""
-        password: Any = (
-            EnvVar("CLICKHOUSE_PASSWORD") if os.environ.get("CLICKHOUSE_PASSWORD") else ""
-        )
+        """Build the resource from the framework settings.
+
+        The password is not put into the resource's config (which the UI shows): an empty
+        ``password`` is read from ``CLICKHOUSE_PASSWORD`` (environment or ``.env``) when a step
+        connects.
+        """
         return cls(
             url=settings.clickhouse_url,
             user=settings.clickhouse_user,
-            password=password,
             database=settings.clickhouse_database,
             lock_timeout=settings.clickhouse_lock_timeout,
         )
@@ -145,6 +148,13 @@ class ClickHouseResource(ConfigurableResource):
             client.database = self.database
         return client
 
+    def _password(self) -> str:
+        if self.password:
+            return self.password
+        from dataproc_dagster.settings import get_settings
+
+        return get_settings().clickhouse_password.get_secret_value()
+
     def _open_server(self) -> Client:
         parts = urlsplit(self.url)
         options: dict[str, Any] = dict(parse_qsl(parts.query))
@@ -154,7 +164,7 @@ class ClickHouseResource(ConfigurableResource):
                 port=parts.port or (8443 if parts.scheme == "https" else 8123),
                 secure=parts.scheme == "https",
                 username=self.user,
-                password=self.password,
+                password=self._password(),
                 database=self.database,
                 connect_timeout=self.connect_timeout,
                 send_receive_timeout=self.send_receive_timeout,
@@ -162,7 +172,8 @@ class ClickHouseResource(ConfigurableResource):
             )
         except Exception as exc:
             raise SourceError(
-                f"cannot reach ClickHouse: {type(exc).__name__}: {_scrub(str(exc), self.password)}",
+                f"cannot reach ClickHouse: {type(exc).__name__}: "
+                f"{_scrub(str(exc), self._password())}",
                 source=self.describe(),
                 fix="check CLICKHOUSE_URL, CLICKHOUSE_USER and CLICKHOUSE_PASSWORD, and that the "
                 "server is up",

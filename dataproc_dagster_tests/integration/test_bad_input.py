@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import http.server
 import socket
+import threading
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -15,6 +18,7 @@ from dataproc_dagster import (
 )
 from dataproc_dagster.errors import ConfigError
 from dataproc_dagster.resources.clickhouse import ClickHouseResource
+from dataproc_dagster.settings import get_settings
 from dataproc_dagster_tests.helpers.pipelines import failure_message, run_pipeline
 
 
@@ -127,3 +131,50 @@ def test_elt_only_pipeline(clickhouse: ClickHouseResource) -> None:
     )
     assert _run(clickhouse, pipeline).success  # type: ignore[attr-defined]
     assert clickhouse.query_rows("SELECT sum(y) FROM doubled") == [(90,)]
+
+
+def test_password_from_dotenv_reaches_the_server_but_no_message(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The resource config holds no password; it is read from .env when a step connects."""
+    seen: list[str] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def _deny(self) -> None:
+            seen.append(
+                self.headers.get("X-ClickHouse-Key") or self.headers.get("Authorization") or ""
+            )
+            body = (
+                b"Code: 516. DB::Exception: default: Authentication failed. (AUTHENTICATION_FAILED)"
+            )
+            self.send_response(401)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        do_GET = do_POST = _deny
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        monkeypatch.chdir(tmp_path)
+        (tmp_path / ".env").write_text(
+            f"CLICKHOUSE_URL=http://127.0.0.1:{server.server_port}\nCLICKHOUSE_PASSWORD=dotenv-pw-42\n"
+        )
+        monkeypatch.delenv("CLICKHOUSE_URL", raising=False)
+        monkeypatch.delenv("CLICKHOUSE_PASSWORD", raising=False)
+        get_settings.cache_clear()
+        resource = ClickHouseResource.from_settings(get_settings())
+        assert resource.password == ""  # nothing secret in the config the UI shows
+        result = run_pipeline(resource, [pd.DataFrame({"id": [1]})], create_clickhouse_loader("t"))
+        assert not result.success
+        message = failure_message(result)
+        assert "dotenv-pw-42" not in message
+        assert any("dotenv-pw-42" in header or header.startswith("Basic ") for header in seen)
+    finally:
+        server.shutdown()
+        get_settings.cache_clear()
