@@ -186,3 +186,43 @@ def test_ui_shows_the_job_and_the_successful_run(
     assert "Success" in run_dom
     for shot in (job_shot, run_shot):
         assert shot.stat().st_size > 20_000, f"{shot} looks empty"
+
+
+POOL = """
+query ($key: String!) {
+  instance {
+    concurrencyLimit(concurrencyKey: $key) { limit slotCount usingDefaultLimit activeSlotCount }
+  }
+}
+"""
+RUN_TIMES = """
+query ($runId: ID!) {
+  runOrError(runId: $runId) { ... on Run { status startTime endTime } }
+}
+"""
+
+
+def test_instance_limits_from_dagster_yaml(
+    stack: DagsterStack, penguins_run: dict[str, Any]
+) -> None:
+    """One run per pipeline at a time (run queue), one slot in the ``clickhouse`` pool."""
+    assert penguins_run["status"] == "SUCCESS"
+    pool = stack.graphql(POOL, {"key": "clickhouse"})["instance"]["concurrencyLimit"]
+    assert pool["limit"] == 1 and pool["usingDefaultLimit"] is True
+    assert pool["activeSlotCount"] == 0  # the finished run released its slot
+
+    params = {"selector": {**SELECTOR, "jobName": "penguins"}, "runConfigData": {}}
+    run_ids = [
+        stack.graphql(LAUNCH, {"params": params})["launchRun"]["run"]["runId"] for _ in range(2)
+    ]
+    times: dict[str, dict[str, Any]] = {}
+    started = time.monotonic()
+    while time.monotonic() - started < 300:
+        times = {r: stack.graphql(RUN_TIMES, {"runId": r})["runOrError"] for r in run_ids}
+        if all(t["status"] in FINISHED for t in times.values()):
+            break
+        time.sleep(1)
+    first, second = (times[r] for r in run_ids)
+    assert first["status"] == second["status"] == "SUCCESS", times
+    # The second run was held in the queue until the first had ended.
+    assert second["startTime"] >= first["endTime"], times
