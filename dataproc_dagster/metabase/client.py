@@ -20,6 +20,7 @@ from urllib.parse import urlsplit, urlunsplit
 import httpx
 
 from dataproc_dagster.errors import ConfigError, SourceError
+from dataproc_dagster.log_setup import register_secret
 
 RETRY_STATUSES = frozenset({429, 502, 503, 504})
 QUERY_PREVIEW_CHARS = 200
@@ -121,6 +122,9 @@ class MetabaseClient:
             )
         self.base_url = base_url
         self.source = f"Metabase {mask_url(base_url)}"
+        # Defence in depth: log records are masked for these values too.
+        register_secret(api_key)
+        register_secret(password)
         self._api_key = api_key
         self._username = username
         self._password = password
@@ -189,6 +193,7 @@ class MetabaseClient:
                     fix="check that METABASE_BASE_URL points at Metabase itself, not a proxy page",
                 ) from None
             self._session_id = str(session_id)
+            register_secret(self._session_id)
             return
         reason = _error_text(response)
         raise SourceError(
