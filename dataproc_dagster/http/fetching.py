@@ -60,13 +60,21 @@ def _parallel(
     pending: deque[asyncio.Task[Page]] = deque()
     queue = iter(planned)
     paginator = walker.paginator
+    # Pages are scheduled up to twice the concurrency ahead of the one delivered next, while
+    # the semaphore keeps ``concurrency`` requests in flight: a slow page then does not leave
+    # connections idle, and at most 2 x concurrency pages wait in memory.
+    slots = asyncio.Semaphore(concurrency)
+
+    async def fetch(url: str, params: dict[str, Any]) -> Page:
+        async with slots:
+            return await source.aget(client, url, params)
 
     def top_up() -> None:
-        while len(pending) < concurrency:
+        while len(pending) < 2 * concurrency:
             request = next(queue, None)
             if request is None:
                 return
-            pending.append(loop.create_task(source.aget(client, request.url, request.params)))
+            pending.append(loop.create_task(fetch(request.url, request.params)))
 
     try:
         top_up()

@@ -101,3 +101,49 @@ def test_records_that_are_not_objects_are_an_error() -> None:
 def test_flattening_collision_is_an_error() -> None:
     with pytest.raises(SourceError, match="two fields named 'a_b'"):
         RecordConverter().convert([{"a_b": 1, "a": {"b": 2}}], where=PAGE)
+
+
+PAGES = [
+    [
+        {"id": 1, "price": 2, "tags": ["a"], "o": {"p": 1, "q": {"r": "x"}}, "n": None},
+        {"id": 2, "price": 2.5, "tags": [], "o": {"p": None, "q": {"r": "y"}}, "extra": True},
+    ],
+    [
+        {"id": 3, "price": 4, "tags": None, "o": {"p": None}, "n": None, "scores": [1, 2.5]},
+        {"id": 4, "price": None, "tags": ["b", "c"], "o": {"q": {"r": "z"}}, "scores": []},
+    ],
+]
+
+
+def test_arrow_and_python_paths_give_the_same_tables() -> None:
+    fast, slow = RecordConverter(max_depth=2), RecordConverter(max_depth=2)
+    for index, page in enumerate(PAGES):
+        where = f"{PAGE}&n={index}"
+        from_arrow = fast._convert_in_arrow(page, where)
+        assert from_arrow is not None  # the common case takes the fast path
+        from_python = slow._convert_in_python(page, where)
+        # Column order may differ (each path lists fields as it meets them); chunks are
+        # conformed by name, so only names, types and values matter.
+        names = sorted(from_python.column_names)
+        assert sorted(from_arrow.column_names) == names
+        assert from_arrow.select(names).schema == from_python.select(names).schema
+        assert from_arrow.select(names).to_pylist() == from_python.select(names).to_pylist()
+    assert fast.kinds == slow.kinds
+
+
+def test_a_null_object_gives_null_children_on_the_arrow_path() -> None:
+    table = RecordConverter().convert([{"o": {"p": 1}}, {"o": None}], where=PAGE)
+    assert table.to_pylist() == [{"o_p": 1}, {"o_p": None}]
+
+
+def test_unusual_pages_fall_back_to_the_python_path() -> None:
+    converter = RecordConverter(max_depth=1)
+    assert converter._convert_in_arrow([{"a": {"b": {"c": 1}}}], PAGE) is None  # too deep
+    assert converter._convert_in_arrow([{"a": 1}, {"a": "x"}], PAGE) is None  # mixed
+    assert converter._convert_in_arrow([{"a": [1, "x"]}], PAGE) is None  # mixed list
+    assert converter._convert_in_arrow([{"a": {}}], PAGE) is None  # empty object
+    assert converter._convert_in_arrow([{"a.b": 1}], PAGE) is None  # dotted key
+    assert converter._convert_in_arrow([{"a": 1}, None], PAGE) is None  # not an object
+    assert converter.convert([{"a": {"b": {"c": 1}}}], where=PAGE).to_pylist() == [
+        {"a_b": '{"c":1}'}
+    ]
