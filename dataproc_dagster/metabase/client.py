@@ -135,6 +135,7 @@ class MetabaseClient:
         self._log = log or (lambda _message: None)
         self.attempts = 0
         self.retries = 0
+        self.bytes_received = 0
         from dataproc_dagster.log_setup import http_debug_hooks  # LOG_LEVEL=DEBUG request lines
 
         self._http = httpx.Client(
@@ -284,6 +285,7 @@ class MetabaseClient:
                 response = self._http.request(
                     method, path, params=params, json=json, data=data, headers=headers
                 )
+                self.bytes_received += len(response.content)
                 if response.status_code in RETRY_STATUSES:
                     wait = _retry_after(response)
                     raise _Retryable(

@@ -54,6 +54,9 @@ def _measure(run: Callable[[], int]) -> tuple[int, float, float]:
     return rows, time.perf_counter() - wall, time.process_time() - cpu
 
 
+MB = 1024 * 1024
+
+
 def main() -> None:
     """Run the benchmark and print a table of rows, seconds, rows/s and ratio."""
     parser = argparse.ArgumentParser(description=__doc__)
@@ -71,6 +74,8 @@ def main() -> None:
             "query": {"source-table": info["table_id"]},
         }
 
+        received = {"bytes": 0}
+
         def baseline() -> int:
             response = httpx.post(
                 f"{url}/api/dataset/json",
@@ -79,16 +84,19 @@ def main() -> None:
                 timeout=300,
             )
             response.raise_for_status()
+            received["bytes"] = len(response.content)
             return len(response.json())
 
         def path(method: str, page_size: int) -> Callable[[], int]:
             def run() -> int:
                 stats = ReadStats(method, page_size)
+                before = client.bytes_received
                 total = 0
                 for frame in read_table(
                     client, table, method=method, page_size=page_size, stats=stats
                 ):
                     total += len(frame)
+                received["bytes"] = client.bytes_received - before
                 return total
 
             return run
@@ -101,12 +109,12 @@ def main() -> None:
             ("dataset, pages of 2000 (as if capped)", path("dataset", 2000)),
         ]
         # Round-robin repeats so that load from other processes hits every case alike.
-        best: dict[str, tuple[int, float, float]] = {}
+        best: dict[str, tuple[int, float, float, float]] = {}
         for _ in range(args.repeat):
             for name, run in cases:
                 rows, wall, cpu = _measure(run)
                 if name not in best or wall < best[name][1]:
-                    best[name] = (rows, wall, cpu)
+                    best[name] = (rows, wall, cpu, received["bytes"] / MB)
         results = [(name, *best[name]) for name, _run in cases]
         client.close()
     finally:
@@ -114,11 +122,17 @@ def main() -> None:
         process.wait(timeout=10)
     base_rate = results[0][1] / results[0][2]
     print(f"Metabase extraction, {args.rows} rows, best of {args.repeat} (stand-in: own process)")
-    print(f"{'path':<56} {'rows':>7} {'seconds':>8} {'rows/s':>8} {'ratio':>6} {'cpu s':>6}")
-    for name, rows, seconds, cpu in results:
+    print(
+        f"{'path':<56} {'rows':>7} {'seconds':>7} {'rows/s':>7} {'ratio':>5} {'cpu s':>5} "
+        f"{'JSON MB':>7}"
+    )
+    for name, rows, seconds, cpu, megabytes in results:
         rate = rows / seconds
         ratio = rate / base_rate
-        print(f"{name:<56} {rows:>7} {seconds:>8.3f} {rate:>8.0f} {ratio:>6.2f} {cpu:>6.2f}")
+        print(
+            f"{name:<56} {rows:>7} {seconds:>7.3f} {rate:>7.0f} {ratio:>5.2f} {cpu:>5.2f} "
+            f"{megabytes:>7.1f}"
+        )
     fastest = max(results[1:], key=lambda r: r[1] / r[2])
     ratio = fastest[1] / fastest[2] / base_rate
     print(f"fastest path: {fastest[0]}; ratio to the baseline {ratio:.2f} (target >= 0.8)")
