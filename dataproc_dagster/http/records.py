@@ -222,7 +222,16 @@ class RecordConverter:
             flats.append(flat)
             if len(flat) != len(names) or flat.keys() != names.keys():
                 names.update(dict.fromkeys(flat))
-        arrays = [self._column(name, [f.get(name) for f in flats], where) for name in names]
+        columns = {name: [f.get(name) for f in flats] for name in names}
+        for name in list(columns):
+            # A null where other records hold an object: its flattened columns carry the nulls
+            # (as on the Arrow path), so no extra all-null column of the object's own name.
+            if all(v is None for v in columns[name]) and any(
+                other.startswith(name + _SEP) for other in columns
+            ):
+                del columns[name]
+        arrays = [self._column(name, values, where) for name, values in columns.items()]
+        names = dict.fromkeys(columns)
         return pa.Table.from_arrays(arrays, names=list(names)) if names else pa.table({})
 
     def _column(self, name: str, values: list[Any], where: str) -> pa.Array:

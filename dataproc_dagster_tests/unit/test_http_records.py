@@ -131,9 +131,11 @@ def test_arrow_and_python_paths_give_the_same_tables() -> None:
     assert fast.kinds == slow.kinds
 
 
-def test_a_null_object_gives_null_children_on_the_arrow_path() -> None:
-    table = RecordConverter().convert([{"o": {"p": 1}}, {"o": None}], where=PAGE)
-    assert table.to_pylist() == [{"o_p": 1}, {"o_p": None}]
+def test_a_null_object_gives_null_children_on_both_paths() -> None:
+    page = [{"o": {"p": 1}}, {"o": None}]
+    assert RecordConverter().convert(page, where=PAGE).to_pylist() == [{"o_p": 1}, {"o_p": None}]
+    slow = RecordConverter()._convert_in_python(page, PAGE)
+    assert slow.to_pylist() == [{"o_p": 1}, {"o_p": None}]
 
 
 def test_unusual_pages_fall_back_to_the_python_path() -> None:
