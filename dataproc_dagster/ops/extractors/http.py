@@ -31,7 +31,7 @@ class HttpSourceSpec:
 
     url: str
     headers: Mapping[str, str] = field(default_factory=dict)
-    timeout: float = 30.0
+    timeout: float | None = None
     auth: HttpAuth = NO_AUTH
     paginator: Paginator = field(default_factory=single)
     records_path: str | None = None
@@ -219,7 +219,7 @@ def build_source(spec: HttpSourceSpec, ctx: StepContext | None) -> tuple[HttpSou
     if spec.auth.kind != "none":
         auth = spec.auth
         secret = spec.auth.read_secret(pipeline=pipeline, source=spec.describe())
-    timeout = spec.timeout if spec.timeout != 30.0 or not spec.resource_key else source.timeout
+    timeout = spec.timeout if spec.timeout is not None else source.timeout
     retry = spec.retry or source.retry
     return replace(
         source,
@@ -236,7 +236,7 @@ def create_http_extractor(
     url: str,
     *,
     headers: Mapping[str, str] | None = None,
-    timeout: float = 30.0,
+    timeout: float | None = None,
     auth: HttpAuth = NO_AUTH,
     paginator: Paginator | None = None,
     records_path: str | None = None,
@@ -253,7 +253,7 @@ def create_http_extractor(
     Args:
         url: The endpoint; relative URLs are joined to the base URL of ``resource_key``.
         headers: Extra request headers (values of secret-looking names never appear in messages).
-        timeout: Connect/read timeout in seconds.
+        timeout: Connect/read timeout in seconds (default: the resource's, else 30).
         auth: ``bearer(env)``, ``basic(user, env)``, ``api_key(name, env, location=...)``;
             the secret is read from the environment variable when the step runs.
         paginator: ``single()`` (default), ``page_number(...)``, ``offset(...)``,
