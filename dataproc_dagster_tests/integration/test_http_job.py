@@ -162,6 +162,15 @@ def test_mixed_types_across_pages_leave_the_table_untouched(
     assert clickhouse.query_rows("EXISTS TABLE api_items") == [(0,)]
 
 
+def test_a_record_path_that_does_not_exist_leaves_the_table_untouched(
+    secured: RunningApi, clickhouse: ClickHouseResource
+) -> None:
+    result = run(clickhouse, run_config(secured, records_path="data.rows"))
+    message = failure_message(result)
+    assert "record path 'data.rows' does not exist" in message and "page=1" in message
+    assert clickhouse.query_rows("EXISTS TABLE api_items") == [(0,)]
+
+
 def test_records_that_are_not_objects_leave_the_table_untouched(
     api: RunningApi, clickhouse: ClickHouseResource
 ) -> None:
@@ -182,8 +191,10 @@ def test_the_secret_never_appears_in_events_or_config(
     text = "\n".join(str(event) for event in result.all_events)
     assert TOKEN not in text and TOKEN not in str(result.dagster_run.run_config)
     # A wrong secret: the failure names the variable to check, never the value.
+    before = table_state(clickhouse)
     monkeypatch.setenv("ITEMS_API_TOKEN", "wrong-" + TOKEN)
     failed = run(clickhouse, run_config(secured))
+    assert table_state(clickhouse) == before
     message = failure_message(failed)
     assert "HTTP 401" in message and "$ITEMS_API_TOKEN" in message
     assert TOKEN not in "\n".join(str(event) for event in failed.all_events)
