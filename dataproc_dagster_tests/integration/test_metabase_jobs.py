@@ -17,6 +17,7 @@ from dagster import ExecuteInProcessResult
 from dataproc_dagster import create_clickhouse_loader, create_etl_pipeline
 from dataproc_dagster.jobs.metabase import METABASE_TO_CLICKHOUSE, metabase_catalog
 from dataproc_dagster.ops.extractors.metabase import create_metabase_extractor
+from dataproc_dagster.registry import discover_pipelines
 from dataproc_dagster.resources.clickhouse import ClickHouseResource
 from dataproc_dagster.resources.metabase import MetabaseResource
 from dataproc_dagster_tests.helpers.pipelines import failure_message
@@ -167,6 +168,37 @@ def test_a_pipeline_declares_a_metabase_source_in_three_lines(
     )
     assert result.success, failure_message(result)
     assert clickhouse.query_rows("SELECT count(), max(id) FROM mb_orders") == [(10, 10)]
+
+
+THREE_LINE_MODULE = """
+import dataproc_dagster as dp
+source = dp.create_metabase_extractor(database_name="Sales", schema="PUBLIC", table_name="PEOPLE")
+people = dp.create_etl_pipeline("mb_people", source, dp.create_clickhouse_loader("people"))
+"""
+
+
+def test_a_three_line_pipeline_module_is_discovered_and_runs(
+    clickhouse: ClickHouseResource,
+    metabase: StandinSetup,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    package = tmp_path / "mb_pipelines_pkg"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "people.py").write_text(THREE_LINE_MODULE)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    [pipeline] = discover_pipelines("mb_pipelines_pkg")
+    assert pipeline.name == "mb_people" and pipeline.module == "mb_pipelines_pkg.people"
+    result = pipeline.job.execute_in_process(
+        resources=_resources(clickhouse, metabase), raise_on_error=False
+    )
+    assert result.success, failure_message(result)
+    assert clickhouse.query_rows("SELECT count(), countIf(name = 'person 30') FROM people") == [
+        (30, 1)
+    ]
+    columns = [row[0] for row in clickhouse.query_rows("DESCRIBE TABLE people")]
+    assert "password_hash" not in columns  # a sensitive field stays out
 
 
 def test_session_login_through_the_resource(
