@@ -7,9 +7,7 @@ URL with secrets masked, the status and the start of the body; secrets never rea
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import json
-import sys
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -23,13 +21,6 @@ from dataproc_dagster.http.masking import mask_url, scrub
 from dataproc_dagster.http.retry import RetryPolicy, parse_retry_after
 
 BODY_PREVIEW = 200
-
-# httpcore runs ``import sniffio`` on every async request. Without that (optional) package
-# each attempt searches sys.path again, costing about 2 ms per request; recording the miss
-# once makes later attempts fail at once, with the same result.
-if importlib.util.find_spec("sniffio") is None:
-    sys.modules.setdefault("sniffio", None)  # type: ignore[arg-type]
-
 
 @dataclass
 class Page:

@@ -129,6 +129,7 @@ def staging_name(spec: LoadSpec, dataset_id: str) -> str:
 
 
 def _ensure_ledger(client: Client, database: str) -> None:
+    client.command(f"CREATE DATABASE IF NOT EXISTS {quote_identifier(database)}")
     client.command(
         f"CREATE TABLE IF NOT EXISTS {qualified_name(LEDGER_TABLE, database)} ("
         "target String, dataset_id String, mode String, rows UInt64, "

@@ -153,3 +153,26 @@ def test_chunks_stream_in_several_inserts(clickhouse: ClickHouseResource) -> Non
     assert clickhouse.query_rows("SELECT count(), sum(id) FROM events") == [
         (2000, sum(range(2000)))
     ]
+
+
+def test_no_rows_and_no_table_is_a_successful_empty_load(clickhouse: ClickHouseResource) -> None:
+    result = run_pipeline(clickhouse, [], create_clickhouse_loader("raw.items"))
+    assert result.success
+    assert result.asset_materializations_for_node("test_pipeline__load") == []
+    assert result.output_for_node("test_pipeline__load")["rows"] == 0
+
+
+def test_an_empty_frame_with_columns_creates_the_table(clickhouse: ClickHouseResource) -> None:
+    empty = pd.DataFrame({"id": pd.Series([], dtype="int64")})
+    assert run_pipeline(clickhouse, [empty], create_clickhouse_loader("raw.items")).success
+    assert clickhouse.query_rows("SELECT count() FROM raw.items") == [(0,)]
+
+
+def test_loader_creates_a_missing_database(clickhouse: ClickHouseResource) -> None:
+    result = run_pipeline(
+        clickhouse, [_events(range(3), "2024-01-01")], create_clickhouse_loader("raw.items")
+    )
+    assert result.success
+    assert clickhouse.query_rows("SELECT count() FROM raw.items") == [(3,)]
+    events = result.asset_materializations_for_node("test_pipeline__load")
+    assert events[0].asset_key.path == ["clickhouse", "raw", "items"]

@@ -19,6 +19,7 @@ from dagster import (
 
 from dataproc_dagster.chunks import ChunkSet
 from dataproc_dagster.errors import ConfigError
+from dataproc_dagster.loading.tables import describe_table
 from dataproc_dagster.loading.writer import WRITE_MODES, LoadSpec, load_chunkset
 from dataproc_dagster.observability import measure_step
 from dataproc_dagster.ops.base import TargetTable
@@ -217,14 +218,21 @@ def make_load_op(pipeline: str, name: str, loader: ClickHouseLoader) -> OpDefini
                 metrics.extra["columns_added"] = ", ".join(result.columns_added)
             if result.columns_discarded:
                 metrics.extra["columns_discarded"] = ", ".join(result.columns_discarded)
-            event = materialization(
-                client,
-                spec.database,
-                spec.table,
-                f"{spec.mode} by pipeline {pipeline}",
-                {"write_mode": spec.mode, "rows_loaded": result.rows},
+            # No rows and no table (a first run against an empty source): nothing to report.
+            exists = describe_table(client, spec.database, spec.table) is not None
+            event = (
+                materialization(
+                    client,
+                    spec.database,
+                    spec.table,
+                    f"{spec.mode} by pipeline {pipeline}",
+                    {"write_mode": spec.mode, "rows_loaded": result.rows},
+                )
+                if exists
+                else None
             )
-        yield event
+        if event is not None:
+            yield event
         summary = {"table": f"{spec.database}.{spec.table}", "mode": spec.mode, "rows": result.rows}
         yield Output(summary, metadata=metrics.metadata())
         if not loader.keep_chunks:
