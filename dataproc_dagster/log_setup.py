@@ -36,6 +36,11 @@ ROOT_LOGGER = "dataproc_dagster"
 # it writes) and httpx's (it logs every request URL at INFO).
 MASKED_LOGGERS = (ROOT_LOGGER, "dagster", "httpx", "httpcore")
 MIN_SECRET_LENGTH = 6
+# Names that look secret but describe one (``api_key_location=header``, ``TOKEN_URL``).
+_NOT_SECRET_SUFFIXES = (
+    "_name", "_location", "_header", "_param", "_kind", "_type", "_file", "_path", "_dir",
+    "_url", "_timeout", "_ttl", "_lifetime",
+)  # fmt: skip
 
 _BEARER = re.compile(r"(?i)\b(bearer)\s+[A-Za-z0-9._~+/=-]{6,}")
 # ``name: value`` / ``name=value`` pairs of credential headers and settings, with an optional
@@ -84,6 +89,11 @@ def register_secret(value: str | None) -> None:
             _registered.add(value)
 
 
+def is_secret_key(name: str) -> bool:
+    """True for a variable or field name that holds a credential (not one describing it)."""
+    return is_secret_name(name) and not name.lower().endswith(_NOT_SECRET_SUFFIXES)
+
+
 def register_resource_secrets(resources: Mapping[str, Any]) -> None:
     """Register the secret fields (``password``, ``api_key``, ``secret``, ...) of resources.
 
@@ -94,7 +104,7 @@ def register_resource_secrets(resources: Mapping[str, Any]) -> None:
     for resource in resources.values():
         fields = getattr(type(resource), "model_fields", {})
         for field_name in fields:
-            if field_name != "secret" and not is_secret_name(field_name):
+            if field_name != "secret" and not is_secret_key(field_name):
                 continue
             value = getattr(resource, field_name, None)
             if isinstance(value, EnvVar):
@@ -110,7 +120,7 @@ def known_secrets() -> list[str]:
     """
     values = set(_registered)
     for name, value in os.environ.items():
-        if is_secret_name(name) and len(value) >= MIN_SECRET_LENGTH:
+        if is_secret_key(name) and len(value) >= MIN_SECRET_LENGTH:
             values.add(value)
     return sorted(values, key=len, reverse=True)
 
@@ -190,9 +200,7 @@ def configure_logging(
     _install_record_masking()
 
 
-def _request_line(
-    log: logging.Logger, mask: Callable[[str], str], response: Any
-) -> None:
+def _request_line(log: logging.Logger, mask: Callable[[str], str], response: Any) -> None:
     if not log.isEnabledFor(logging.DEBUG):
         return
     request = response.request

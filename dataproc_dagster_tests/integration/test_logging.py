@@ -212,6 +212,20 @@ def test_mask_secrets_patterns(monkeypatch: pytest.MonkeyPatch) -> None:
     assert log_setup.mask_secrets(text) == text
 
 
+def test_descriptive_names_are_not_secrets(monkeypatch: pytest.MonkeyPatch) -> None:
+    resource = HttpResource(
+        base_url="http://x", auth_kind="api_key", api_key_name="X-Api-Key",
+        api_key_location="header", secret="real-key-123456",
+    )  # fmt: skip
+    log_setup.register_resource_secrets({"api": resource})
+    monkeypatch.setenv("SHOP_API_KEY_HEADER", "X-Shop-Key")
+    monkeypatch.setenv("SHOP_TOKEN_URL", "https://auth.example/oauth")
+    text = "sent header X-Api-Key and X-Shop-Key to https://auth.example/oauth with real-key-123456"
+    assert log_setup.mask_secrets(text) == (
+        "sent header X-Api-Key and X-Shop-Key to https://auth.example/oauth with ***"
+    )
+
+
 def test_definitions_configure_logging() -> None:
     from dataproc_dagster.definitions import build_definitions
 
