@@ -295,8 +295,7 @@ class MetabaseStandin:
                 db.schemas.add(schema)
             pk = next((f for f in table.fields if f.semantic_type == "type/PK"), None)
             defs = ", ".join(
-                f'"{f.name}" {_sqlite_type(f.base_type)}'
-                + (" PRIMARY KEY" if f is pk else "")
+                f'"{f.name}" {_sqlite_type(f.base_type)}' + (" PRIMARY KEY" if f is pk else "")
                 for f in table.fields
             )
             db.connection.execute(f"CREATE TABLE {table.sql_name} ({defs})")
