@@ -10,7 +10,6 @@ session id) are sent in headers only and never appear in a message.
 from __future__ import annotations
 
 import contextlib
-import email.utils
 import json
 import time
 from collections.abc import Callable, Mapping
@@ -20,6 +19,7 @@ from urllib.parse import urlsplit, urlunsplit
 import httpx
 
 from dataproc_dagster.errors import ConfigError, SourceError
+from dataproc_dagster.http.retry import parse_retry_after
 from dataproc_dagster.log_setup import register_secret
 
 RETRY_STATUSES = frozenset({429, 502, 503, 504})
@@ -372,19 +372,7 @@ class _Unauthenticated(Exception):
 
 
 def _retry_after(response: httpx.Response) -> float | None:
-    value = response.headers.get("Retry-After")
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
+    return parse_retry_after(response.headers.get("Retry-After"))
 
 
 def _error_text(response: httpx.Response) -> str:
