@@ -38,6 +38,8 @@ class StepContext:
         dagster: The Dagster ``OpExecutionContext``.
         config: The op's run config (empty when the step declares none).
         target: The pipeline's target table, when the pipeline has a ClickHouse loader.
+        metadata: Figures the step's code adds (requests, pages, retries); they are shown with
+            the step's output metadata in the UI.
     """
 
     pipeline: str
@@ -45,6 +47,7 @@ class StepContext:
     dagster: Any
     config: Mapping[str, Any] = field(default_factory=dict)
     target: TargetTable | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
 
     @property
     def log(self) -> Any:

@@ -120,6 +120,7 @@ def make_extract_op(
                     writer.write(chunk)
                 chunks = writer.close()
             metrics.add(chunks.rows, chunks.chunk_count)
+            metrics.extra.update(ctx.metadata)
         yield _output(chunks, metrics)
 
     return _extract

@@ -82,6 +82,12 @@ def test_generic_job_copies_a_table_by_name_whole(
     )
     assert "Int64" in types["big_id"] and "DateTime64" in types["created_at"]
     assert "Bool" in types["paid"] and "String" in types["customer"]
+    extract = next(
+        e for e in result.all_events if e.is_successful_output and e.step_key.endswith("extract")
+    )
+    figures = extract.event_specific_data.metadata  # type: ignore[union-attr]
+    assert figures["metabase_pages"].value == -(-ORDERS_ROWS // 2000)
+    assert figures["metabase_requests"].value >= figures["metabase_pages"].value
     # Rerun with replace: same rows, not twice as many.
     again = _run(
         clickhouse,

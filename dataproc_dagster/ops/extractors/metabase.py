@@ -213,6 +213,14 @@ class MetabaseExtractor:
                 f"Metabase: {stats.rows} rows in {stats.pages} pages, {stats.requests} requests, "
                 f"{client.retries} retries ({stats.method}, page size {stats.page_size})"
             )
+            ctx.metadata.update(
+                {
+                    "metabase_method": stats.method,
+                    "metabase_pages": stats.pages,
+                    "metabase_requests": stats.requests,
+                    "metabase_retries": client.retries,
+                }
+            )
 
 
 def _split_order(order_by: Sequence[str] | str | None) -> list[str] | None:
