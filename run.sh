@@ -55,7 +55,9 @@ ensure_venv() {
   fi
   export PATH="$VENV/bin:$PATH"
   mkdir -p "$DAGSTER_HOME"
-  if [ ! -f "$DAGSTER_HOME/dagster.yaml" ] && [ -f "$ROOT/deploy/dagster.yaml" ]; then
+  # Refresh the instance settings when deploy/dagster.yaml changed (or none are there yet).
+  if [ -f "$ROOT/deploy/dagster.yaml" ] && { [ ! -f "$DAGSTER_HOME/dagster.yaml" ] ||
+     [ "$ROOT/deploy/dagster.yaml" -nt "$DAGSTER_HOME/dagster.yaml" ]; }; then
     cp "$ROOT/deploy/dagster.yaml" "$DAGSTER_HOME/dagster.yaml"
   fi
 }

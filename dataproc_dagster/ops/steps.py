@@ -30,6 +30,7 @@ from dagster import (
 
 from dataproc_dagster.chunks import ChunkSet, ChunkWriter
 from dataproc_dagster.errors import DataprocError, SchemaError
+from dataproc_dagster.log_setup import mask_secrets
 from dataproc_dagster.observability import StepMetrics, measure_step
 from dataproc_dagster.ops.base import Extractor, StepContext, TargetTable
 from dataproc_dagster.resources.clickhouse import qualified_name, scalar
@@ -57,23 +58,44 @@ def dataset_id(context: OpExecutionContext, step: str) -> str:
 
 @contextmanager
 def pipeline_errors(pipeline: str, step: str, source: str) -> Iterator[None]:
-    """Turn any error of a step into a Dagster ``Failure`` naming pipeline, step and source."""
+    """Turn any error of a step into a Dagster ``Failure`` naming pipeline, step and source.
+
+    Known secret values are masked in the message; when the original exception's text holds
+    one, it is not chained either, since Dagster stores the whole chain in the event log.
+    """
     try:
         yield
     except Failure:
         raise
-    except DataprocError as exc:
-        exc.with_pipeline(pipeline)
-        raise Failure(
-            description=f"{exc} (step {step})",
-            metadata={"pipeline": pipeline, "step": step, "source": exc.source or source},
-        ) from exc
     except Exception as exc:
-        raise Failure(
-            description=f"[pipeline {pipeline}] [{source}] step {step} failed: "
-            f"{type(exc).__name__}: {str(exc)[:1000]}",
-            metadata={"pipeline": pipeline, "step": step, "source": source},
-        ) from exc
+        if isinstance(exc, DataprocError):
+            exc.with_pipeline(pipeline)
+            text, where = f"{exc} (step {step})", exc.source or source
+        else:
+            text = (
+                f"[pipeline {pipeline}] [{source}] step {step} failed: "
+                f"{type(exc).__name__}: {str(exc)[:1000]}"
+            )
+            where = source
+        failure = Failure(
+            description=mask_secrets(text),
+            metadata={"pipeline": pipeline, "step": step, "source": mask_secrets(where)},
+        )
+        if _chain_holds_secret(exc):
+            raise failure from None
+        raise failure from exc
+
+
+def _chain_holds_secret(exc: BaseException) -> bool:
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        text = str(current)
+        if mask_secrets(text) != text:
+            return True
+        current = current.__cause__ or current.__context__
+    return False
 
 
 def _output(chunks: ChunkSet, metrics: StepMetrics) -> Output[ChunkSet]:

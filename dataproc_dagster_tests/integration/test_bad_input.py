@@ -178,3 +178,31 @@ def test_password_from_dotenv_reaches_the_server_but_no_message(
     finally:
         server.shutdown()
         get_settings.cache_clear()
+
+
+def test_secret_in_a_user_exception_never_reaches_the_event_log(
+    clickhouse: ClickHouseResource, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dagster import DagsterInstance
+    from dagster._serdes import serialize_value
+
+    from dataproc_dagster import create_extractor
+
+    secret = "tok-live-8f3a9c1d77"
+    monkeypatch.setenv("SHOP_API_TOKEN", secret)
+
+    def careless() -> object:
+        raise RuntimeError(f"GET https://shop.example/api?token={secret} answered 500")
+
+    pipeline = create_etl_pipeline(
+        "careless", extractor=create_extractor(careless), loader=create_clickhouse_loader("t")
+    )
+    with DagsterInstance.ephemeral() as instance:
+        result = pipeline.job.execute_in_process(
+            resources={"clickhouse": clickhouse}, instance=instance, raise_on_error=False
+        )
+        assert not result.success
+        records = instance.all_logs(result.run_id)
+        text = "\n".join(serialize_value(record) for record in records)
+    assert "careless__extract failed: RuntimeError" in text
+    assert secret not in text
