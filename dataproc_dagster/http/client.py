@@ -22,6 +22,7 @@ from dataproc_dagster.http.retry import RetryPolicy, parse_retry_after
 
 BODY_PREVIEW = 200
 
+
 @dataclass
 class Page:
     """One decoded response.

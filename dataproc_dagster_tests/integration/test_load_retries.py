@@ -131,7 +131,8 @@ def test_reexecution_from_failure_loads_each_row_once(
             parent_run_id = first.run_id
         assert not fault.exists()
         assert clickhouse.query_rows(
-            "SELECT count() FROM system.tables WHERE database = 'default' AND name = 'faulty_events'"
+            "SELECT count() FROM system.tables "
+            "WHERE database = 'default' AND name = 'faulty_events'"
         ) == [(1,)]
         assert clickhouse.query_rows("SELECT count() FROM faulty_events") == [(0,)]
 
