@@ -105,28 +105,37 @@ class ChunkSet:
         return pd.concat(frames, ignore_index=True)
 
 
+_NULLABLE_DTYPES: dict[pa.DataType, object] = {
+    pa.int8(): pd.Int8Dtype(),
+    pa.int16(): pd.Int16Dtype(),
+    pa.int32(): pd.Int32Dtype(),
+    pa.int64(): pd.Int64Dtype(),
+    pa.uint8(): pd.UInt8Dtype(),
+    pa.uint16(): pd.UInt16Dtype(),
+    pa.uint32(): pd.UInt32Dtype(),
+    pa.uint64(): pd.UInt64Dtype(),
+    pa.bool_(): pd.BooleanDtype(),
+}
+# Strings stay Arrow-backed (``string[pyarrow]``, pandas 3's default string type): no copy into
+# Python objects and back, which is most of a transform step's cost on text-heavy data.
+_STRING_DTYPE = pd.StringDtype("pyarrow")
+_STRING_TYPES = {pa.string(): _STRING_DTYPE, pa.large_string(): _STRING_DTYPE}
+
+
 def arrow_to_pandas(table: pa.Table) -> pd.DataFrame:
-    """Convert an Arrow table to pandas, keeping integer columns with nulls as ``Int64``."""
-    mapping = {
-        pa.int8(): pd.Int8Dtype(),
-        pa.int16(): pd.Int16Dtype(),
-        pa.int32(): pd.Int32Dtype(),
-        pa.int64(): pd.Int64Dtype(),
-        pa.uint8(): pd.UInt8Dtype(),
-        pa.uint16(): pd.UInt16Dtype(),
-        pa.uint32(): pd.UInt32Dtype(),
-        pa.uint64(): pd.UInt64Dtype(),
-        pa.bool_(): pd.BooleanDtype(),
-    }
+    """Convert an Arrow table to pandas for user code.
+
+    Strings become ``string[pyarrow]``; integer and boolean columns that hold nulls become the
+    nullable ``Int64`` / ``boolean`` types instead of floats and objects.
+    """
     nullable = {
         name
         for name, column in zip(table.column_names, table.columns, strict=True)
-        if column.null_count > 0 and column.type in mapping
+        if column.null_count > 0 and column.type in _NULLABLE_DTYPES
     }
-
-    frame = table.to_pandas()
+    frame = table.to_pandas(types_mapper=_STRING_TYPES.get, split_blocks=True)
     for name in nullable:
-        frame[name] = table.column(name).to_pandas(types_mapper=mapping.get)
+        frame[name] = table.column(name).to_pandas(types_mapper=_NULLABLE_DTYPES.get)
     return frame
 
 

@@ -26,6 +26,8 @@ from dataproc_dagster import (
 
 PENGUINS_CSV = files("palmerpenguins") / "data" / "penguins.csv"
 SPECIES = {"Adelie", "Chinstrap", "Gentoo"}
+# Text arrives in transformers as pandas ``string[pyarrow]`` (see docs/architecture.md).
+TEXT_DTYPES = {"string", "object", "category"}
 ISLANDS = {"Biscoe", "Dream", "Torgersen"}
 
 with warnings.catch_warnings():
@@ -33,8 +35,12 @@ with warnings.catch_warnings():
     PenguinFrame = create_dagster_pandas_dataframe_type(
         name="PenguinFrame",
         columns=[
-            PandasColumn.categorical_column("species", categories=SPECIES, non_nullable=True),
-            PandasColumn.categorical_column("island", categories=ISLANDS, non_nullable=True),
+            PandasColumn.categorical_column(
+                "species", categories=SPECIES, of_types=TEXT_DTYPES, non_nullable=True
+            ),
+            PandasColumn.categorical_column(
+                "island", categories=ISLANDS, of_types=TEXT_DTYPES, non_nullable=True
+            ),
             PandasColumn.float_column("bill_length_mm", min_value=10, max_value=100),
             PandasColumn.float_column("body_mass_kg", min_value=1, max_value=10),
             PandasColumn.integer_column("year", min_value=2007, max_value=2009, non_nullable=True),
