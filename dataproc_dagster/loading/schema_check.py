@@ -8,10 +8,12 @@ with the table, column, row and value, so nothing is changed in silence.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from dataproc_dagster.clickhouse_types import (
     COMPATIBLE,
@@ -141,3 +143,65 @@ def check_chunk(table: pa.Table, info: TableInfo, *, row_offset: int = 0) -> Non
                     fix=f"map the value in a transformer, or add the label to {name!r} "
                     "with a migration",
                 )
+
+
+def check_file(path: Path, columns: list[str], info: TableInfo, *, row_offset: int = 0) -> int:
+    """:func:`check_chunk` for a Parquet chunk, reading only the columns that need their values.
+
+    Types come from the file's schema, null counts and integer ranges from its statistics; a
+    column is read only when those cannot settle it (floats into integers, Enum labels, nulls
+    into a non-Nullable column, whose row is then named). Returns the file's row count.
+    """
+    parquet = pq.ParquetFile(path)
+    schema = parquet.schema_arrow
+    types = info.column_types
+    stats = _column_statistics(parquet)
+    needed = []
+    for name in columns:
+        ctype = types.get(name)
+        if ctype is None:
+            continue
+        found = arrow_family(schema.field(name).type)
+        nulls, low, high = stats.get(name, (None, None, None))
+        bounds = ctype.int_bounds
+        if (
+            ctype.family == "enum"
+            or (ctype.family == "int" and found == "float")
+            or (nulls != 0 and not ctype.nullable and ctype.family != "array")
+            or (
+                ctype.family == "int"
+                and found == "int"
+                and bounds is not None
+                and (low is None or high is None or low < bounds[0] or high > bounds[1])
+            )
+        ):
+            needed.append(name)
+    empty = pa.Table.from_batches([], schema=pa.schema([schema.field(n) for n in columns]))
+    check_chunk(empty, info, row_offset=row_offset)  # types of every column, from the schema
+    if needed:
+        check_chunk(pq.read_table(path, columns=needed), info, row_offset=row_offset)
+    return int(parquet.metadata.num_rows)
+
+
+def _column_statistics(parquet: pq.ParquetFile) -> dict[str, tuple[int | None, Any, Any]]:
+    """Null count, min and max of each top-level column over all row groups (None: unknown)."""
+    meta = parquet.metadata
+    found: dict[str, tuple[int | None, Any, Any]] = {}
+    for group in range(meta.num_row_groups):
+        row_group = meta.row_group(group)
+        for index in range(row_group.num_columns):
+            chunk = row_group.column(index)
+            name = chunk.path_in_schema
+            if "." in name:
+                continue
+            st = chunk.statistics
+            nulls = st.null_count if st is not None and st.has_null_count else None
+            low = st.min if st is not None and st.has_min_max else None
+            high = st.max if st is not None and st.has_min_max else None
+            if name in found:
+                old_nulls, old_low, old_high = found[name]
+                nulls = None if nulls is None or old_nulls is None else nulls + old_nulls
+                low = None if low is None or old_low is None else min(low, old_low)
+                high = None if high is None or old_high is None else max(high, old_high)
+            found[name] = (nulls, low, high)
+    return found

@@ -27,7 +27,12 @@ from clickhouse_connect.driver.client import Client
 
 from dataproc_dagster.chunks import ChunkSet
 from dataproc_dagster.errors import ConfigError, DataprocError, LoadError, SchemaError
-from dataproc_dagster.loading.schema_check import DRIFT_POLICIES, check_chunk, plan_drift
+from dataproc_dagster.loading.schema_check import (
+    DRIFT_POLICIES,
+    check_chunk,
+    check_file,
+    plan_drift,
+)
 from dataproc_dagster.loading.tables import (
     TableInfo,
     active_partitions,
@@ -301,23 +306,26 @@ def load_chunkset(
         client.command(f"CREATE TABLE {qualified_name(stage, spec.database)} AS {spec.qualified}")
         version = time.time_ns()
         add_version = spec.mode == "upsert" and spec.version_column is None
-        direct = engine_reads_files and chunks.uniform
-        for index, (path, table) in enumerate(
-            zip(chunks.paths(), chunks.iter_tables(), strict=True)
-        ):
+        direct = engine_reads_files and chunks.uniform and chunks.schema is not None
+        if direct:
+            assert chunks.schema is not None
+            columns = [n for n in chunks.schema.names if not (drift and n in drift.drop)]
+            for index, path in enumerate(chunks.paths()):
+                rows = check_file(path, columns, info, row_offset=result.rows)
+                _insert_file(client, spec.database, stage, path, columns, add_version, version)
+                result.rows += rows
+                result.chunks += 1
+                if on_chunk is not None:
+                    on_chunk(index, result.rows)
+        for index, table in enumerate(() if direct else chunks.iter_tables()):
             if drift and drift.drop:
                 table = table.drop_columns(drift.drop)
             check_chunk(table, info, row_offset=result.rows)
-            if direct:
-                _insert_file(
-                    client, spec.database, stage, path, table.column_names, add_version, version
+            if add_version:
+                table = table.append_column(
+                    VERSION_COLUMN, pa.array([version] * table.num_rows, pa.uint64())
                 )
-            else:
-                if add_version:
-                    table = table.append_column(
-                        VERSION_COLUMN, pa.array([version] * table.num_rows, pa.uint64())
-                    )
-                client.insert_arrow(stage, table, database=spec.database)
+            client.insert_arrow(stage, table, database=spec.database)
             result.rows += table.num_rows
             result.chunks += 1
             if on_chunk is not None:

@@ -176,3 +176,47 @@ def test_loader_creates_a_missing_database(clickhouse: ClickHouseResource) -> No
     assert clickhouse.query_rows("SELECT count() FROM raw.items") == [(3,)]
     events = result.asset_materializations_for_node("test_pipeline__load")
     assert events[0].asset_key.path == ["clickhouse", "raw", "items"]
+
+
+@pytest.mark.parametrize(
+    "engine_reads_files", [True, False], ids=["engine-reads-files", "client-sends"]
+)
+def test_both_insert_paths_load_the_same_rows_and_refuse_the_same_data(
+    clickhouse: ClickHouseResource, tmp_path: object, engine_reads_files: bool
+) -> None:
+    """Embedded chDB reads Parquet chunks itself; a server gets them through the client."""
+    from pathlib import Path
+
+    from dataproc_dagster.chunks import ChunkWriter
+    from dataproc_dagster.errors import SchemaError
+    from dataproc_dagster.loading.writer import LoadSpec, load_chunkset
+
+    frame = pd.DataFrame(
+        {
+            "id": [1, 2, 3],
+            "qty": pd.array([5, None, 7], dtype="Int64"),
+            "name": ["a", None, "c"],
+            "at": pd.to_datetime(["2024-01-01 10:00", "2024-01-02 00:00", "2024-01-03 00:00"]),
+        }
+    )
+    spec = LoadSpec(database="default", table="paths", order_by=("id",))
+    with ChunkWriter(Path(str(tmp_path)) / "ok", "r/1", chunk_rows=2) as writer:
+        writer.write(frame)
+    with clickhouse.get_client() as client:
+        loaded = load_chunkset(client, writer.close(), spec, engine_reads_files=engine_reads_files)
+    assert (loaded.rows, loaded.chunks) == (3, 2)
+    rows = clickhouse.query_rows("SELECT id, qty, name, toString(at) FROM paths ORDER BY id")
+    assert rows == [
+        (1, 5, "a", "2024-01-01 10:00:00.000000"),
+        (2, None, None, "2024-01-02 00:00:00.000000"),
+        (3, 7, "c", "2024-01-03 00:00:00.000000"),
+    ]
+    clickhouse.command(
+        "CREATE TABLE strict_paths (id Int64, qty Int8) ENGINE = MergeTree ORDER BY id"
+    )
+    bad = pd.DataFrame({"id": [1, 2], "qty": [1, 300]})
+    with ChunkWriter(Path(str(tmp_path)) / "bad", "r/2") as writer:
+        writer.write(bad)
+    strict = LoadSpec(database="default", table="strict_paths")
+    with clickhouse.get_client() as client, pytest.raises(SchemaError, match="row 1 holds 300"):
+        load_chunkset(client, writer.close(), strict, engine_reads_files=engine_reads_files)
