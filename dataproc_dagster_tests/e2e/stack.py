@@ -28,6 +28,18 @@ DAGSTER_YAML = REPO / "deploy" / "dagster.yaml"
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 LOCATION = "dataproc_dagster"
 REPOSITORY = "__repository__"
+SELECTOR = {"repositoryLocationName": LOCATION, "repositoryName": REPOSITORY}
+# The mutation the launchpad's "Launch Run" button sends.
+LAUNCH = """
+mutation ($params: ExecutionParams!) {
+  launchRun(executionParams: $params) {
+    __typename
+    ... on LaunchRunSuccess { run { runId status } }
+    ... on PythonError { message }
+    ... on RunConfigValidationInvalid { errors { message } }
+  }
+}
+"""
 BROWSERS = ("chromium", "chromium-browser", "google-chrome")
 
 

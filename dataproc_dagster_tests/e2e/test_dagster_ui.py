@@ -14,8 +14,9 @@ import pytest
 from dataproc_dagster.resources.clickhouse import ClickHouseResource
 from dataproc_dagster_tests.e2e.stack import (
     ARTIFACTS,
+    LAUNCH,
     LOCATION,
-    REPOSITORY,
+    SELECTOR,
     DagsterStack,
     browse,
     find_browser,
@@ -23,7 +24,6 @@ from dataproc_dagster_tests.e2e.stack import (
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(600)]
 
-SELECTOR = {"repositoryLocationName": LOCATION, "repositoryName": REPOSITORY}
 REPOSITORY_QUERY = """
 query ($selector: RepositorySelector!) {
   repositoryOrError(repositorySelector: $selector) {
@@ -37,16 +37,6 @@ query ($selector: RepositorySelector!) {
       }
     }
     ... on PythonError { message }
-  }
-}
-"""
-LAUNCH = """
-mutation ($params: ExecutionParams!) {
-  launchRun(executionParams: $params) {
-    __typename
-    ... on LaunchRunSuccess { run { runId status } }
-    ... on PythonError { message }
-    ... on RunConfigValidationInvalid { errors { message } }
   }
 }
 """

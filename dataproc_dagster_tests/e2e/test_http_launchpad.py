@@ -15,8 +15,9 @@ import pytest
 from dataproc_dagster.resources.clickhouse import ClickHouseResource
 from dataproc_dagster_tests.e2e.stack import (
     ARTIFACTS,
+    LAUNCH,
     LOCATION,
-    REPOSITORY,
+    SELECTOR,
     DagsterStack,
     browse,
     find_browser,
@@ -25,18 +26,7 @@ from dataproc_dagster_tests.servers.http_api import ApiState, RunningApi, serve_
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(600)]
 
-SELECTOR = {"repositoryLocationName": LOCATION, "repositoryName": REPOSITORY}
 TOKEN = "e2e-launchpad-token-5d1"
-LAUNCH = """
-mutation ($params: ExecutionParams!) {
-  launchRun(executionParams: $params) {
-    __typename
-    ... on LaunchRunSuccess { run { runId status } }
-    ... on PythonError { message }
-    ... on RunConfigValidationInvalid { errors { message } }
-  }
-}
-"""
 RUN = """
 query ($runId: ID!) {
   runOrError(runId: $runId) { __typename ... on Run { status runConfigYaml } }

@@ -15,8 +15,9 @@ import pytest
 from dataproc_dagster.resources.clickhouse import ClickHouseResource
 from dataproc_dagster_tests.e2e.stack import (
     ARTIFACTS,
+    LAUNCH,
     LOCATION,
-    REPOSITORY,
+    SELECTOR,
     DagsterStack,
     browse,
     find_browser,
@@ -29,17 +30,6 @@ from dataproc_dagster_tests.servers.metabase_fixtures import (
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(600)]
 
-SELECTOR = {"repositoryLocationName": LOCATION, "repositoryName": REPOSITORY}
-LAUNCH = """
-mutation ($params: ExecutionParams!) {
-  launchRun(executionParams: $params) {
-    __typename
-    ... on LaunchRunSuccess { run { runId status } }
-    ... on PythonError { message }
-    ... on RunConfigValidationInvalid { errors { message } }
-  }
-}
-"""
 RUN = """
 query ($runId: ID!) {
   runOrError(runId: $runId) { __typename ... on Run { status runConfigYaml } }

@@ -120,3 +120,17 @@ def test_two_concurrent_runs_on_one_embedded_directory_both_succeed(
     resource = ClickHouseResource(url=f"chdb://{data_dir / 'clickhouse'}")
     assert resource.query_rows("SELECT count() FROM penguins") == [(342,)]
     assert resource.query_rows("SELECT sum(birds) FROM penguin_species_stats") == [(342,)]
+
+
+def test_show_table_prints_what_landed(
+    clickhouse: ClickHouseResource, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from dataproc_dagster.show_table import main
+
+    assert penguins.job.execute_in_process(resources={"clickhouse": clickhouse}).success
+    assert main(["penguins", "default.penguin_species_stats"]) == 0
+    out = capsys.readouterr().out
+    assert "default.penguins: 342 rows" in out
+    assert "default.penguin_species_stats: 3 rows" in out and "Gentoo" in out
+    assert main(["no_such_table"]) == 1
+    assert "default.no_such_table: does not exist" in capsys.readouterr().out
