@@ -197,6 +197,11 @@ def _is_string(t: pa.DataType) -> bool:
     return bool(pa.types.is_string(t) or pa.types.is_large_string(t))
 
 
+def _same_columns(a: pa.Schema, b: pa.Schema | None) -> bool:
+    """Same names and types in the same order (nullability flags aside)."""
+    return b is not None and a.names == b.names and a.types == b.types
+
+
 def merge_schemas(old: pa.Schema | None, new: pa.Schema, where: str = "") -> pa.Schema:
     """Widen ``old`` so that it also holds ``new``: nulls take a type, ints become floats.
 
@@ -320,7 +325,15 @@ class ChunkWriter:
         self._file_schemas.append(head.schema)
         name = f"part-{len(self._files):05d}.parquet"
         tmp = self.directory / (name + ".tmp")
-        pq.write_table(head, tmp, compression=_COMPRESSION, row_group_size=max(rows, 1))
+        pq.write_table(
+            head,
+            tmp,
+            compression=_COMPRESSION,
+            row_group_size=max(rows, 1),
+            # Dictionary pages cost more time than they save space on chunk files that live
+            # for one run (measured: write 0.145 -> 0.093 s, read 0.119 -> 0.039 s per 1M rows).
+            use_dictionary=False,
+        )
         tmp.rename(self.directory / name)
         self._files.append(name)
         self._counts.append(head.num_rows)
@@ -342,7 +355,7 @@ class ChunkWriter:
             source=self.source,
             chunk_rows=tuple(self._counts),
             nullable_columns=frozenset(self._nullable | self._columns_missing_somewhere()),
-            uniform=all(s.equals(self._schema, check_metadata=False) for s in self._file_schemas),
+            uniform=all(_same_columns(s, self._schema) for s in self._file_schemas),
         )
 
     def _columns_missing_somewhere(self) -> set[str]:

@@ -92,3 +92,20 @@ def test_old_run_folders_are_pruned(data_dir: Path) -> None:
     os.utime(old, (ten_days_ago, ten_days_ago))
     assert prune_old_chunks() == ["old-run"]
     assert recent.exists() and not old.exists()
+
+
+def test_nullability_flags_do_not_make_chunks_non_uniform(tmp_path: Path) -> None:
+    """chDB marks columns NOT NULL in its Arrow batches; the engine can still read the files."""
+    strict = pa.schema([pa.field("id", pa.int64(), nullable=False)])
+    with ChunkWriter(tmp_path / "c", "r/s", chunk_rows=2) as writer:
+        for start in (0, 2, 4):
+            writer.write(pa.table({"id": [start, start + 1]}, schema=strict))
+    chunks = writer.close()
+    assert chunks.uniform and chunks.chunk_count == 3
+
+
+def test_widened_types_make_chunks_non_uniform(tmp_path: Path) -> None:
+    with ChunkWriter(tmp_path / "c", "r/s", chunk_rows=2) as writer:
+        writer.write(pd.DataFrame({"a": [1, 2]}))
+        writer.write(pd.DataFrame({"a": [2.5, 3.5]}))
+    assert not writer.close().uniform
