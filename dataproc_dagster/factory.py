@@ -10,6 +10,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from dagster import (
     DagsterRunStatus,
+    ExecutorDefinition,
     GraphDefinition,
     JobDefinition,
     RunRequest,
@@ -29,6 +30,10 @@ from dataproc_dagster.ops.elt import SqlStep, make_sql_op
 from dataproc_dagster.ops.steps import make_extract_op, make_transform_op
 from dataproc_dagster.ops.transformers import Transformer, create_transformer
 
+EXECUTORS: dict[str, ExecutorDefinition] = {
+    "in_process": in_process_executor,
+    "multiprocess": multiprocess_executor,
+}
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 ACTIVE_STATUSES = [
     DagsterRunStatus.QUEUED,
@@ -127,7 +132,7 @@ def create_etl_pipeline(
     timezone: str = "UTC",
     description: str | None = None,
     tags: Mapping[str, str] | None = None,
-    executor: str = "in_process",
+    executor: str | ExecutorDefinition = "in_process",
     chunk_rows: int | None = None,
     schedule_run_config: Mapping[str, Any] | None = None,
 ) -> Pipeline:
@@ -146,7 +151,8 @@ def create_etl_pipeline(
         description: Job description shown in the UI.
         tags: Job tags.
         executor: ``in_process`` (default: steps share one process, one embedded-engine open
-            at a time) or ``multiprocess``.
+            at a time), ``multiprocess``, or any executor definition (``k8s_job_executor``,
+            ``celery_executor``) for steps on other machines.
         chunk_rows: Rows per chunk between steps (default ``CHUNK_ROWS``).
         schedule_run_config: Run config for scheduled runs.
 
@@ -206,7 +212,7 @@ def create_etl_pipeline(
     job = graph.to_job(
         name=name,
         tags={"dataproc/pipeline": name, **dict(tags or {})},
-        executor_def=in_process_executor if executor == "in_process" else multiprocess_executor,
+        executor_def=_executor(name, executor),
     )
     sched = (
         build_schedule(job, schedule, timezone, run_config=schedule_run_config)
@@ -216,6 +222,19 @@ def create_etl_pipeline(
     targets = [loader.target.qualified] if loader is not None and loader.target else []
     targets += [sql.table for sql in sql_steps]
     return Pipeline(name=name, job=job, schedule=sched, targets=tuple(targets))
+
+
+def _executor(name: str, executor: str | ExecutorDefinition) -> ExecutorDefinition:
+    if isinstance(executor, ExecutorDefinition):
+        return executor
+    if executor not in EXECUTORS:
+        raise ConfigError(
+            f"unknown executor {executor!r}",
+            pipeline=name,
+            fix=f"use one of {', '.join(EXECUTORS)}, or pass an executor definition "
+            "(e.g. dagster_k8s.k8s_job_executor)",
+        )
+    return EXECUTORS[executor]
 
 
 def _slug(text: str) -> str:

@@ -134,3 +134,25 @@ def test_show_table_prints_what_landed(
     assert "default.penguin_species_stats: 3 rows" in out and "Gentoo" in out
     assert main(["no_such_table"]) == 1
     assert "default.no_such_table: does not exist" in capsys.readouterr().out
+
+
+def test_steps_in_separate_processes_share_the_embedded_engine(
+    data_dir: Path, tmp_path: Path
+) -> None:
+    """Multiprocess executor: each step opens, uses and releases the chDB directory in turn."""
+    from dagster import execute_job, reconstructable
+
+    from dataproc_dagster_tests.helpers.multiprocess_job import multiprocess_job
+
+    (tmp_path / "home").mkdir()
+    with (
+        DagsterInstance.local_temp(str(tmp_path / "home")) as instance,
+        execute_job(reconstructable(multiprocess_job), instance=instance) as result,
+    ):
+        assert result.success
+        pids = {e.pid for e in result.all_events if e.is_step_success and e.pid is not None}
+    assert len(pids) == 3  # extract, transform, load: three processes
+    resource = ClickHouseResource(url=f"chdb://{data_dir / 'clickhouse'}")
+    assert resource.query_rows("SELECT count(), sum(doubled) FROM mp_copy") == [
+        (250_000, 2 * sum(range(250_000)))
+    ]

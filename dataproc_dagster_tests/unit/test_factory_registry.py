@@ -140,3 +140,22 @@ def test_duplicate_pipeline_names_name_both_modules(package: Path) -> None:
     message = str(raised.value)
     assert "duplicate pipeline name 'same'" in message
     assert f"{package.name}.one" in message and f"{package.name}.two" in message
+
+
+def test_executor_by_name_or_definition() -> None:
+    from dagster import in_process_executor, multiprocess_executor
+
+    def build(executor: object) -> object:
+        return create_etl_pipeline(
+            "ex",
+            extractor=_extractor(),
+            loader=create_clickhouse_loader("t"),
+            executor=executor,  # type: ignore[arg-type]
+        )
+
+    assert build("in_process").job.executor_def is in_process_executor  # type: ignore[attr-defined]
+    assert build("multiprocess").job.executor_def is multiprocess_executor  # type: ignore[attr-defined]
+    custom = multiprocess_executor.configured({"max_concurrent": 2})
+    assert build(custom).job.executor_def is custom  # type: ignore[attr-defined]
+    with pytest.raises(ConfigError, match="unknown executor 'k8s'"):
+        build("k8s")
