@@ -274,3 +274,21 @@ def _run_browser(argv: list[str], timeout: float = 120.0) -> str:
             os.killpg(popen.pid, signal.SIGKILL)
         popen.wait(timeout=10)
     return out.decode("utf-8", errors="replace")
+
+
+def launch_and_wait(
+    stack: DagsterStack, job: str, run_config: dict[str, Any], run_query: str
+) -> dict[str, Any]:
+    """Launch ``job`` with ``run_config`` as the launchpad does, then poll ``run_query``
+    (which takes ``$runId`` and returns ``runOrError { status }``) until the run ends."""
+    params = {"selector": {**SELECTOR, "jobName": job}, "runConfigData": run_config}
+    launched = stack.graphql(LAUNCH, {"params": params})["launchRun"]
+    assert launched["__typename"] == "LaunchRunSuccess", launched
+    run_id = launched["run"]["runId"]
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        data = stack.graphql(run_query, {"runId": run_id})
+        if data["runOrError"]["status"] in ("SUCCESS", "FAILURE", "CANCELED"):
+            return {"run_id": run_id, **data}
+        time.sleep(1)
+    raise TimeoutError(f"run {run_id} did not finish:\n{stack.procs[-1].tail()}")

@@ -5,10 +5,8 @@ rows land, and the secret appears nowhere in the run's config or event log."""
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -21,6 +19,7 @@ from dataproc_dagster_tests.e2e.stack import (
     DagsterStack,
     browse,
     find_browser,
+    launch_and_wait,
 )
 from dataproc_dagster_tests.servers.http_api import ApiState, RunningApi, serve_api
 
@@ -57,23 +56,6 @@ def stack(tmp_path_factory: pytest.TempPathFactory, api: RunningApi) -> Iterator
         os.environ.pop("LAUNCHPAD_API_TOKEN", None)
 
 
-def launch_and_wait(stack: DagsterStack, run_config: dict[str, Any]) -> dict[str, Any]:
-    params = {
-        "selector": {**SELECTOR, "jobName": "http_to_clickhouse"},
-        "runConfigData": run_config,
-    }
-    launched = stack.graphql(LAUNCH, {"params": params})["launchRun"]
-    assert launched["__typename"] == "LaunchRunSuccess", launched
-    run_id = launched["run"]["runId"]
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:
-        data = stack.graphql(RUN, {"runId": run_id})
-        if data["runOrError"]["status"] in ("SUCCESS", "FAILURE", "CANCELED"):
-            return {"run_id": run_id, **data}
-        time.sleep(1)
-    raise TimeoutError(f"run {run_id} did not finish:\n{stack.procs[-1].tail()}")
-
-
 def test_generic_job_from_run_config_only(stack: DagsterStack, api: RunningApi) -> None:
     run_config = {
         "ops": {
@@ -88,7 +70,7 @@ def test_generic_job_from_run_config_only(stack: DagsterStack, api: RunningApi) 
             "http_to_clickhouse__load": {"config": {"table": "launchpad_items"}},
         }
     }
-    done = launch_and_wait(stack, run_config)
+    done = launch_and_wait(stack, "http_to_clickhouse", run_config, RUN)
     assert done["runOrError"]["status"] == "SUCCESS", stack.procs[-1].tail()
     messages = "\n".join(e.get("message", "") for e in done["logsForRun"]["events"])
     assert "3 page(s), 250 record(s) received" in messages

@@ -4,7 +4,6 @@ Metabase; rows land, and the API key appears nowhere in the run's config or even
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,12 +14,11 @@ import pytest
 from dataproc_dagster.resources.clickhouse import ClickHouseResource
 from dataproc_dagster_tests.e2e.stack import (
     ARTIFACTS,
-    LAUNCH,
     LOCATION,
-    SELECTOR,
     DagsterStack,
     browse,
     find_browser,
+    launch_and_wait,
 )
 from dataproc_dagster_tests.servers.metabase_fixtures import (
     ORDERS_ROWS,
@@ -85,20 +83,6 @@ def stack(
         running.stop()
 
 
-def launch_and_wait(stack: DagsterStack, job: str, run_config: dict[str, Any]) -> dict[str, Any]:
-    params = {"selector": {**SELECTOR, "jobName": job}, "runConfigData": run_config}
-    launched = stack.graphql(LAUNCH, {"params": params})["launchRun"]
-    assert launched["__typename"] == "LaunchRunSuccess", launched
-    run_id = launched["run"]["runId"]
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:
-        data = stack.graphql(RUN, {"runId": run_id})
-        if data["runOrError"]["status"] in ("SUCCESS", "FAILURE", "CANCELED"):
-            return {"run_id": run_id, **data}
-        time.sleep(1)
-    raise TimeoutError(f"run {run_id} did not finish:\n{stack.procs[-1].tail()}")
-
-
 def _messages(done: dict[str, Any]) -> str:
     events = done["logsForRun"]["events"]
     lines = [e.get("message", "") for e in events]
@@ -117,7 +101,7 @@ def test_generic_job_from_run_config_only(
             "metabase_to_clickhouse__load": {"config": {"table": "mb_orders", "mode": "replace"}},
         }
     }
-    done = launch_and_wait(stack, "metabase_to_clickhouse", run_config)
+    done = launch_and_wait(stack, "metabase_to_clickhouse", run_config, RUN)
     assert done["runOrError"]["status"] == "SUCCESS", stack.procs[-1].tail()
     messages = _messages(done)
     assert f"Metabase: {ORDERS_ROWS} rows in 1 pages" in messages
@@ -131,7 +115,7 @@ def test_generic_job_from_run_config_only(
 
 def test_catalog_job_from_the_launchpad(stack: MetabaseStack) -> None:
     run_config = {"ops": {"read_metabase_catalog": {"config": {"database_name": "Sales"}}}}
-    done = launch_and_wait(stack, "metabase_catalog", run_config)
+    done = launch_and_wait(stack, "metabase_catalog", run_config, RUN)
     assert done["runOrError"]["status"] == "SUCCESS", stack.procs[-1].tail()
     assert "Metabase database 1 'Sales' (h2): 4 tables" in _messages(done)
 
@@ -145,7 +129,7 @@ def test_failed_query_fails_the_run_with_metabase_error(stack: MetabaseStack) ->
             "metabase_to_clickhouse__load": {"config": {"table": "mb_never"}},
         }
     }
-    done = launch_and_wait(stack, "metabase_to_clickhouse", run_config)
+    done = launch_and_wait(stack, "metabase_to_clickhouse", run_config, RUN)
     assert done["runOrError"]["status"] == "FAILURE"
     messages = _messages(done)
     assert "[pipeline metabase_to_clickhouse]" in messages
