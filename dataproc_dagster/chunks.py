@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeAlias
@@ -304,12 +304,6 @@ class ChunkWriter:
         self._buffered += table.num_rows
         while self._buffered >= self.chunk_rows:
             self._flush(self.chunk_rows)
-
-    def write_all(self, chunks: Iterable[Chunk]) -> ChunkSet:
-        """Write every chunk of ``chunks`` and close."""
-        for chunk in chunks:
-            self.write(chunk)
-        return self.close()
 
     def _flush(self, rows: int) -> None:
         assert self._schema is not None

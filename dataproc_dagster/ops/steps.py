@@ -6,7 +6,7 @@ and turn errors into messages that name the pipeline, the step and the fix.
 
 import shutil
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -146,9 +146,6 @@ def make_extract_op(
         yield _output(chunks, metrics)
 
     return _extract
-
-
-TransformFn = Callable[..., Any]
 
 
 def make_transform_op(pipeline: str, name: str, transformer: Any) -> OpDefinition:

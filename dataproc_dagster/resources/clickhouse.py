@@ -201,16 +201,6 @@ class ClickHouseResource(ConfigurableResource):
         with self.get_client() as client:
             return client.command(sql, parameters=parameters)
 
-    def iter_arrow(
-        self, sql: str, parameters: dict[str, Any] | Sequence[Any] | None = None
-    ) -> Iterator[pa.RecordBatch]:
-        """Stream a query's result as Arrow record batches (memory bounded by block size)."""
-        with (
-            self.get_client() as client,
-            client.query_arrow_stream(sql, parameters=parameters) as stream,
-        ):
-            yield from stream
-
     @contextmanager
     def arrow_batches(
         self,
@@ -221,7 +211,7 @@ class ClickHouseResource(ConfigurableResource):
         database: str | None = None,
         step: str | None = None,
     ) -> Iterator[Iterator[pa.RecordBatch]]:
-        """Stream a query's result as Arrow record batches of about ``batch_rows`` rows.
+        """Stream a query's result as Arrow record batches (blocks of up to ``batch_rows`` rows).
 
         On a server this is clickhouse-connect's ``query_arrow_stream``. On the embedded engine
         clickhouse-connect materializes Arrow results whole, so the query runs through chDB's

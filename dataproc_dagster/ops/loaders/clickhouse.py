@@ -1,7 +1,7 @@
 """The ClickHouse loader: ``create_clickhouse_loader`` and the op it becomes."""
 
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 from dagster import (
@@ -18,7 +18,6 @@ from dagster import (
 )
 
 from dataproc_dagster.chunks import ChunkSet
-from dataproc_dagster.errors import ConfigError
 from dataproc_dagster.loading.tables import describe_table
 from dataproc_dagster.loading.writer import WRITE_MODES, LoadSpec, load_chunkset
 from dataproc_dagster.observability import measure_step
@@ -239,10 +238,3 @@ def make_load_op(pipeline: str, name: str, loader: ClickHouseLoader) -> OpDefini
             cleanup_run_chunks(context, chunks)
 
     return _load
-
-
-def with_target(loader: ClickHouseLoader, table: str) -> ClickHouseLoader:
-    """A copy of ``loader`` writing to another table (same database)."""
-    if loader.spec is None:
-        raise ConfigError("a config-driven loader has no fixed table to change")
-    return replace(loader, spec=replace(loader.spec, table=table))
