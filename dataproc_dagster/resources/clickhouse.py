@@ -211,11 +211,12 @@ class ClickHouseResource(ConfigurableResource):
         database: str | None = None,
         step: str | None = None,
     ) -> Iterator[Iterator[pa.RecordBatch]]:
-        """Stream a query's result as Arrow record batches (blocks of up to ``batch_rows`` rows).
+        """Stream a query's result as Arrow record batches, block by block.
 
         On a server this is clickhouse-connect's ``query_arrow_stream``. On the embedded engine
         clickhouse-connect materializes Arrow results whole, so the query runs through chDB's
-        own Arrow stream instead, which keeps memory flat in the result size.
+        own Arrow stream instead, which keeps memory flat in the result size. ``batch_rows`` is
+        the block size asked for; the engine may return somewhat larger or smaller blocks.
         """
         if not self.is_embedded:
             with self.get_client(step=step) as client:
