@@ -74,7 +74,7 @@ case "$cmd" in
       python -m dataproc_dagster.migrations up
     fi
     echo "==> running the sample pipeline 'penguins' with dagster job execute"
-    dagster job execute -m dataproc_dagster -j penguins
+    dagster job execute -m dataproc_dagster -j penguins -c deploy/demo.yaml
     echo "==> what landed"
     python -m dataproc_dagster.show_table penguins penguin_species_stats
     ;;
