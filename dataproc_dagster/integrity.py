@@ -294,19 +294,7 @@ def _expected_tables(
     clickhouse: ClickHouseResource, folder: Path | None
 ) -> dict[str, dict[str, str] | None]:
     """Tables and typed columns the applied migrations create (``db.table`` -> columns)."""
-    from dataproc_dagster.migrations.files import render
-    from dataproc_dagster.migrations.schema import expected_tables
-
-    manager = _manager(clickhouse, folder)
-    status = manager.get_migration_status()
-    applied = {r["version"] for r in status["migrations"] if r["applied"]}
-    statements = [
-        render(s.sql, database=manager.database, cluster="")
-        for m in manager.load_files()
-        if m.version in applied
-        for s in m.up
-    ]
-    return dict(expected_tables(statements, manager.database))
+    return _manager(clickhouse, folder).expected_schema()
 
 
 def _pipeline_tables(
