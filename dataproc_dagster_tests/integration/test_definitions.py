@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 from dataproc_dagster.definitions import build_definitions
-
-REPO = Path(__file__).resolve().parents[2]
+from dataproc_dagster_tests.helpers.cli import dagster_executable, run_dagster
 
 
 def test_every_job_resolves_with_its_resources(data_dir: Path) -> None:
@@ -22,25 +18,8 @@ def test_every_job_resolves_with_its_resources(data_dir: Path) -> None:
 
 
 def test_dagster_definitions_validate_passes_without_opening_the_engine(tmp_path: Path) -> None:
-    env = dict(os.environ)
-    env["DATAPROC_DATA_DIR"] = str(tmp_path / "data")
-    env["DAGSTER_HOME"] = str(tmp_path / "home")
-    env.pop("CLICKHOUSE_URL", None)
-    (tmp_path / "home").mkdir()
-    done = subprocess.run(
-        [
-            str(Path(sys.executable).parent / "dagster"),
-            "definitions",
-            "validate",
-            "-m",
-            "dataproc_dagster",
-        ],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    command = [dagster_executable(), "definitions", "validate", "-m", "dataproc_dagster"]
+    done = run_dagster(command, tmp_path / "data", tmp_path / "home")
     assert done.returncode == 0, done.stderr[-3000:]
     assert "Validation successful" in done.stdout + done.stderr
     assert not (tmp_path / "data" / "clickhouse").exists()

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +16,7 @@ from dataproc_dagster.jobs.http_to_clickhouse import PIPELINE
 from dataproc_dagster.ops.extractors.http import create_http_extractor
 from dataproc_dagster.ops.loaders.clickhouse import create_clickhouse_loader
 from dataproc_dagster.resources.clickhouse import ClickHouseResource
+from dataproc_dagster_tests.helpers.cli import job_execute_command, run_dagster
 from dataproc_dagster_tests.integration.http_support import api_fixture  # noqa: F401
 from dataproc_dagster_tests.servers.http_api import RunningApi, make_record
 
@@ -205,21 +203,8 @@ def test_generic_job_through_dagster_job_execute(
 ) -> None:
     config_file = tmp_path / "http.yaml"
     config_file.write_text(yaml.safe_dump(run_config(secured)))
-    home = tmp_path / "dagster_home"
-    home.mkdir()
-    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
-    env = dict(os.environ, DATAPROC_DATA_DIR=str(data_dir), DAGSTER_HOME=str(home))
-    env.pop("CLICKHOUSE_URL", None)
-    dagster = str(Path(sys.executable).parent / "dagster")
-    command = [dagster, "job", "execute", "-m", "dataproc_dagster", "-j", "http_to_clickhouse"]
-    done = subprocess.run(
-        [*command, "-c", str(config_file)],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    command = job_execute_command("http_to_clickhouse", config_file)
+    done = run_dagster(command, data_dir, tmp_path / "dagster_home")
     assert done.returncode == 0, done.stderr[-3000:]
     assert "RUN_SUCCESS" in done.stdout + done.stderr
     assert TOKEN not in done.stdout + done.stderr

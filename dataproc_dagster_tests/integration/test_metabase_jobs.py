@@ -20,6 +20,7 @@ from dataproc_dagster.ops.extractors.metabase import create_metabase_extractor
 from dataproc_dagster.registry import discover_pipelines
 from dataproc_dagster.resources.clickhouse import ClickHouseResource
 from dataproc_dagster.resources.metabase import MetabaseResource
+from dataproc_dagster_tests.helpers.cli import job_execute_command, run_dagster
 from dataproc_dagster_tests.helpers.pipelines import failure_message
 from dataproc_dagster_tests.servers.metabase_fixtures import ORDERS_ROWS, StandinSetup, metabase
 from dataproc_dagster_tests.servers.metabase_standin import JS_MAX_SAFE
@@ -249,12 +250,6 @@ def test_catalog_job_reports_markdown_metadata(metabase: StandinSetup, data_dir:
     assert metadata["tables"].value == 5  # the hidden AUDIT_LOG is left out
 
 
-def _dagster_cli() -> str:
-    found = shutil.which("dagster", path=str(Path(sys.executable).parent))
-    assert found, "the dagster CLI is not installed in this environment"
-    return found
-
-
 def test_generic_job_through_dagster_job_execute(
     metabase: StandinSetup, data_dir: Path, tmp_path: Path
 ) -> None:
@@ -275,34 +270,11 @@ def test_generic_job_through_dagster_job_execute(
             }
         )
     )
-    env = dict(os.environ)
-    env.update(
-        {
-            "DATAPROC_DATA_DIR": str(data_dir),
-            "DAGSTER_HOME": str(tmp_path / "dagster_home"),
-            "METABASE_BASE_URL": metabase.url,
-            "METABASE_API_KEY": metabase.server.api_key,
-        }
-    )
-    env.pop("CLICKHOUSE_URL", None)
-    (tmp_path / "dagster_home").mkdir()
-    done = subprocess.run(
-        [
-            _dagster_cli(),
-            "job",
-            "execute",
-            "-m",
-            "dataproc_dagster",
-            "-j",
-            "metabase_to_clickhouse",
-            "-c",
-            str(config),
-        ],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
+    done = run_dagster(
+        job_execute_command("metabase_to_clickhouse", config),
+        data_dir,
+        tmp_path / "dagster_home",
+        extra_env={"METABASE_BASE_URL": metabase.url, "METABASE_API_KEY": metabase.server.api_key},
     )
     assert done.returncode == 0, done.stderr[-3000:]
     assert metabase.server.api_key not in done.stdout + done.stderr

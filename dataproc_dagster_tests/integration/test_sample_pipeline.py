@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
@@ -14,8 +12,7 @@ from dagster import DagsterInstance
 from dataproc_dagster.pipelines.penguins import PENGUINS_CSV, clean_penguins
 from dataproc_dagster.pipelines.penguins import pipeline as penguins
 from dataproc_dagster.resources.clickhouse import ClickHouseResource
-
-REPO = Path(__file__).resolve().parents[2]
+from dataproc_dagster_tests.helpers.cli import REPO, cli_env, job_execute_command, run_dagster
 
 
 def _expected() -> pd.DataFrame:
@@ -68,30 +65,8 @@ def test_penguins_replace_is_idempotent(clickhouse: ClickHouseResource) -> None:
     assert clickhouse.query_rows("SELECT count() FROM penguins") == [(342,)]
 
 
-def _cli_env(data_dir: Path, dagster_home: Path) -> dict[str, str]:
-    env = dict(os.environ)
-    env["DATAPROC_DATA_DIR"] = str(data_dir)
-    env["DAGSTER_HOME"] = str(dagster_home)
-    env.pop("CLICKHOUSE_URL", None)
-    dagster_home.mkdir(parents=True, exist_ok=True)
-    (dagster_home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
-    return env
-
-
-def _dagster_cli() -> str:
-    return str(Path(sys.executable).parent / "dagster")
-
-
 def test_penguins_through_dagster_job_execute(data_dir: Path, tmp_path: Path) -> None:
-    env = _cli_env(data_dir, tmp_path / "dagster_home")
-    done = subprocess.run(
-        [_dagster_cli(), "job", "execute", "-m", "dataproc_dagster", "-j", "penguins"],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    done = run_dagster(job_execute_command("penguins"), data_dir, tmp_path / "dagster_home")
     assert done.returncode == 0, done.stderr[-3000:]
     assert "RUN_SUCCESS" in done.stderr + done.stdout
     resource = ClickHouseResource(url=f"chdb://{data_dir / 'clickhouse'}")
@@ -101,12 +76,12 @@ def test_penguins_through_dagster_job_execute(data_dir: Path, tmp_path: Path) ->
 def test_two_concurrent_runs_on_one_embedded_directory_both_succeed(
     data_dir: Path, tmp_path: Path
 ) -> None:
-    env = _cli_env(data_dir, tmp_path / "dagster_home")
+    env = cli_env(data_dir, tmp_path / "dagster_home")
     # Create the instance's SQLite storage once: two processes creating it at the same moment
     # race in Dagster itself ("table runs already exists"), which is not what this tests.
     with DagsterInstance.from_config(str(tmp_path / "dagster_home")):
         pass
-    command = [_dagster_cli(), "job", "execute", "-m", "dataproc_dagster", "-j", "penguins"]
+    command = job_execute_command("penguins")
     runs = [
         subprocess.Popen(
             command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
