@@ -4,6 +4,7 @@ framework loggers into the run's event log, log files, and no secret anywhere in
 import asyncio
 import logging
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -127,6 +128,17 @@ def run_probe(instance: DagsterInstance, bearer_url: str, key_url: str, metabase
     return secrets_probe.execute_in_process(resources=resources, instance=instance)
 
 
+@contextmanager
+def probe_servers() -> Iterator[tuple[Any, Any, MetabaseStandin]]:
+    """An API taking a bearer token, one taking a key in the query, and a Metabase stand-in."""
+    with (
+        serve_api(ApiState(auth=("bearer", TOKEN))) as bearer_api,
+        serve_api(ApiState(auth=("query", "apikey", API_KEY))) as key_api,
+        MetabaseStandin(password=PASSWORD) as metabase,
+    ):
+        yield bearer_api, key_api, metabase
+
+
 def event_log_text(instance: DagsterInstance, run_id: str) -> tuple[str, list[str]]:
     """Every stored event record of the run, serialised, and the user-visible messages."""
     entries = instance.all_logs(run_id)
@@ -143,11 +155,7 @@ def test_no_secret_in_event_log_and_log_files(
     tmp_path: Path,
 ) -> None:
     monkeypatch.setenv("LOG_LEVEL", "DEBUG")
-    with (
-        serve_api(ApiState(auth=("bearer", TOKEN))) as bearer_api,
-        serve_api(ApiState(auth=("query", "apikey", API_KEY))) as key_api,
-        MetabaseStandin(password=PASSWORD) as metabase,
-    ):
+    with probe_servers() as (bearer_api, key_api, metabase):
         result = run_probe(instance, bearer_api.url, key_api.url, metabase.base_url)
     assert result.success
     text, messages = event_log_text(instance, result.run_id)
@@ -183,11 +191,7 @@ def test_log_level_info_hides_request_lines(
     instance: DagsterInstance, secrets_env: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("LOG_LEVEL", "INFO")
-    with (
-        serve_api(ApiState(auth=("bearer", TOKEN))) as bearer_api,
-        serve_api(ApiState(auth=("query", "apikey", API_KEY))) as key_api,
-        MetabaseStandin(password=PASSWORD) as metabase,
-    ):
+    with probe_servers() as (bearer_api, key_api, metabase):
         result = run_probe(instance, bearer_api.url, key_api.url, metabase.base_url)
     assert result.success
     _, messages = event_log_text(instance, result.run_id)
