@@ -1,4 +1,4 @@
-"""Running the `dagster` command line in tests, against a temporary instance and data folder."""
+"""Running the `dagster` and `dg` command lines in tests, on a temporary instance and data dir."""
 
 from __future__ import annotations
 
@@ -13,6 +13,11 @@ REPO = Path(__file__).resolve().parents[2]
 def dagster_executable() -> str:
     """The `dagster` command of the running virtual environment."""
     return str(Path(sys.executable).parent / "dagster")
+
+
+def dg_executable() -> str:
+    """The `dg` command of the running virtual environment."""
+    return str(Path(sys.executable).parent / "dg")
 
 
 def cli_env(data_dir: Path, dagster_home: Path) -> dict[str, str]:
@@ -38,7 +43,7 @@ def run_dagster(
     extra_env: dict[str, str] | None = None,
     timeout: float = 300,
 ) -> subprocess.CompletedProcess[str]:
-    """Run a `dagster ...` command from the repository root and capture its output."""
+    """Run a `dagster ...` or `dg ...` command from the repository root and capture its output."""
     return subprocess.run(
         arguments,
         cwd=REPO,
