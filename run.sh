@@ -17,6 +17,8 @@ Usage: ./run.sh COMMAND [ARGS]
                             run the test suite (all by default); JSON report + coverage in reports/
   dev                       Dagster UI + daemon on http://127.0.0.1:${DAGSTER_PORT:-3000}
   job NAME [config.yaml]    run a job with `dagster job execute`
+  dg ARGS                   Dagster's `dg` command line on this project and instance
+                            (dg check defs, dg list defs, dg launch --job NAME, dg dev)
   check                     integrity checks (exit code != 0 when one fails)
   migrate                   apply pending migrations
   migrate_status            show migration status
@@ -114,6 +116,13 @@ case "$cmd" in
       exec dagster job execute -m dataproc_dagster -j "$name" -c "$1"
     fi
     exec dagster job execute -m dataproc_dagster -j "$name"
+    ;;
+  dg)
+    ensure_venv
+    # Same DAGSTER_HOME, settings and working directory as `job` and `dev`; dg finds the project
+    # through [tool.dg] in pyproject.toml. VIRTUAL_ENV tells dg which environment is active.
+    export VIRTUAL_ENV="$VENV"
+    exec dg "$@"
     ;;
   check)
     ensure_venv
