@@ -145,12 +145,16 @@ class DagsterStack:
         self.procs.append(proc)
         return proc
 
-    def start(self, timeout: float = 180.0) -> None:
-        """Start the webserver, wait until the code location is loaded, then the daemon (one
-        after the other: both would otherwise create the fresh SQLite storage at once)."""
+    def prepare(self) -> None:
+        """Create the instance (with the repository's ``deploy/dagster.yaml``) and data folders."""
         self.home.mkdir(parents=True, exist_ok=True)
         self.data_dir.mkdir(parents=True, exist_ok=True)
         shutil.copy(DAGSTER_YAML, self.home / "dagster.yaml")
+
+    def start(self, timeout: float = 180.0) -> None:
+        """Start the webserver, wait until the code location is loaded, then the daemon (one
+        after the other: both would otherwise create the fresh SQLite storage at once)."""
+        self.prepare()
         deadline = time.monotonic() + timeout
         self._spawn(
             "webserver",
