@@ -92,28 +92,79 @@ def _json_type(value: Any) -> str:
     return "object"
 
 
+# Joins the keys of a source path in the column-to-path map: a character no JSON key of a real
+# API holds, so that ``{"a.b": 1}`` and ``{"a": {"b": 1}}`` keep distinct paths.
+_PATH_SEP = "\x1f"
+
+
+class FlattenError(Exception):
+    """Internal: two source paths give one column name, or a key is empty."""
+
+    def __init__(self, name: str, paths: tuple[str, ...]) -> None:
+        super().__init__(name)
+        self.name = name
+        self.paths = paths
+
+
+def render_path(path: str) -> str:
+    """A source path (keys joined by ``_PATH_SEP``) as ``a.b``; odd keys as ``["a.b"]``."""
+    text = ""
+    for key in path.split(_PATH_SEP):
+        if key and "." not in key and "[" not in key and '"' not in key:
+            text += f".{key}" if text else key
+        else:
+            text += f"[{json.dumps(key, ensure_ascii=False)}]"
+    return text
+
+
 def flatten_record(
-    record: Mapping[str, Any], max_depth: int, *, prefix: str = ""
+    record: Mapping[str, Any],
+    max_depth: int,
+    *,
+    paths: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """Flatten nested objects into ``parent_child`` keys down to ``max_depth`` levels.
 
     Objects deeper than ``max_depth`` are kept as JSON strings. ``max_depth=0`` keeps every
     nested object as JSON.
+
+    Args:
+        record: One decoded JSON object.
+        max_depth: Levels of nested objects flattened.
+        paths: Column name -> source path of the columns met so far (updated); a column whose
+            name another path already gave raises.
+
+    Raises:
+        FlattenError: Two source paths give one column name, or a key on the way is empty.
     """
     out: dict[str, Any] = {}
-    _flatten_into(out, record, prefix, max_depth)
+    _flatten_into(out, record, "", "", max_depth, {} if paths is None else paths)
     return out
 
 
-def _flatten_into(out: dict[str, Any], record: Mapping[str, Any], prefix: str, depth: int) -> None:
+def _flatten_into(
+    out: dict[str, Any],
+    record: Mapping[str, Any],
+    prefix: str,
+    source: str,
+    depth: int,
+    paths: dict[str, str],
+) -> None:
     for key, value in record.items():
-        name = f"{prefix}{_SEP}{key}" if prefix else str(key)
+        if prefix:
+            name = f"{prefix}{_SEP}{key}"
+            path = f"{source}{_PATH_SEP}{key}"
+        else:
+            name = path = str(key)
+        if not key:
+            raise FlattenError("", (path,))
         # Decoded JSON holds plain dicts; an exact type check is much cheaper than an ABC one.
         if depth > 0 and type(value) is dict and value:
-            _flatten_into(out, value, name, depth - 1)
+            _flatten_into(out, value, name, path, depth - 1, paths)
         else:
-            if name in out:
-                raise KeyError(name)
+            known = paths.setdefault(name, path)
+            if known != path:
+                raise FlattenError(name, (known, path))
             out[name] = value
 
 
@@ -158,6 +209,10 @@ class RecordConverter:
         self.list_mode = list_mode
         self.kinds: dict[str, str] = {}
         self._first_seen: dict[str, str] = {}
+        # Column name -> the source path that gives it, and the page where it was first met:
+        # two fields flattening to one name are an error, also across pages.
+        self._paths: dict[str, str] = {}
+        self._path_seen: dict[str, str] = {}
 
     def convert(self, records: Sequence[Any], *, where: str) -> pa.Table:
         """Convert one page of records; ``where`` (the page URL, masked) names it in errors."""
@@ -178,11 +233,20 @@ class RecordConverter:
         if not pa.types.is_struct(array.type) or array.null_count:
             return None
         columns: list[tuple[str, pa.ChunkedArray]] = []
-        if not _flatten_struct(pa.chunked_array([array]), "", self.max_depth, columns):
+        sources: list[str] = []
+        if not _flatten_struct(pa.chunked_array([array]), "", "", self.max_depth, columns, sources):
             return None
         names = [name for name, _ in columns]
         if len(set(names)) != len(names):
-            return None
+            return None  # the Python path names the colliding fields and the record
+        for name, path in zip(names, sources, strict=True):
+            known = self._paths.get(name)
+            if known is None:
+                self._paths[name] = path
+                self._path_seen[name] = where
+            elif known != path:
+                # Which record of this page holds it: let the Python path find and name it.
+                return None
         kinds: list[str | None] = []
         for _, column in columns:
             kind = _arrow_kind(column.type)
@@ -212,13 +276,9 @@ class RecordConverter:
                     fix="set records_path to the list whose items are objects with the fields",
                 )
             try:
-                flat = flatten_record(record, self.max_depth)
-            except KeyError as exc:
-                raise SourceError(
-                    f"record {index}: flattening gives two fields named {exc.args[0]!r}",
-                    source=where,
-                    fix="lower max_depth so that the nested object stays one JSON column",
-                ) from None
+                flat = flatten_record(record, self.max_depth, paths=self._paths)
+            except FlattenError as exc:
+                raise self._flatten_error(exc, index, where) from None
             flats.append(flat)
             if len(flat) != len(names) or flat.keys() != names.keys():
                 names.update(dict.fromkeys(flat))
@@ -230,9 +290,31 @@ class RecordConverter:
                 other.startswith(name + _SEP) for other in columns
             ):
                 del columns[name]
+        for name in names:
+            self._path_seen.setdefault(name, where)
         arrays = [self._column(name, values, where) for name, values in columns.items()]
         names = dict.fromkeys(columns)
         return pa.Table.from_arrays(arrays, names=list(names)) if names else pa.table({})
+
+    def _flatten_error(self, exc: FlattenError, index: int, where: str) -> SourceError:
+        if not exc.name:
+            return SourceError(
+                f"record {index} has a field with an empty key at {render_path(exc.paths[0])!r}; "
+                "a column needs a name",
+                source=where,
+                fix="have the API name the field; if it sits in a nested object, lower max_depth "
+                "so that the object stays one JSON column",
+            )
+        first, second = (render_path(p) for p in exc.paths)
+        seen = self._path_seen.get(exc.name)
+        earlier = f" (first at {seen})" if seen and seen != where else ""
+        return SourceError(
+            f"record {index}: fields {first!r}{earlier} and {second!r} both become column "
+            f"{exc.name!r} when nested objects are flattened",
+            source=where,
+            fix="lower max_depth so that the nested object stays one JSON column, or rename "
+            "one of the fields in the source",
+        )
 
     def _column(self, name: str, values: list[Any], where: str) -> pa.Array:
         types = set(map(type, values))
@@ -322,22 +404,33 @@ class RecordConverter:
 
 
 def _flatten_struct(
-    column: pa.ChunkedArray, prefix: str, depth: int, out: list[tuple[str, pa.ChunkedArray]]
+    column: pa.ChunkedArray,
+    prefix: str,
+    source: str,
+    depth: int,
+    out: list[tuple[str, pa.ChunkedArray]],
+    sources: list[str],
 ) -> bool:
-    """Append the leaf columns of struct ``column``; False when the Arrow path cannot do it."""
+    """Append the leaf columns of struct ``column`` and their source paths to ``out`` /
+    ``sources``; False when the Arrow path cannot do it."""
     fields = list(column.type)
     if not fields:
         return False
     for field, child in zip(fields, column.flatten(), strict=True):
         if "." in field.name or not field.name:
             return False
-        name = f"{prefix}{_SEP}{field.name}" if prefix else field.name
+        if prefix:
+            name = f"{prefix}{_SEP}{field.name}"
+            path = f"{source}{_PATH_SEP}{field.name}"
+        else:
+            name = path = field.name
         if pa.types.is_struct(child.type):
             # Deeper than max_depth the Python path keeps the object as JSON text.
-            if depth <= 0 or not _flatten_struct(child, name, depth - 1, out):
+            if depth <= 0 or not _flatten_struct(child, name, path, depth - 1, out, sources):
                 return False
         else:
             out.append((name, child))
+            sources.append(path)
     return True
 
 

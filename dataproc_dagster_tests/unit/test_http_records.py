@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pyarrow as pa
 import pytest
 
@@ -99,7 +101,9 @@ def test_records_that_are_not_objects_are_an_error() -> None:
 
 
 def test_flattening_collision_is_an_error() -> None:
-    with pytest.raises(SourceError, match="two fields named 'a_b'"):
+    with pytest.raises(
+        SourceError, match=r"record 0: fields 'a_b' and 'a\.b' both become column 'a_b'"
+    ):
         RecordConverter().convert([{"a_b": 1, "a": {"b": 2}}], where=PAGE)
 
 
@@ -149,3 +153,47 @@ def test_unusual_pages_fall_back_to_the_python_path() -> None:
     assert converter.convert([{"a": {"b": {"c": 1}}}], where=PAGE).to_pylist() == [
         {"a_b": '{"c":1}'}
     ]
+
+
+def test_flattening_collision_across_records_names_both_source_paths() -> None:
+    with pytest.raises(SourceError) as info:
+        RecordConverter().convert([{"id": 1, "a": {"b": 1}}, {"id": 2, "a_b": 7}], where=PAGE)
+    message = str(info.value)
+    assert "'a.b'" in message and "'a_b'" in message and "column 'a_b'" in message
+    assert "record 1" in message
+
+
+@pytest.mark.parametrize("order", [0, 1])
+def test_flattening_collision_across_pages_names_both_source_paths(order: int) -> None:
+    pages = [[{"id": 1, "a": {"b": 1}}], [{"id": 2, "a_b": 7}]]
+    if order:
+        pages.reverse()
+    converter = RecordConverter()
+    converter.convert(pages[0], where=f"{PAGE}&page=1")
+    with pytest.raises(SourceError) as info:
+        converter.convert(pages[1], where=f"{PAGE}&page=2")
+    message = str(info.value)
+    assert "'a.b'" in message and "'a_b'" in message and "column 'a_b'" in message
+    assert "page=1" in message and "page=2" in message
+
+
+def test_deeper_collisions_and_dotted_keys_name_the_paths() -> None:
+    with pytest.raises(SourceError, match=r"'a\.b_c'.*'a_b\.c'|'a_b\.c'.*'a\.b_c'"):
+        RecordConverter().convert([{"a": {"b_c": 1}}, {"a_b": {"c": 2}}], where=PAGE)
+    with pytest.raises(SourceError) as info:
+        RecordConverter().convert([{"x.y": {"z": 1}}, {"x.y_z": 2}], where=PAGE)
+    assert """'["x.y"].z'""" in str(info.value) and """'["x.y_z"]'""" in str(info.value)
+    # The same field on every record is no collision, nor a null where others hold an object.
+    table = RecordConverter().convert([{"a": {"b": 1}}, {"a": None}, {"a": {"b": 3}}], where=PAGE)
+    assert table.to_pylist() == [{"a_b": 1}, {"a_b": None}, {"a_b": 3}]
+
+
+@pytest.mark.parametrize(
+    ("record", "path"),
+    [({"id": 1, "": 5}, """'[""]'"""), ({"id": 1, "o": {"": 5}}, """'o[""]'""")],
+)
+def test_an_empty_json_key_is_named(record: dict[str, Any], path: str) -> None:
+    with pytest.raises(SourceError) as info:
+        RecordConverter().convert([{"id": 0}, record], where=PAGE)
+    message = str(info.value)
+    assert "empty key" in message and path in message and "record 1" in message
