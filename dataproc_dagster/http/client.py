@@ -1,5 +1,8 @@
 """Send one GET with retries and decode its JSON, sync (httpx.Client) or async (httpx.AsyncClient).
 
+A GET is idempotent, so transient failures are sent again (see :class:`RetryPolicy`): the
+retried statuses (408, 425, 429 and every 5xx by default), connection-level faults and
+timeouts, and a successful answer whose body is not JSON (a body cut off, or a proxy's page).
 Every failure becomes a :class:`~dataproc_dagster.errors.SourceError` naming the pipeline, the
 URL with secrets masked, the status and the start of the body; secrets never reach a message.
 """
@@ -123,10 +126,10 @@ class HttpSource:
             except httpx.TransportError as exc:
                 wait = self._after_error(request, exc, attempt, waited)
             else:
-                delay = self._after_response(request, response, attempt, waited)
-                if delay is None:
-                    return self._decode(request, response)
-                wait = delay
+                outcome = self._settle(request, response, attempt, waited)
+                if isinstance(outcome, Page):
+                    return outcome
+                wait = outcome
             time.sleep(wait)
             waited += wait
 
@@ -144,15 +147,34 @@ class HttpSource:
             except httpx.TransportError as exc:
                 wait = self._after_error(request, exc, attempt, waited)
             else:
-                delay = self._after_response(request, response, attempt, waited)
-                if delay is None:
-                    return self._decode(request, response)
-                wait = delay
+                outcome = self._settle(request, response, attempt, waited)
+                if isinstance(outcome, Page):
+                    return outcome
+                wait = outcome
             await asyncio.sleep(wait)
             waited += wait
 
     # The decisions below are shared by the sync and async paths: return the wait before the
-    # next attempt, ``None`` for a usable response, or raise.
+    # next attempt, the decoded page of a usable response, or raise.
+
+    def _settle(
+        self, request: httpx.Request, response: httpx.Response, attempt: int, waited: float
+    ) -> Page | float:
+        delay = self._after_response(request, response, attempt, waited)
+        if delay is not None:
+            return delay
+        return self._decode(request, response, attempt, waited)
+
+    def _may_retry(self, attempt: int, delay: float, waited: float) -> bool:
+        return attempt < self.retry.max_attempts and waited + delay <= self.retry.max_total_wait
+
+    def _gave_up(self, attempt: int, delay: float) -> str:
+        if attempt >= self.retry.max_attempts:
+            return f"after {attempt} attempt(s)"
+        return (
+            f"after {attempt} attempt(s); the next wait of {delay:.1f}s would pass "
+            f"max_total_wait ({self.retry.max_total_wait:g}s)"
+        )
 
     def _after_error(
         self, request: httpx.Request, exc: httpx.TransportError, attempt: int, waited: float
@@ -168,7 +190,7 @@ class HttpSource:
                 fix="use an http:// or https:// URL",
             ) from None
         delay = self.retry.delay(attempt)
-        if attempt >= self.retry.max_attempts or waited + delay > self.retry.max_total_wait:
+        if not self._may_retry(attempt, delay, waited):
             fix = (
                 f"raise the timeout (now {self.timeout:g}s) or check that the server is up"
                 if what == "timed out"
@@ -194,25 +216,24 @@ class HttpSource:
         if status in self.retry.statuses:
             retry_after = parse_retry_after(response.headers.get("Retry-After"))
             delay = self.retry.delay(attempt, retry_after)
-            if attempt < self.retry.max_attempts and waited + delay <= self.retry.max_total_wait:
+            if self._may_retry(attempt, delay, waited):
                 hint = f" (Retry-After {retry_after:g}s)" if retry_after is not None else ""
                 self._log(
                     f"GET {url} answered HTTP {status}{hint}; attempt {attempt}, "
                     f"retrying in {delay:.2f}s"
                 )
                 return delay
-            reason = (
-                f"after {attempt} attempt(s)"
-                if attempt >= self.retry.max_attempts
-                else f"the next wait of {delay:.1f}s would pass max_total_wait "
-                f"({self.retry.max_total_wait:g}s)"
+            what = (
+                "the server kept failing: check its status or logs"
+                if status >= 500
+                else "the server is overloaded or rate-limiting"
             )
             raise SourceError(
-                f"HTTP {status} {response.reason_phrase} {reason}: {self._preview(response)}",
+                f"HTTP {status} {response.reason_phrase} {self._gave_up(attempt, delay)}: "
+                f"{self._preview(response)}",
                 pipeline=self.pipeline,
                 source=f"GET {url}",
-                fix="the server is overloaded or rate-limiting: retry later, or raise "
-                "max_attempts / max_total_wait",
+                fix=f"{what}; retry later, or raise max_attempts / max_total_wait",
             )
         raise SourceError(
             f"HTTP {status} {response.reason_phrase}: {self._preview(response)}",
@@ -221,7 +242,9 @@ class HttpSource:
             fix=_fix_for_status(status, self.auth),
         )
 
-    def _decode(self, request: httpx.Request, response: httpx.Response) -> Page:
+    def _decode(
+        self, request: httpx.Request, response: httpx.Response, attempt: int, waited: float
+    ) -> Page | float:
         raw_url = str(response.url)
         url = self.mask(raw_url)
         if not response.content.strip():
@@ -230,10 +253,20 @@ class HttpSource:
             try:
                 payload = json.loads(response.content)
             except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+                # A body cut off on the way or a proxy's page instead of the API's answer:
+                # the next attempt usually gets the real one.
                 kind = response.headers.get("Content-Type", "no Content-Type")
+                what = f"a body that is not JSON ({kind}; {exc})"
+                delay = self.retry.delay(attempt)
+                if self._may_retry(attempt, delay, waited):
+                    self._log(
+                        f"GET {url} answered HTTP {response.status_code} with {what}; "
+                        f"attempt {attempt}, retrying in {delay:.2f}s"
+                    )
+                    return delay
                 raise SourceError(
-                    f"HTTP {response.status_code} answered a body that is not JSON ({kind}; "
-                    f"{exc}): {self._preview(response)}",
+                    f"HTTP {response.status_code} answered {what} "
+                    f"{self._gave_up(attempt, delay)}: {self._preview(response)}",
                     pipeline=self.pipeline,
                     source=f"GET {url}",
                     fix="check the URL points at the JSON API (not a web page) and that the "

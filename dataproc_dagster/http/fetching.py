@@ -86,12 +86,12 @@ def _parallel(
             records = select_records(page.payload, records_path, where=page.url)
             if not records:
                 return
-            if paginator.style == "offset" and previous_count < paginator.page_size:
+            if paginator.style == "offset" and previous_count < paginator.size:
                 # A short page before the last one means the server caps the limit below
                 # page_size; the offsets planned from page_size would skip records.
                 raise SourceError(
                     f"a page before this one returned {previous_count} records for "
-                    f"{paginator.limit_param}={paginator.page_size}; offsets planned from "
+                    f"{paginator.limit_param}={paginator.size}; offsets planned from "
                     "page_size would skip records",
                     source=page.url,
                     fix="set page_size to the largest limit the server accepts, or concurrency=1",

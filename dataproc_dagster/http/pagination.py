@@ -12,6 +12,9 @@ from dataproc_dagster.errors import ConfigError, SourceError
 from dataproc_dagster.http.client import Page
 
 PAGINATION_STYLES = ("single", "page_number", "offset", "cursor", "next_url", "link_header")
+DEFAULT_PAGE_SIZE = 100
+# Styles where the server decides the next request; a page size is only sent when asked for.
+_SIZE_ON_REQUEST = ("cursor", "next_url", "link_header")
 
 _MISSING = object()
 
@@ -38,10 +41,14 @@ class Paginator:
             ``link_header``.
         page_param: Page number parameter (``page_number``).
         first_page: Number of the first page, 0 or 1 (``page_number``).
-        size_param: Page size parameter (``page_number``; ``None`` sends none).
+        size_param: Parameter that sends ``page_size`` (``page_number``, ``cursor``,
+            ``next_url``, ``link_header``; ``None`` sends none).
         offset_param: Offset parameter (``offset``).
         limit_param: Limit parameter (``offset``).
-        page_size: Records asked for per page (``page_number``, ``offset``).
+        page_size: Records asked for per page. ``page_number`` and ``offset`` default to 100;
+            ``cursor``, ``next_url`` and ``link_header`` send it (with ``size_param``) only
+            when set, on the first request (a cursor request carries it on every page; the
+            next URLs a server hands out carry what it put in them).
         total_pages_path: JSON path of the total page count (``page_number``).
         total_path: JSON path of the total record count (``page_number``, ``offset``).
         cursor_path: JSON path of the next cursor (``cursor``).
@@ -56,7 +63,7 @@ class Paginator:
     size_param: str | None = "per_page"
     offset_param: str = "offset"
     limit_param: str = "limit"
-    page_size: int = 100
+    page_size: int | None = None
     total_pages_path: str | None = None
     total_path: str | None = None
     cursor_path: str | None = None
@@ -78,8 +85,23 @@ class Paginator:
                 source=where,
                 fix="set first_page=0 for 0-based page numbers, 1 otherwise",
             )
-        if self.page_size < 1:
+        if self.page_size is not None and self.page_size < 1:
             raise ConfigError("page_size must be at least 1", source=where, fix="set page_size")
+        if self.style == "single" and self.page_size is not None:
+            raise ConfigError(
+                "page_size was given but single() sends one request and no page size",
+                source=where,
+                fix="choose the paging style of the API (page_number, offset, cursor, ...), or "
+                "pass the size in params",
+            )
+        if self.style in _SIZE_ON_REQUEST and self.page_size is not None and not self.size_param:
+            raise ConfigError(
+                f"page_size on {self.style} paging needs size_param, the query parameter the "
+                "API reads the page size from; without it the size could not be sent",
+                source=where,
+                fix=f"set size_param (e.g. 'limit' or 'per_page') next to page_size="
+                f"{self.page_size}, or drop page_size to take the API's default",
+            )
         if self.max_pages is not None and self.max_pages < 1:
             raise ConfigError("max_pages must be at least 1", source=where, fix="set max_pages")
         if self.style == "cursor" and not self.cursor_path:
@@ -94,6 +116,11 @@ class Paginator:
                 source=where,
                 fix="set next_url_path, e.g. next_url_path='links.next'",
             )
+
+    @property
+    def size(self) -> int:
+        """Records asked for per page (``page_size``, else 100)."""
+        return self.page_size if self.page_size is not None else DEFAULT_PAGE_SIZE
 
     @property
     def parallel(self) -> bool:
@@ -114,7 +141,7 @@ def page_number(
     *,
     page_param: str = "page",
     size_param: str | None = "per_page",
-    page_size: int = 100,
+    page_size: int = DEFAULT_PAGE_SIZE,
     first_page: int = 1,
     total_pages_path: str | None = None,
     total_path: str | None = None,
@@ -137,7 +164,7 @@ def offset(
     *,
     offset_param: str = "offset",
     limit_param: str = "limit",
-    page_size: int = 100,
+    page_size: int = DEFAULT_PAGE_SIZE,
     total_path: str | None = None,
     max_pages: int | None = None,
 ) -> Paginator:
@@ -153,22 +180,61 @@ def offset(
 
 
 def cursor(
-    *, cursor_path: str, cursor_param: str = "cursor", max_pages: int | None = None
+    *,
+    cursor_path: str,
+    cursor_param: str = "cursor",
+    page_size: int | None = None,
+    size_param: str | None = "per_page",
+    max_pages: int | None = None,
 ) -> Paginator:
-    """Cursor paging: the value at ``cursor_path`` is sent back as ``cursor_param``."""
+    """Cursor paging: the value at ``cursor_path`` is sent back as ``cursor_param``.
+
+    ``page_size`` (optional) is sent as ``size_param`` on every request.
+    """
     return Paginator(
-        style="cursor", cursor_path=cursor_path, cursor_param=cursor_param, max_pages=max_pages
+        style="cursor",
+        cursor_path=cursor_path,
+        cursor_param=cursor_param,
+        page_size=page_size,
+        size_param=size_param,
+        max_pages=max_pages,
     )
 
 
-def next_url(*, next_url_path: str, max_pages: int | None = None) -> Paginator:
-    """Follow the full (or relative) URL found at ``next_url_path``."""
-    return Paginator(style="next_url", next_url_path=next_url_path, max_pages=max_pages)
+def next_url(
+    *,
+    next_url_path: str,
+    page_size: int | None = None,
+    size_param: str | None = "per_page",
+    max_pages: int | None = None,
+) -> Paginator:
+    """Follow the full (or relative) URL found at ``next_url_path``.
+
+    ``page_size`` (optional) is sent as ``size_param`` on the first request; the next URLs are
+    followed as the server wrote them.
+    """
+    return Paginator(
+        style="next_url",
+        next_url_path=next_url_path,
+        page_size=page_size,
+        size_param=size_param,
+        max_pages=max_pages,
+    )
 
 
-def link_header(*, max_pages: int | None = None) -> Paginator:
-    """Follow RFC 8288 ``Link: <...>; rel="next"`` headers."""
-    return Paginator(style="link_header", max_pages=max_pages)
+def link_header(
+    *,
+    page_size: int | None = None,
+    size_param: str | None = "per_page",
+    max_pages: int | None = None,
+) -> Paginator:
+    """Follow RFC 8288 ``Link: <...>; rel="next"`` headers.
+
+    ``page_size`` (optional) is sent as ``size_param`` on the first request.
+    """
+    return Paginator(
+        style="link_header", page_size=page_size, size_param=size_param, max_pages=max_pages
+    )
 
 
 @dataclass
@@ -202,10 +268,12 @@ class PageWalker:
         if p.style == "page_number":
             params[p.page_param] = p.first_page
             if p.size_param:
-                params[p.size_param] = p.page_size
+                params[p.size_param] = p.size
         elif p.style == "offset":
             params[p.offset_param] = 0
-            params[p.limit_param] = p.page_size
+            params[p.limit_param] = p.size
+        elif p.style in _SIZE_ON_REQUEST and p.page_size is not None and p.size_param:
+            params[p.size_param] = p.page_size
         return PageRequest(self.url, params, 0)
 
     def _page_request(self, index: int) -> PageRequest:
@@ -214,10 +282,10 @@ class PageWalker:
         if p.style == "page_number":
             params[p.page_param] = p.first_page + index
             if p.size_param:
-                params[p.size_param] = p.page_size
+                params[p.size_param] = p.size
         else:
-            params[p.offset_param] = index * p.page_size
-            params[p.limit_param] = p.page_size
+            params[p.offset_param] = index * p.size
+            params[p.limit_param] = p.size
         return PageRequest(self.url, params, index)
 
     def total_pages(self, page: Page) -> int | None:
@@ -230,7 +298,7 @@ class PageWalker:
         if p.style in ("page_number", "offset") and p.total_path:
             total = _as_count(get_path(page.payload, p.total_path), p.total_path, page)
             if total is not None:
-                return math.ceil(total / p.page_size)
+                return math.ceil(total / p.size)
         return None
 
     def planned(self, first: Page) -> list[PageRequest] | None:

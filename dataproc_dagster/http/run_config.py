@@ -14,7 +14,7 @@ from dagster import Array, Field, Map, Noneable, Permissive, Shape
 from dataproc_dagster.http.auth import AUTH_KINDS, HttpAuth
 from dataproc_dagster.http.incremental import Incremental
 from dataproc_dagster.http.pagination import PAGINATION_STYLES, Paginator
-from dataproc_dagster.http.retry import RetryPolicy
+from dataproc_dagster.http.retry import RetryPolicy, check_statuses
 
 AUTH_SCHEMA = Shape(
     {
@@ -40,11 +40,19 @@ PAGINATOR_SCHEMA = Shape(
         "page_param": Field(str, default_value="page", description="page_number: page parameter"),
         "first_page": Field(int, default_value=1, description="page_number: 0 or 1"),
         "size_param": Field(
-            Noneable(str), default_value="per_page", description="page_number: page size parameter"
+            Noneable(str),
+            default_value="per_page",
+            description="Parameter sending page_size (page_number, cursor, next_url, "
+            "link_header); null sends none",
         ),
         "offset_param": Field(str, default_value="offset", description="offset: offset parameter"),
         "limit_param": Field(str, default_value="limit", description="offset: limit parameter"),
-        "page_size": Field(int, default_value=100, description="Records asked for per page"),
+        "page_size": Field(
+            Noneable(int),
+            default_value=None,
+            description="Records asked for per page; default 100 for page_number/offset, "
+            "none sent for cursor/next_url/link_header",
+        ),
         "total_pages_path": Field(
             Noneable(str), default_value=None, description="page_number: JSON path of page count"
         ),
@@ -69,6 +77,12 @@ RETRY_SCHEMA = Shape(
         "max_backoff": Field(float, default_value=30.0, description="Cap on one wait, seconds"),
         "max_total_wait": Field(
             float, default_value=120.0, description="Cap on all waits of one request, seconds"
+        ),
+        "statuses": Field(
+            Noneable(Array(int)),
+            default_value=None,
+            description="HTTP statuses retried; default 408, 425, 429 and every 5xx (other "
+            "4xx are refused)",
         ),
     }
 )
@@ -138,8 +152,7 @@ def spec_from_config(config: Mapping[str, Any]) -> Any:
         location=auth_cfg.get("location", "header"),
     )
     paginator = Paginator(**dict(config.get("paginator") or {}))
-    retry_cfg = config.get("retry")
-    retry = RetryPolicy(**dict(retry_cfg)) if retry_cfg else None
+    retry = _retry_from_config(config.get("retry"))
     inc_cfg = config.get("incremental")
     incremental = None
     if inc_cfg:
@@ -164,3 +177,13 @@ def spec_from_config(config: Mapping[str, Any]) -> Any:
         list_mode=config.get("list_mode", "auto"),
         retry=retry,
     )
+
+
+def _retry_from_config(config: Mapping[str, Any] | None) -> RetryPolicy | None:
+    if not config:
+        return None
+    values = {k: v for k, v in config.items() if k != "statuses"}
+    statuses = config.get("statuses")
+    if statuses is not None:
+        values["statuses"] = check_statuses(statuses, source="run config retry.statuses")
+    return RetryPolicy(**values)

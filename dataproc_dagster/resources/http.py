@@ -12,7 +12,7 @@ from dataproc_dagster.errors import ConfigError
 from dataproc_dagster.http.auth import AUTH_KINDS, HttpAuth
 from dataproc_dagster.http.client import HttpSource
 from dataproc_dagster.http.masking import is_secret_name
-from dataproc_dagster.http.retry import RetryPolicy
+from dataproc_dagster.http.retry import RETRY_STATUSES, RetryPolicy, check_statuses
 
 
 class HttpResource(ConfigurableResource):
@@ -40,6 +40,11 @@ class HttpResource(ConfigurableResource):
     backoff: float = Field(default=0.5, description="Base backoff, seconds (doubles per attempt)")
     max_backoff: float = Field(default=30.0, description="Cap on one computed wait, seconds")
     max_total_wait: float = Field(default=120.0, description="Cap on all waits of one request")
+    retry_statuses: list[int] | None = Field(
+        default=None,
+        description="HTTP statuses retried; default 408, 425, 429 and every 5xx (other 4xx "
+        "are refused)",
+    )
 
     def auth(self) -> HttpAuth:
         """The auth settings (without the secret)."""
@@ -58,11 +63,17 @@ class HttpResource(ConfigurableResource):
 
     def retry_policy(self) -> RetryPolicy:
         """The retry policy."""
+        statuses = (
+            RETRY_STATUSES
+            if self.retry_statuses is None
+            else check_statuses(self.retry_statuses, source="http resource retry_statuses")
+        )
         return RetryPolicy(
             max_attempts=self.max_attempts,
             backoff=self.backoff,
             max_backoff=self.max_backoff,
             max_total_wait=self.max_total_wait,
+            statuses=statuses,
         )
 
     def resolve_url(self, url: str) -> str:

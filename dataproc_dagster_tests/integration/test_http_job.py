@@ -124,7 +124,7 @@ def test_concurrent_and_sequential_runs_load_the_same_rows(
     [
         ({"kind": "drop", "times": 100}, "connection failed after 3 attempt(s)"),
         ({"kind": "503", "times": 100}, "HTTP 503 Service Unavailable after 3 attempt(s)"),
-        ({"kind": "malformed"}, "is not JSON"),
+        ({"kind": "malformed", "times": 100}, "is not JSON"),
         ({"kind": "html", "times": 100}, "502 Bad Gateway"),
         ({"kind": "timeout", "times": 100, "seconds": 0.5}, "request timed out after 3 attempt(s)"),
         ({"kind": "429", "times": 100, "retry_after": "0"}, "HTTP 429 Too Many Requests"),
@@ -144,6 +144,74 @@ def test_failure_in_the_middle_of_paging_leaves_the_table_unchanged(
     assert "[pipeline http_to_clickhouse]" in message and expected in message
     assert "/pages?" in message and "page=3" in message
     assert table_state(clickhouse) == before
+
+
+def landed(clickhouse: ClickHouseResource) -> list[tuple[Any, ...]]:
+    return clickhouse.query_rows("SELECT id, name, price, updated_at FROM api_items ORDER BY id")
+
+
+def expected(ids: range) -> list[tuple[Any, ...]]:
+    records = [make_record(i - 1) for i in ids]
+    return [(r["id"], r["name"], r["price"], r["updated_at"]) for r in records]
+
+
+def test_a_500_html_page_and_a_cut_body_once_are_retried_by_the_job(
+    secured: RunningApi, clickhouse: ClickHouseResource
+) -> None:
+    api = secured
+    api.state.fault("html", path="/pages", when={"page": "2"})
+    api.state.fault("malformed", path="/pages", when={"page": "3"})
+    result = run(clickhouse, run_config(api, incremental=None))
+    assert result.success, failure_message(result)
+    assert landed(clickhouse) == expected(range(1, 251))
+    pages = sorted(p["page"] for p in api.state.requests_to("/pages"))
+    assert pages == ["1", "2", "2", "3", "3"]  # pages 2 and 3 in parallel, each sent twice
+
+
+def test_retried_statuses_come_from_run_config(
+    secured: RunningApi, clickhouse: ClickHouseResource
+) -> None:
+    api = secured
+    only_503 = {"max_attempts": 3, "backoff": 0.01, "statuses": [503]}
+    api.state.fault("500", path="/pages", when={"page": "2"})
+    refused = run(clickhouse, run_config(api, incremental=None, retry=only_503))
+    message = failure_message(refused)
+    assert """HTTP 500 Internal Server Error: '{"error": "injected 500"}'""" in message
+    assert f"[GET {api.url}/pages?page=2&per_page=100" in message
+    assert clickhouse.query_rows("EXISTS TABLE api_items") == [(0,)]
+
+    api.state.fault("503", path="/pages", when={"page": "2"})
+    api.state.fault("500", path="/pages", when={"page": "3"})
+    with_500 = {**only_503, "statuses": [500, 503]}
+    result = run(clickhouse, run_config(api, incremental=None, retry=with_500))
+    assert result.success, failure_message(result)
+    assert landed(clickhouse) == expected(range(1, 251))
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="the secret masking of step failures turns the closing bracket after a URL into "
+    "%5D; fixed with the masking change (remove this marker when it is merged)",
+)
+def test_the_failed_url_keeps_its_brackets_in_the_run_failure(
+    api: RunningApi, clickhouse: ClickHouseResource
+) -> None:
+    api.state.fault("html", path="/pages", when={"page": "3"}, times=100)
+    result = run(clickhouse, run_config(api, auth={}, incremental=None))
+    message = failure_message(result)
+    assert f"[GET {api.url}/pages?page=3&per_page=100] HTTP 500" in message
+
+
+def test_a_4xx_in_run_config_retry_statuses_fails_before_any_request(
+    secured: RunningApi, clickhouse: ClickHouseResource
+) -> None:
+    api = secured
+    result = run(clickhouse, run_config(api, retry={"statuses": [503, 404]}))
+    message = failure_message(result)
+    assert "retry statuses" in message and "404" in message
+    assert "408, 425, 429" in message
+    assert api.state.log == []
+    assert clickhouse.query_rows("EXISTS TABLE api_items") == [(0,)]
 
 
 def test_mixed_types_across_pages_leave_the_table_untouched(

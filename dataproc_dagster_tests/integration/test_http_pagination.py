@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from dataproc_dagster.errors import SourceError
+from dataproc_dagster.errors import ConfigError, SourceError
 from dataproc_dagster.http.pagination import (
     Paginator,
     cursor,
@@ -119,3 +119,41 @@ def test_offset_with_capped_limit_works_sequentially(api: RunningApi) -> None:
         api.url + "/offset", paginator=offset(total_path="total", page_size=100), concurrency=1
     )
     assert extract_all(extractor).column("id").to_pylist() == ALL_IDS
+
+
+@pytest.mark.parametrize(
+    ("path", "style", "records_path", "size_param"),
+    [
+        ("/cursor", "cursor", "results", "limit"),
+        ("/next", "next_url", "results", "per_page"),
+        ("/link", "link_header", None, "per_page"),
+    ],
+)
+def test_page_size_is_sent_for_cursor_next_url_and_link_header(
+    api: RunningApi, path: str, style: str, records_path: str | None, size_param: str
+) -> None:
+    # As the generic job's run config builds it: Paginator(**config["paginator"]).
+    paginator = Paginator(
+        style=style,
+        cursor_path="next_cursor",
+        next_url_path="links.next",
+        page_size=40,
+        size_param=size_param,
+    )
+    extractor = create_http_extractor(
+        api.url + path, paginator=paginator, records_path=records_path
+    )
+    table = extract_all(extractor)
+    assert table.column("id").to_pylist() == ALL_IDS
+    requests = api.state.requests_to(path)
+    assert requests[0][size_param] == "40"
+    assert len(requests) == 7  # ceil(250 / 40): the server used the size that was sent
+
+
+@pytest.mark.parametrize("style", ["cursor", "next_url", "link_header"])
+def test_page_size_without_a_size_param_is_refused(style: str) -> None:
+    paths = {"cursor_path": "next_cursor", "next_url_path": "links.next"}
+    with pytest.raises(ConfigError) as info:
+        Paginator(style=style, page_size=40, size_param=None, **paths)
+    message = str(info.value)
+    assert f"page_size on {style} paging" in message and "size_param" in message

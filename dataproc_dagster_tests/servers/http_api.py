@@ -82,8 +82,10 @@ class Fault:
 
     Kinds: ``429`` / ``503`` / ``502`` / ``504`` / ``500`` (JSON error body, optional
     ``retry_after`` header), ``html`` (500 with an HTML page), ``html200`` (200 with an HTML
-    page), ``malformed`` (200 with broken JSON), ``timeout`` (sleep ``seconds`` first),
-    ``drop`` (close the connection without answering).
+    page), ``malformed`` (a complete 200 response whose JSON stops half way, as a proxy that
+    cut it sends), ``cut`` (200 headers with the full ``Content-Length``, half the body, then
+    the connection closes), ``timeout`` (sleep ``seconds`` first), ``drop`` (close the
+    connection without answering).
     """
 
     kind: str
@@ -223,6 +225,16 @@ class _Handler(BaseHTTPRequestHandler):
             return True
         if kind == "malformed":
             self._send_bytes(200, b'{"data": {"items": [{"id": 1,', "application/json")
+            return True
+        if kind == "cut":
+            body = json.dumps({"data": {"items": [make_record(0)]}}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body[: len(body) // 2])
+            self.wfile.flush()
+            self.close_connection = True
             return True
         raise ValueError(f"unknown fault {kind}")
 

@@ -12,6 +12,7 @@ from dataproc_dagster.http.pagination import (
     PageWalker,
     Paginator,
     cursor,
+    link_header,
     next_url,
     offset,
     page_number,
@@ -33,6 +34,17 @@ def test_invalid_settings_are_config_errors() -> None:
         Paginator(style="cursor")
     with pytest.raises(ConfigError, match="next_url pagination needs next_url_path"):
         Paginator(style="next_url")
+
+
+def test_the_helpers_pass_page_size_and_size_param_on() -> None:
+    assert cursor(cursor_path="c", page_size=40, size_param="limit") == Paginator(
+        style="cursor", cursor_path="c", page_size=40, size_param="limit"
+    )
+    assert next_url(next_url_path="n", page_size=40).size_param == "per_page"
+    assert link_header(page_size=40).page_size == 40
+    assert page_number().size == 100 and offset(page_size=7).size == 7
+    with pytest.raises(ConfigError, match="single\\(\\) sends one request and no page size"):
+        Paginator(style="single", page_size=40)
 
 
 def test_page_count_from_total_records_plans_every_page() -> None:
