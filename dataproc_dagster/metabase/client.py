@@ -2,9 +2,10 @@
 
 Everything here follows ``metabase-api.md`` (the project's reference): success of a query is
 decided on ``body["status"]``, never on the HTTP status alone; 401/404 bodies are plain text;
-429/502/503/504 and broken connections are retried with backoff, honouring ``Retry-After``;
-a body cut off mid-stream is an error, never a short result. Secrets (API key, password,
-session id) are sent in headers only and never appear in a message.
+429/502/503/504, any other 5xx whose body is not a failed-query body (a proxy's error page, an
+unexpected server error) and broken connections are retried with backoff, honouring
+``Retry-After``; a body cut off mid-stream is retried, never read as a short result. Secrets
+(API key, password, session id) are sent in headers only and never appear in a message.
 """
 
 from __future__ import annotations
@@ -286,11 +287,10 @@ class MetabaseClient:
                     method, path, params=params, json=json, data=data, headers=headers
                 )
                 self.bytes_received += len(response.content)
-                if response.status_code in RETRY_STATUSES:
+                status = response.status_code
+                if status in RETRY_STATUSES or (status >= 500 and not _failed_query(response)):
                     wait = _retry_after(response)
-                    raise _Retryable(
-                        f"HTTP {response.status_code} {_error_text(response)[:120]}", wait
-                    )
+                    raise _Retryable(f"HTTP {status} {_error_text(response)[:120]}", wait)
                 if not auth:
                     return response
                 if response.status_code == 401:
@@ -369,6 +369,15 @@ class MetabaseClient:
 
 class _Unauthenticated(Exception):
     """Internal: a 401 on a protected route."""
+
+
+def _failed_query(response: httpx.Response) -> bool:
+    """Whether the body reports a failed query (reference section 8): an answer, not a fault."""
+    try:
+        body = response.json()
+    except ValueError:
+        return False
+    return isinstance(body, Mapping) and body.get("status") == "failed"
 
 
 def _retry_after(response: httpx.Response) -> float | None:

@@ -1,19 +1,22 @@
-"""Reading whole results past Metabase's 2000-row cap, in order, in pages.
+"""Reading whole results past Metabase's row limits, in order, in pages.
 
 ``POST /api/dataset`` caps every result at 2000 rows (native SQL too) and flags the cap only
 sometimes (``rows_truncated`` is absent when MBQL ``page`` is used and present on an exact-2000
-result). This module never trusts a short answer blindly:
+result); an export stops at the admin's download row limit (any number, e.g. 1,500) with no
+flag at all. So a short answer is never taken on trust, and its size is never read as a hint:
 
 * every request raises the caps with ``constraints`` (honoured by current Metabase, reference
   section 5) so that one request can carry a whole page of ``page_size`` rows;
 * pages are read with a stable order (MBQL ``page`` + ``order-by`` on the primary key or on
   every column; native SQL wrapped as ``ORDER BY <order_by> LIMIT n OFFSET m``);
-* a page shorter than asked whose size looks like a cap (2000, 10000, 1048575, any multiple of
-  1000, or a ``rows_truncated`` flag) is taken as "the server capped it": the page size drops to
-  that size and reading goes on, so a server that ignores ``constraints`` still yields every row
-  (one extra request at the end at worst);
-* a native query without ``order_by`` runs as one request and fails loudly if its result may
-  have been capped, rather than returning a silently cut result.
+* a read that ends (a page shorter than asked, or empty) is confirmed against a count of the
+  same source: one MBQL ``count`` aggregation (or ``SELECT COUNT(*)`` around the native SQL)
+  through ``/api/dataset``. When rows are missing the server cut the page at its limit: reading
+  goes on in pages of that size, or fails when the pages cannot continue at that size. Every
+  row arrives or the read fails;
+* a native query without ``order_by`` runs as one request; when the answer may have been cut
+  (an export, or a ``rows_truncated`` flag) it is checked against a count and fails when rows
+  are missing, rather than returning a silently cut result.
 
 The export endpoint (``/api/dataset/json``) is available as ``method="export"``; its rows are
 keyed by display name and formatted differently, so a one-row probe supplies the columns.
@@ -36,7 +39,6 @@ from dataproc_dagster.metabase.types import rows_to_frame
 DATASET_CAP = 2000
 AGGREGATED_CAP = 10_000
 ABSOLUTE_MAX = 1_048_575
-KNOWN_CAPS = frozenset({DATASET_CAP, AGGREGATED_CAP, ABSOLUTE_MAX})
 DEFAULT_PAGE_SIZE = 20_000
 METHODS = ("dataset", "export")
 RAISED_CONSTRAINTS = {"max-results": ABSOLUTE_MAX, "max-results-bare-rows": ABSOLUTE_MAX}
@@ -54,17 +56,9 @@ class ReadStats:
     rows: int = 0
     pages: int = 0
     capped_pages: int = 0
+    counts: int = 0
     seconds: float = 0.0
     notes: list[str] = field(default_factory=list)
-
-
-def looks_capped(rows: int, asked: int, flag: Any) -> bool:
-    """True when a page of ``rows`` (< ``asked``) may have been cut by a server-side cap."""
-    if rows <= 0 or rows >= asked:
-        return False
-    if isinstance(flag, int) and not isinstance(flag, bool) and flag == rows:
-        return True
-    return rows in KNOWN_CAPS or rows % 1000 == 0
 
 
 def check_method(method: str, source: str) -> None:
@@ -177,70 +171,103 @@ def read_table(
         cols = probe["data"]["cols"]
         tz = str(probe["data"].get("results_timezone") or "UTC")
 
-    def fetch(q: dict[str, Any]) -> tuple[list[Any], Any, str]:
-        nonlocal cols
+    def fetch(offset: int, items: int) -> list[Any]:
+        nonlocal cols, tz
+        # MBQL pages are numbered: the offset is always a multiple of ``items`` here.
+        page = {"page": offset // items + 1, "items": items}
+        q = {**query, "query": {**query["query"], "page": page}}
         if method == "export":
-            rows, flag = _export_rows(client, q, cols, label, stats)
-            return rows, flag, tz
+            return _export_rows(client, q, cols, label, stats)
         data = _dataset(client, q, label, stats)["data"]
         cols = data.get("cols") or cols
-        return data["rows"], data.get("rows_truncated"), str(data.get("results_timezone") or tz)
+        tz = str(data.get("results_timezone") or tz)
+        rows: list[Any] = data["rows"]
+        return rows
 
-    yield from _page_mbql(query, fetch, lambda: cols, limit, page_size, label, log, stats)
+    def count() -> int:
+        inner = {k: v for k, v in query["query"].items() if k not in _NOT_IN_COUNT}
+        counting = {**query, "query": {**inner, "aggregation": [["count"]]}}
+        return _count(client, counting, label, stats)
+
+    started = time.perf_counter()
+    for rows in _read_pages(fetch, count, limit, page_size, True, label, log, stats):
+        yield _frame(rows, cols, tz, label)
+    stats.seconds += time.perf_counter() - started
 
 
-def _page_mbql(
-    query: dict[str, Any],
-    fetch: Callable[[dict[str, Any]], tuple[list[Any], Any, str]],
-    cols: Callable[[], list[dict[str, Any]]],
+# What a count of a table query leaves out: the rows' shape, order and window.
+_NOT_IN_COUNT = ("fields", "order-by", "page", "limit")
+
+
+def _read_pages(
+    fetch: Callable[[int, int], list[Any]],
+    count: Callable[[], int],
     limit: int | None,
     page_size: int,
+    numbered: bool,
     label: str,
     log: Callable[[str], None],
     stats: ReadStats,
-) -> Iterator[pd.DataFrame]:
-    started = time.perf_counter()
+) -> Iterator[list[Any]]:
+    """Yield the rows of each page, reading on until a count confirms every row arrived.
+
+    ``fetch(offset, items)`` reads one page; ``count()`` counts the whole source. With
+    ``numbered`` pages (MBQL ``page``), reading can only go on from an offset that is a
+    multiple of the page size.
+    """
     items = min(page_size, limit) if limit else page_size
     offset = 0
-    suspected: tuple[int, int] | None = None
-    full_page_seen = False
+    number = 0
+    total: int | None = None
     while limit is None or stats.rows < limit:
-        if offset % items:
-            raise SourceError(
-                f"cannot page on: {offset} rows read is not a multiple of the page size {items}",
-                source=label,
-                fix=f"set page_size to a multiple of {items}",
-            )
-        page = {"page": offset // items + 1, "items": items}
-        q = {**query, "query": {**query["query"], "page": page}}
-        rows, flag, tz = fetch(q)
+        rows = fetch(offset, items)
+        number += 1
         n = len(rows)
         if n > items:
             raise SourceError(
-                f"page {page['page']} returned {n} rows, more than the {items} asked for",
+                f"page {number} returned {n} rows, more than the {items} asked for",
                 source=label,
-                fix="this Metabase does not honour MBQL page; report it with its version",
+                fix="this Metabase does not honour MBQL page / LIMIT; report it with its version",
             )
         if limit is not None and stats.rows + n > limit:
             rows = rows[: limit - stats.rows]
         if rows:
-            yield _frame(rows, cols(), tz, label)
+            yield rows
             stats.rows += len(rows)
             stats.pages += 1
-        _report_cap(suspected, n, stats, log)
-        suspected = None
-        # Only a first short page can be a cap: after a full page the server has shown that
-        # it answers at least ``items`` rows, so a later short page is the end.
-        if not full_page_seen and looks_capped(n, items, flag):
-            suspected = (n, items)
-            items = n
-            offset += n
+        read = offset + n
+        offset = read
+        if n == items:
             continue
-        if n < items:
-            break
-        full_page_seen = True
-        offset += n
-    stats.seconds += time.perf_counter() - started
+        # A short (or empty) page is the end, or the server cut it at a row limit that
+        # nothing in the answer reveals: a count of the source tells which.
+        if total is None or read < _target(total, limit):
+            total = count()
+        if read >= _target(total, limit):
+            return
+        if n == 0 or (numbered and read % n):
+            raise SourceError(
+                f"page {number} returned {n} of {items} rows but the source counts {total} rows "
+                f"and {read} were read: rows are missing, and the pages cannot go on from row "
+                f"{read}" + (f" in pages of {n}" if n else ""),
+                source=label,
+                fix="set page_size to at most the server's row limit"
+                + (f" ({n} here)" if n else "")
+                + ", or re-run if the data changed during the read",
+            )
+        stats.capped_pages += 1
+        note = (
+            f"page {number} returned {n} of {items} rows but the source counts {total} rows: "
+            f"the server cuts answers at {n} rows (it ignores the request's constraints, or an "
+            f"admin set a row limit); reading on in pages of {n}"
+        )
+        stats.notes.append(note)
+        log(note)
+        items = n
+
+
+def _target(total: int, limit: int | None) -> int:
+    return total if limit is None else min(total, limit)
 
 
 # -- native SQL ---------------------------------------------------------------------------
@@ -308,33 +335,43 @@ def read_native(
         cols = probe["data"]["cols"]
         tz = str(probe["data"].get("results_timezone") or "UTC")
 
-    def fetch(text: str) -> tuple[list[Any], Any]:
-        nonlocal cols, tz
+    flagged = False
+
+    def fetch(text: str) -> list[Any]:
+        nonlocal cols, tz, flagged
         q = native_query(database_id, text)
         if method == "export":
-            rows, flag = _export_rows(client, q, cols, label, stats)
-            return rows, flag
-        body = _dataset(client, q, label, stats)
-        cols = body["data"].get("cols") or []
-        tz = str(body["data"].get("results_timezone") or "UTC")
-        return body["data"]["rows"], body["data"].get("rows_truncated")
+            return _export_rows(client, q, cols, label, stats)
+        data = _dataset(client, q, label, stats)["data"]
+        cols = data.get("cols") or []
+        tz = str(data.get("results_timezone") or "UTC")
+        flagged = data.get("rows_truncated") is not None
+        rows: list[Any] = data["rows"]
+        return rows
+
+    def count() -> int:
+        inner = sql.strip().rstrip(";").rstrip()
+        text = f"SELECT COUNT(*) AS dataproc_count FROM (\n{inner}\n) AS dataproc_counted"
+        return _count(client, native_query(database_id, text), label, stats)
 
     if not order_by:
         text = sql if limit is None else wrap_native(sql, order_by=None, limit=limit)
-        rows, flag = fetch(text)
+        rows = fetch(text)
         n = len(rows)
-        # /api/dataset flags a native result that reached its cap (whatever the cap is, and
-        # also at exactly the cap); an export has no flag, only its fixed maximum.
-        capped = flag is not None or (method == "export" and n == ABSOLUTE_MAX)
-        if capped and (limit is None or n < limit):
-            raise SourceError(
-                f"the native query returned {n} rows and Metabase flagged them as reaching its "
-                f"row cap (rows_truncated), so the result may be incomplete | "
-                f"query: {preview_query(native_query(database_id, sql))}",
-                source=f"{client.source} {label}",
-                fix="set order_by (columns that make the order unique, e.g. 'id') so that the "
-                "query is read in pages, or set limit to at most the rows you need",
-            )
+        # /api/dataset flags an unpaged result that reached its cap (reference section 5); an
+        # export stops at the download limit without a flag (section 6): count those.
+        if (flagged or method == "export") and (limit is None or n < limit):
+            total = _target(count(), limit)
+            if n < total:
+                raise SourceError(
+                    f"the native query returned {n} rows but Metabase counts {total} rows for "
+                    "it: the answer was cut at a row limit (rows_truncated, or the download "
+                    f"row limit of an export) | query: "
+                    f"{preview_query(native_query(database_id, sql))}",
+                    source=f"{client.source} {label}",
+                    fix="set order_by (columns that make the order unique, e.g. 'id') so that "
+                    "the query is read in pages, or set limit to at most the rows you need",
+                )
         if rows:
             yield _frame(rows, cols, tz, label)
             stats.rows += n
@@ -342,58 +379,16 @@ def read_native(
         stats.seconds += time.perf_counter() - started
         return
 
-    items = min(page_size, limit) if limit else page_size
-    offset = 0
-    suspected: tuple[int, int] | None = None
-    full_page_seen = False
-    while limit is None or stats.rows < limit:
-        rows, flag = fetch(wrap_native(sql, order_by=order_by, limit=items, offset=offset))
-        n = len(rows)
-        if n > items:
-            raise SourceError(
-                f"a page returned {n} rows, more than the LIMIT {items} asked for",
-                source=f"{client.source} {label}",
-                fix="check that order_by is a plain ORDER BY list",
-            )
-        if limit is not None and stats.rows + n > limit:
-            rows = rows[: limit - stats.rows]
-        if rows:
-            yield _frame(rows, cols, tz, label)
-            stats.rows += len(rows)
-            stats.pages += 1
-        _report_cap(suspected, n, stats, log)
-        suspected = None
-        if not full_page_seen and looks_capped(n, items, flag):
-            suspected = (n, items)
-            items = n
-        elif n < items:
-            break
-        else:
-            full_page_seen = True
-        offset += n
+    def fetch_page(offset: int, items: int) -> list[Any]:
+        return fetch(wrap_native(sql, order_by=order_by, limit=items, offset=offset))
+
+    pages = _read_pages(fetch_page, count, limit, page_size, False, label, log, stats)
+    for rows in pages:
+        yield _frame(rows, cols, tz, label)
     stats.seconds += time.perf_counter() - started
 
 
 # -- shared -------------------------------------------------------------------------------
-
-
-def _report_cap(
-    suspected: tuple[int, int] | None, rows_after: int, stats: ReadStats, log: Callable[[str], None]
-) -> None:
-    """After a page that looked capped: if more rows followed, it was a cap; say so once."""
-    if suspected is None:
-        return
-    if rows_after == 0:
-        stats.notes.append(f"a short page of {suspected[0]} rows was the end (checked)")
-        return
-    stats.capped_pages += 1
-    note = (
-        f"a page returned {suspected[0]} of {suspected[1]} rows and more followed: the server "
-        f"caps results at {suspected[0]} rows (it ignores the request's constraints); reading "
-        f"on in pages of {suspected[0]}"
-    )
-    stats.notes.append(note)
-    log(note)
 
 
 def _dataset(
@@ -402,6 +397,20 @@ def _dataset(
     body = {**query, "constraints": RAISED_CONSTRAINTS, "middleware": MIDDLEWARE}
     stats.requests += 1
     return client.run_query(body, database_label=label)
+
+
+def _count(client: MetabaseClient, query: dict[str, Any], label: str, stats: ReadStats) -> int:
+    """The one number a count query answers (its first cell)."""
+    rows = _dataset(client, query, label, stats)["data"]["rows"]
+    stats.counts += 1
+    try:
+        return int(rows[0][0])
+    except (IndexError, KeyError, TypeError, ValueError):
+        raise SourceError(
+            f"the count of the source answered {str(rows)[:80]!r}, not one number",
+            source=f"{client.source} {label}",
+            fix="check that the database supports COUNT aggregations in Metabase",
+        ) from None
 
 
 def _probe(
@@ -423,7 +432,7 @@ def _export_rows(
     cols: Sequence[Mapping[str, Any]],
     label: str,
     stats: ReadStats,
-) -> tuple[list[Any], Any]:
+) -> list[Any]:
     """Rows of a JSON export as positional lists in ``cols`` order (export keys = display names)."""
     names = [str(c.get("display_name") or c.get("name")) for c in cols]
     if len(set(names)) != len(names):
@@ -450,9 +459,7 @@ def _export_rows(
             source=f"{client.source} {label}",
             fix="re-run: the table's fields changed during the read",
         )
-    # An export has no truncation flag: a full-cap result counts as possibly cut.
-    flag = len(rows) if len(rows) == ABSOLUTE_MAX else None
-    return rows, flag
+    return rows
 
 
 def _frame(

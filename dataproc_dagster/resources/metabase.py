@@ -34,7 +34,9 @@ class MetabaseResource(ConfigurableResource):
         default=0.0, description="Seconds per network read; 0 = METABASE_TIMEOUT"
     )
     max_retries: int = Field(
-        default=5, description="Retries on 429/502/503/504, resets and cut-off bodies"
+        default=5,
+        description="Retries on 429, 5xx (not failed queries), resets and cut-off bodies; set "
+        "per run with resources: metabase: config: max_retries",
     )
     retry_backoff: float = Field(default=0.5, description="First retry wait, seconds (doubles)")
     max_retry_wait: float = Field(

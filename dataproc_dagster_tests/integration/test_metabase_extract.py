@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 
 import pandas as pd
@@ -12,13 +13,16 @@ from dataproc_dagster.errors import ConfigError, SourceError
 from dataproc_dagster.metabase.discovery import resolve_table, table_metadata
 from dataproc_dagster.metabase.paging import ReadStats, read_native, read_table
 from dataproc_dagster_tests.servers.metabase_fixtures import (
+    BIG_ROWS,
     ORDERS_ROWS,
+    CappedSetup,
     StandinSetup,
     build_standin,
+    download_capped,
     metabase,
     old_metabase,
 )
-from dataproc_dagster_tests.servers.metabase_standin import JS_MAX_SAFE
+from dataproc_dagster_tests.servers.metabase_standin import JS_MAX_SAFE, MetabaseStandin
 
 
 @pytest.fixture
@@ -69,8 +73,8 @@ def test_one_request_carries_a_big_page_when_constraints_are_honoured(
         table = table_metadata(client, metabase.orders_id)
         frame = _concat(list(read_table(client, table, stats=stats)))
     _assert_whole_orders(frame)
-    # A round 5000 could be a cap: one more (empty) page checks it, silently.
-    assert stats.requests == 2 and stats.capped_pages == 0
+    # The short page of 5000 could have been cut: one count confirms it, silently.
+    assert stats.requests == 2 and stats.counts == 1 and stats.capped_pages == 0
     body = metabase.server.dataset_bodies()[-1]
     assert body["constraints"]["max-results-bare-rows"] == 1_048_575
 
@@ -84,8 +88,9 @@ def test_a_server_ignoring_constraints_still_yields_every_row(
         table = table_metadata(client, capped_metabase.orders_id)
         frame = _concat(list(read_table(client, table, stats=stats, log=messages.append)))
     _assert_whole_orders(frame)
-    assert stats.capped_pages >= 1
-    assert "a page returned 2000 of 20000 rows and more followed" in messages[0]
+    assert stats.capped_pages == 1
+    assert "page 1 returned 2000 of 20000 rows but the source counts 5000 rows" in messages[0]
+    assert "reading on in pages of 2000" in messages[0]
 
 
 def test_limit_stops_early_and_exactly(metabase: StandinSetup) -> None:
@@ -226,15 +231,17 @@ def test_native_result_of_exactly_2000_rows_is_not_a_false_alarm(metabase: Stand
     assert len(frame) == 2000  # raised caps: no flag, so the result is known to be whole
 
 
-def test_native_exactly_at_the_cap_on_a_capping_server_needs_order_by_or_limit(
+def test_native_exactly_at_the_cap_on_a_capping_server_is_confirmed_by_a_count(
     capped_metabase: StandinSetup,
 ) -> None:
     sql = "SELECT id FROM PUBLIC.ORDERS WHERE id <= 2000"
     with capped_metabase.client() as client:
-        with pytest.raises(SourceError, match="rows_truncated"):
-            list(read_native(client, capped_metabase.sales_id, sql))
-        frame = _concat(list(read_native(client, capped_metabase.sales_id, sql, limit=2000)))
-    assert len(frame) == 2000
+        frame = _concat(list(read_native(client, capped_metabase.sales_id, sql)))
+        assert len(frame) == 2000  # flagged rows_truncated, but the count says 2000: whole
+        assert len(capped_metabase.server.dataset_bodies()) == 2
+        limited = _concat(list(read_native(client, capped_metabase.sales_id, sql, limit=2000)))
+    assert len(limited) == 2000
+    assert len(capped_metabase.server.dataset_bodies()) == 3  # limit reached: nothing to count
 
 
 def test_export_cut_mid_stream_is_retried_and_the_table_still_comes_out_whole(
@@ -261,17 +268,93 @@ def test_pool_saturation_503_with_a_failed_body_is_retried(metabase: StandinSetu
 
 @pytest.mark.parametrize(
     ("page_size", "requests"),
-    # 3000 + 2000, 4000 + 1000, 4999 + 1, 5000 + an empty page, 5000 of 7000 (round: checked)
-    [(3000, 2), (4000, 2), (4999, 2), (5000, 2), (7000, 2)],
+    # 3000 + 2000, 4000 + 1000, 4999 + 1, 5000 + an empty page, 5000 of 7000; each + a count
+    [(3000, 3), (4000, 3), (4999, 3), (5000, 3), (7000, 2)],
 )
-def test_a_short_last_page_after_full_pages_is_the_end(
+def test_a_short_last_page_is_the_end_once_a_count_confirms_it(
     metabase: StandinSetup, page_size: int, requests: int
 ) -> None:
-    # e.g. pages of 3000: 3000 + 2000. The short 2000 follows a full page, so it cannot be a
-    # cap (the server already sent more in one answer): no check request, no error.
+    # e.g. pages of 3000: 3000 + 2000, then one count (5000): nothing is missing.
     stats = ReadStats("dataset", page_size)
     with metabase.client() as client:
         table = table_metadata(client, metabase.orders_id)
         frame = _concat(list(read_table(client, table, page_size=page_size, stats=stats)))
     _assert_whole_orders(frame)
-    assert stats.requests == requests and stats.capped_pages == 0
+    assert stats.requests == requests and stats.counts == 1 and stats.capped_pages == 0
+
+
+def _count_bodies(server: MetabaseStandin) -> list[dict]:
+    return [
+        b
+        for b in server.dataset_bodies()
+        if b.get("query", {}).get("aggregation")
+        or "COUNT(*)" in str(b.get("native", {}).get("query", ""))
+    ]
+
+
+def test_export_under_a_download_limit_that_is_not_round_yields_every_row(
+    download_capped: CappedSetup,
+) -> None:
+    setup, limit = download_capped.setup, download_capped.limit
+    messages: list[str] = []
+    stats = ReadStats("export", 20_000)
+    with setup.client() as client:
+        table = table_metadata(client, download_capped.big_id)
+        frames = list(read_table(client, table, method="export", stats=stats, log=messages.append))
+    _assert_whole_orders(_concat(frames), BIG_ROWS)
+    # Every export was cut at the limit but the last; one count found the rows missing.
+    assert setup.server.count("POST", "/api/dataset/json") == math.ceil(BIG_ROWS / limit)
+    assert len(_count_bodies(setup.server)) == 1
+    assert stats.capped_pages == 1
+    assert f"returned {limit} of 20000 rows" in messages[0] and f"{BIG_ROWS} rows" in messages[0]
+
+
+def test_native_export_with_order_by_under_a_download_limit_yields_every_row(
+    download_capped: CappedSetup,
+) -> None:
+    setup = download_capped.setup
+    sql = "SELECT id, customer, big_id FROM PUBLIC.BIG_ORDERS"
+    with setup.client() as client:
+        frame = _concat(
+            list(read_native(client, setup.sales_id, sql, order_by="id", method="export"))
+        )
+    _assert_whole_orders(frame, BIG_ROWS)
+
+
+def test_native_export_without_order_by_under_a_download_limit_fails(
+    download_capped: CappedSetup,
+) -> None:
+    setup, limit = download_capped.setup, download_capped.limit
+    sql = "SELECT id FROM PUBLIC.BIG_ORDERS"
+    with setup.client() as client, pytest.raises(SourceError) as caught:
+        list(read_native(client, setup.sales_id, sql, method="export"))
+    text = str(caught.value)
+    assert f"returned {limit} rows" in text and f"counts {BIG_ROWS} rows" in text
+    assert "set order_by" in text and sql in text
+
+
+def test_rows_missing_after_full_pages_fail_the_read(metabase: StandinSetup) -> None:
+    # The limit changes during the read (an admin lowers it): page 2 comes back short, a count
+    # shows rows are missing, and 1000 + 300 rows read cannot be paged on in pages of 300.
+    with metabase.client() as client:
+        table = table_metadata(client, metabase.orders_id)
+        pages = read_table(client, table, method="export", page_size=1000)
+        assert len(next(pages)) == 1000
+        metabase.server.download_row_limit = 300
+        with pytest.raises(SourceError) as caught:
+            list(pages)
+    text = str(caught.value)
+    assert "page 2 returned 300 of 1000 rows" in text and f"{ORDERS_ROWS} rows" in text
+    assert "rows are missing" in text
+
+
+def test_a_short_first_page_is_confirmed_by_one_count(metabase: StandinSetup) -> None:
+    stats = ReadStats("dataset", 20_000)
+    with metabase.client() as client:
+        table = table_metadata(client, metabase.orders_id)
+        frame = _concat(list(read_table(client, table, stats=stats)))
+    _assert_whole_orders(frame)
+    count = _count_bodies(metabase.server)
+    assert len(count) == 1 and stats.requests == 2
+    assert count[0]["query"]["aggregation"] == [["count"]]
+    assert "page" not in count[0]["query"] and "order-by" not in count[0]["query"]

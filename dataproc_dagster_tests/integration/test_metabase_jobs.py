@@ -22,8 +22,15 @@ from dataproc_dagster.resources.clickhouse import ClickHouseResource
 from dataproc_dagster.resources.metabase import MetabaseResource
 from dataproc_dagster_tests.helpers.cli import job_execute_command, run_dagster
 from dataproc_dagster_tests.helpers.pipelines import failure_message
-from dataproc_dagster_tests.servers.metabase_fixtures import ORDERS_ROWS, StandinSetup, metabase
-from dataproc_dagster_tests.servers.metabase_standin import JS_MAX_SAFE
+from dataproc_dagster_tests.servers.metabase_fixtures import (
+    BIG_ROWS,
+    ORDERS_ROWS,
+    CappedSetup,
+    StandinSetup,
+    download_capped,
+    metabase,
+)
+from dataproc_dagster_tests.servers.metabase_standin import JS_MAX_SAFE, sample_rows
 
 REPO = Path(__file__).resolve().parents[2]
 EXTRACT = "metabase_to_clickhouse__extract"
@@ -270,6 +277,89 @@ def test_generic_job_through_dagster_job_execute(
             }
         )
     )
+    clickhouse = _execute_cli(metabase, config, data_dir, tmp_path)
+    assert clickhouse.query_rows("SELECT count(), max(id) FROM cli_orders") == [
+        (ORDERS_ROWS, ORDERS_ROWS)
+    ]
+
+
+@pytest.mark.parametrize("method", ["export", "dataset"])
+def test_export_under_a_download_limit_loads_every_row_or_fails(
+    clickhouse: ClickHouseResource, download_capped: CappedSetup, method: str
+) -> None:
+    setup = download_capped.setup
+    # A proxy's 500 page once on the way: retried, not a failed run.
+    path = "/api/dataset/json" if method == "export" else "/api/dataset"
+    setup.server.add_fault(path, status=500, body="<html>500</html>", content_type="text/html")
+    result = _run(
+        clickhouse,
+        setup,
+        {
+            "database_name": "Sales",
+            "schema": "PUBLIC",
+            "table_name": "BIG_ORDERS",
+            "method": method,
+        },
+        {"table": "big_orders", "mode": "replace"},
+    )
+    assert result.success, failure_message(result)
+    landed = clickhouse.query_rows("SELECT id, customer, big_id FROM big_orders ORDER BY id")
+    expected = [(row[0], row[1], row[3]) for row in sample_rows(BIG_ROWS)]
+    assert landed == expected  # all 5,321 rows, each exactly once
+
+    # Native SQL without order_by cannot be paged: cut at the limit, the run fails instead.
+    native = _run(
+        clickhouse,
+        setup,
+        {
+            "database_id": setup.sales_id,
+            "native_query": "SELECT id FROM PUBLIC.BIG_ORDERS",
+            "method": method,
+        },
+        {"table": "native_big", "mode": "replace"},
+    )
+    if method == "export":
+        message = failure_message(native)
+        assert f"returned {download_capped.limit} rows" in message and "set order_by" in message
+        assert clickhouse.query_rows("EXISTS TABLE native_big") == [(0,)]
+    else:  # the download limit is for downloads only; /api/dataset answers every row
+        assert native.success, failure_message(native)
+        assert clickhouse.query_rows("SELECT count() FROM native_big") == [(BIG_ROWS,)]
+
+
+def _docs_resource_block() -> dict[str, Any]:
+    """The run config block that docs/metabase-extractor.md gives for the resource's retries."""
+    text = (REPO / "docs" / "metabase-extractor.md").read_text()
+    section = text.split("### Retries from run config", 1)[1]
+    block = section.split("```yaml", 1)[1].split("```", 1)[0]
+    loaded: dict[str, Any] = yaml.safe_load(block)
+    return loaded
+
+
+def test_the_documented_run_config_sets_the_resources_retries(
+    metabase: StandinSetup, data_dir: Path, tmp_path: Path
+) -> None:
+    config = _docs_resource_block()
+    retries = config["resources"]["metabase"]["config"]
+    assert retries["max_retries"] == 8 and retries["retry_backoff"] == 0.1
+    retries["retry_backoff"] = 0.01  # the same block, quicker
+    config["ops"] = {
+        EXTRACT: {"config": {"database_id": metabase.sales_id, "table_id": metabase.people_id}},
+        LOAD: {"config": {"table": "people", "mode": "replace"}},
+    }
+    config_file = tmp_path / "metabase_retries.yaml"
+    config_file.write_text(yaml.safe_dump(config))
+    # Six 503s in a row: the default 5 retries would give up, the 8 from run config do not.
+    metabase.server.add_fault("/api/dataset", status=503, times=6)
+    clickhouse = _execute_cli(metabase, config_file, data_dir, tmp_path)
+    assert metabase.server.count("POST", "/api/dataset") >= 7
+    assert clickhouse.query_rows("SELECT count(), max(id) FROM people") == [(30, 30)]
+
+
+def _execute_cli(
+    metabase: StandinSetup, config: Path, data_dir: Path, tmp_path: Path
+) -> ClickHouseResource:
+    """Run ``metabase_to_clickhouse`` with ``dagster job execute``; the embedded ClickHouse."""
     done = run_dagster(
         job_execute_command("metabase_to_clickhouse", config),
         data_dir,
@@ -278,7 +368,4 @@ def test_generic_job_through_dagster_job_execute(
     )
     assert done.returncode == 0, done.stderr[-3000:]
     assert metabase.server.api_key not in done.stdout + done.stderr
-    clickhouse = ClickHouseResource(url=f"chdb://{data_dir / 'clickhouse'}")
-    assert clickhouse.query_rows("SELECT count(), max(id) FROM cli_orders") == [
-        (ORDERS_ROWS, ORDERS_ROWS)
-    ]
+    return ClickHouseResource(url=f"chdb://{data_dir / 'clickhouse'}")

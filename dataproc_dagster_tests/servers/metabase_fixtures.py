@@ -17,6 +17,8 @@ from dataproc_dagster_tests.servers.metabase_standin import (
 )
 
 ORDERS_ROWS = 5000
+# A row count that no page size or cap divides, for the download-limit tests.
+BIG_ROWS = 5321
 
 
 @dataclass
@@ -113,6 +115,29 @@ def metabase() -> Iterator[StandinSetup]:
     setup = build_standin()
     setup.server.start()
     yield setup
+    setup.server.stop()
+
+
+@dataclass
+class CappedSetup:
+    """A running stand-in whose admin set a download row limit, and its 5,321-row table."""
+
+    setup: StandinSetup
+    big_id: int
+    limit: int
+
+
+@pytest.fixture(params=[1500, 2500], ids=lambda limit: f"download_limit_{limit}")
+def download_capped(request: pytest.FixtureRequest) -> Iterator[CappedSetup]:
+    """A Metabase whose admin set the download row limit to 1,500 or 2,500 (not round numbers
+    a guess would recognise), with table ``PUBLIC.BIG_ORDERS`` of 5,321 rows in ``Sales``."""
+    limit = int(request.param)
+    setup = build_standin(download_row_limit=limit)
+    big = setup.server.add_table(
+        setup.sales_id, "BIG_ORDERS", SAMPLE_COLUMNS, sample_rows(BIG_ROWS), schema="PUBLIC"
+    )
+    setup.server.start()
+    yield CappedSetup(setup, big, limit)
     setup.server.stop()
 
 

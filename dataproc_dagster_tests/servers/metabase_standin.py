@@ -5,7 +5,8 @@ database per Metabase database; a schema is an attached database, so native SQL 
 ``PUBLIC.ORDERS``). It follows the reference: 401 ``Unauthenticated`` as plain text, 404
 ``Not found.`` / ``API endpoint does not exist.``, query success as HTTP 202 with the body in
 ``data``-first key order, the 2000-row cap and its ``rows_truncated`` rules, ``constraints``
-overriding the defaults, exports keyed by display name without a cap flag, failed queries as
+overriding the defaults, an MBQL ``count`` aggregation, exports keyed by display name without a
+cap flag and cut at an admin's download row limit (any number, e.g. 1,500), failed queries as
 202 (``failure_style="old"``) or 400 (``"new"``) with the same body, ``js-int-to-string?`` in
 both generations, ISO temporal values with the report zone's offset.
 
@@ -160,7 +161,8 @@ class Fault:
             ``append_error`` (old releases: half the rows, then an error object).
         status: HTTP status for ``status``.
         retry_after: ``Retry-After`` header value, if any.
-        body: Body for ``status`` (plain text).
+        body: Body for ``status`` (plain text unless ``content_type`` says otherwise).
+        content_type: Content type of ``body``; a proxy's error page is ``text/html``.
         times: How many requests get the fault.
         method: HTTP method it applies to.
     """
@@ -170,6 +172,7 @@ class Fault:
     status: int = 503
     retry_after: str | None = None
     body: str = "Service Unavailable"
+    content_type: str = "text/plain"
     times: int = 1
     method: str = "POST"
 
@@ -207,6 +210,11 @@ class MetabaseStandin:
         gzip_responses: Gzip bodies when the request accepts it.
         honour_middleware: Whether a request's ``middleware`` (``js-int-to-string?``) counts;
             off, integers are stringified as if the request had not asked otherwise.
+        download_row_limit: The admin's download row limit (reference section 6: "Cap: MBQL
+            ``limit`` if any, else 1,048,575 (or ``MB_DOWNLOAD_ROW_LIMIT`` for csv/json on
+            master)"; section 5 lists it among the limits admins change). Exports stop at it
+            silently: "No truncation flag: a result of exactly the cap may be cut". Any
+            number an admin typed, e.g. 1,500 or 2,500.
     """
 
     def __init__(
@@ -221,6 +229,7 @@ class MetabaseStandin:
         honour_constraints: bool = True,
         gzip_responses: bool = True,
         honour_middleware: bool = True,
+        download_row_limit: int = ABSOLUTE_MAX,
     ) -> None:
         self.api_key = api_key
         self.username = username
@@ -231,6 +240,7 @@ class MetabaseStandin:
         self.honour_constraints = honour_constraints
         self.gzip_responses = gzip_responses
         self.honour_middleware = honour_middleware
+        self.download_row_limit = download_row_limit
         self.databases: dict[int, StandinDatabase] = {}
         self.sessions: set[str] = set()
         self.login_failures: dict[str, int] = {}
@@ -409,7 +419,9 @@ class MetabaseStandin:
         self, db: StandinDatabase, body: dict[str, Any], constraints: dict[str, int], export: bool
     ) -> tuple[list[dict[str, Any]], list[list[Any]], dict[str, Any]]:
         sql = str((body.get("native") or {}).get("query") or "")
-        cap = ABSOLUTE_MAX if export else constraints["max-results-bare-rows"]
+        # Section 5: native SQL is capped like bare rows; section 6: an export only at the
+        # download limit.
+        cap = self.download_row_limit if export else constraints["max-results-bare-rows"]
         with db.lock:
             try:
                 cursor = db.connection.execute(sql)
@@ -467,6 +479,8 @@ class MetabaseStandin:
         if inner.get("filter"):
             clause, params = _filter_sql(inner["filter"], resolve)
             sql += f" WHERE {clause}"
+        if inner.get("aggregation"):
+            return self._run_count(db, inner, sql, params)
         if inner.get("order-by"):
             parts = []
             for direction, ref in inner["order-by"]:
@@ -474,7 +488,10 @@ class MetabaseStandin:
             sql += " ORDER BY " + ", ".join(parts)
         page = inner.get("page")
         limit = inner.get("limit")
-        cap = ABSOLUTE_MAX if export else constraints["max-results-bare-rows"]
+        # Section 5: rows = min(limit, page.items, cap), cap 2000 (or the request's
+        # constraints) without aggregation; section 6: an export stops at the MBQL limit if
+        # any, else at the download limit, without a flag.
+        cap = self.download_row_limit if export else constraints["max-results-bare-rows"]
         count = cap
         if isinstance(limit, int):
             count = min(count, limit) if not export else limit
@@ -518,6 +535,38 @@ class MetabaseStandin:
             )
         pk_fk = {i for i, f in enumerate(selected) if f.semantic_type in ("type/PK", "type/FK")}
         return cols, rows, {"rows_truncated": flag, "native": sql, "pk_fk": pk_fk}
+
+    def _run_count(
+        self,
+        db: StandinDatabase,
+        inner: dict[str, Any],
+        sql: str,
+        params: list[Any],
+    ) -> tuple[list[dict[str, Any]], list[list[Any]], dict[str, Any]]:
+        """An MBQL ``aggregation`` query; only ``[["count"]]`` (a row count) is understood.
+
+        Section 5: an aggregated query is capped at 10,000 rows (``max-results``) and flagged
+        when it reaches that; a count without breakout is one row, so never flagged.
+        """
+        if inner["aggregation"] != [["count"]] or inner.get("breakout"):
+            raise QueryFailed(f"Unsupported aggregation: {json.dumps(inner['aggregation'])}")
+        select = sql.index(" FROM ")
+        counting = "SELECT COUNT(*)" + sql[select:]
+        with db.lock:
+            try:
+                total = int(db.connection.execute(counting, params).fetchone()[0])
+            except sqlite3.Error as exc:
+                raise QueryFailed(str(exc)) from None
+        col = {
+            "name": "count",
+            "display_name": "Count",
+            "base_type": "type/BigInteger",
+            "effective_type": "type/BigInteger",
+            "semantic_type": "type/Quantity",
+            "field_ref": ["aggregation", 0],
+            "source": "aggregation",
+        }
+        return [col], [[total]], {"rows_truncated": None, "native": counting, "pk_fk": set()}
 
     def encode_dataset_value(
         self, value: Any, col: dict[str, Any], *, stringify: bool, pk_fk: bool
@@ -691,7 +740,7 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if fault is not None and fault.kind == "status":
             headers = {"Retry-After": fault.retry_after} if fault.retry_after else {}
-            self._send(fault.status, fault.body, headers=headers)
+            self._send(fault.status, fault.body, fault.content_type, headers=headers)
             return
         try:
             self._route(method, path, query, raw, body, fault)
