@@ -10,8 +10,12 @@ cap flag and cut at an admin's download row limit (any number, e.g. 1,500), fail
 202 (``failure_style="old"``) or 400 (``"new"``) with the same body, ``js-int-to-string?`` in
 both generations, ISO temporal values with the report zone's offset.
 
-Faults are injected per request path: a status (with ``Retry-After``), a body cut off
-mid-stream, a reset connection, or an error appended to a half-streamed body (old releases).
+Faults are injected per request path: a status (with ``Retry-After``, and any body, e.g. a
+proxy's ``500`` HTML page), a body cut off mid-stream, a reset connection, or an error appended
+to a half-streamed body (old releases).
+
+Every behaviour cites the section of the reference it imitates ("section N" below means
+section N of ``metabase-api.md``).
 
 Run alone for benchmarks: ``python -m dataproc_dagster_tests.servers.metabase_standin --rows N``.
 """
@@ -40,9 +44,13 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 from zoneinfo import ZoneInfo
 
+# Section 7: integers beyond +-2^53 - 1 are stringified by current releases.
 JS_MAX_SAFE = 9_007_199_254_740_991
+# Section 5: the absolute maximum, also the export cap when no download limit is set (6).
 ABSOLUTE_MAX = 1_048_575
+# Section 5: the constraints /api/dataset adds, which request constraints override.
 DEFAULT_CONSTRAINTS = {"max-results": 10_000, "max-results-bare-rows": 2_000}
+# Section 6: the export formats.
 EXPORT_FORMATS = ("csv", "json", "xlsx")
 NUMERIC_FAMILY = ("type/Integer", "type/BigInteger", "type/Decimal")
 
@@ -62,7 +70,7 @@ class StandinField:
     database_type: str = ""
 
     def as_api(self) -> dict[str, Any]:
-        """The field object as ``/api/table/:id/query_metadata`` returns it."""
+        """The field object as ``/api/table/:id/query_metadata`` returns it (section 3 keys)."""
         return {
             "id": self.id,
             "table_id": self.table_id,
@@ -101,7 +109,7 @@ class StandinTable:
         return f'"{self.schema}"."{self.name}"' if self.schema else f'"{self.name}"'
 
     def as_api(self, *, with_fields: bool = False, rows: int | None = None) -> dict[str, Any]:
-        """The table object."""
+        """The table object (section 3 keys; ``schema`` may be null, ``rows`` an estimate)."""
         data: dict[str, Any] = {
             "id": self.id,
             "db_id": self.db_id,
@@ -134,7 +142,7 @@ class StandinDatabase:
     schemas: set[str] = field(default_factory=set)
 
     def as_api(self) -> dict[str, Any]:
-        """The database object (no ``details``: the caller is not an admin)."""
+        """The database object (section 3 keys; no ``details``: the caller is not an admin)."""
         return {
             "id": self.id,
             "name": self.name,
@@ -392,6 +400,8 @@ class MetabaseStandin:
         self, body: dict[str, Any], *, export: bool
     ) -> tuple[list[dict[str, Any]], list[list[Any]], dict[str, Any]]:
         """Run a query body; returns (cols, rows as stored, info for the response)."""
+        # Section 8: pre-query request errors keep plain HTTP semantics (missing database
+        # -> 400, unknown database -> 404 "Not found.").
         if "database" not in body or body["database"] is None:
             raise HttpAnswer(
                 400,
@@ -401,6 +411,9 @@ class MetabaseStandin:
         db = self.databases.get(body["database"]) if isinstance(body["database"], int) else None
         if db is None:
             raise HttpAnswer(404, "Not found.")
+        # Section 5: request constraints override the defaults (merged under them); section 6:
+        # exports drop the default constraints. ``max-results-bare-rows`` is clamped to
+        # ``max-results`` (section 5).
         constraints = {} if export else dict(DEFAULT_CONSTRAINTS)
         if self.honour_constraints and not export and isinstance(body.get("constraints"), dict):
             constraints.update(body["constraints"])
@@ -429,6 +442,8 @@ class MetabaseStandin:
             except sqlite3.Error as exc:
                 raise QueryFailed(f"{exc}") from None
             names = [d[0] for d in cursor.description or ()]
+        # Section 4: native cols carry source "native", a field_ref by name and the column
+        # label as display_name.
         known = {f.name: f for t in db.tables.values() for f in t.fields}
         cols = []
         for index, name in enumerate(names):
@@ -444,6 +459,8 @@ class MetabaseStandin:
                     "source": "native",
                 }
             )
+        # Section 5: rows_truncated = the cap when the row count equals it; section 6: exports
+        # carry no flag.
         flag = None if export or len(rows) != cap else cap
         return cols, rows, {"rows_truncated": flag, "native": sql, "pk_fk": set()}
 
@@ -454,6 +471,7 @@ class MetabaseStandin:
         source = inner.get("source-table")
         table = db.tables.get(source) if isinstance(source, int) else None
         if table is None:
+            # Section 10.6: an unknown table is a failed-query body on /api/dataset.
             raise QueryFailed(
                 f"Failed to fetch Table {source}: Table does not exist, or belongs to a "
                 "different Database."
@@ -468,6 +486,8 @@ class MetabaseStandin:
                     return target
             raise QueryFailed(f"Invalid field reference: {json.dumps(ref)}")
 
+        # Section 4: without ``fields`` MBQL selects every active field except sensitive and
+        # retired ones; fields may be referenced by id or by name.
         if inner.get("fields"):
             selected = [resolve(ref) for ref in inner["fields"]]
         else:
@@ -497,6 +517,7 @@ class MetabaseStandin:
             count = min(count, limit) if not export else limit
         offset = 0
         if isinstance(page, dict):
+            # Section 4: page is 1-based, LIMIT items OFFSET items * (page - 1).
             items = int(page.get("items", cap))
             offset = items * (int(page.get("page", 1)) - 1)
             count = min(count, items)
@@ -513,6 +534,8 @@ class MetabaseStandin:
             else constraints.get("max-results-bare-rows", 0)
         )
         flag = None if export or len(rows) != flag_limit else flag_limit
+        # Section 4: cols of an MBQL query; temporal columns carry
+        # ["field", id, {"temporal-unit": "default"}] when selected by default.
         cols = []
         for f in selected:
             temporal = f.base_type.startswith(("type/Date", "type/DateTime"))
@@ -533,6 +556,7 @@ class MetabaseStandin:
                     "source": "fields",
                 }
             )
+        # Section 7: v0.47 stringified every PK/FK integer column of MBQL queries.
         pk_fk = {i for i, f in enumerate(selected) if f.semantic_type in ("type/PK", "type/FK")}
         return cols, rows, {"rows_truncated": flag, "native": sql, "pk_fk": pk_fk}
 
@@ -676,6 +700,7 @@ class _Handler(BaseHTTPRequestHandler):
         close: bool = False,
     ) -> None:
         data = body.encode("utf-8") if isinstance(body, str) else body
+        # Section 4 / 10.8: responses may be gzip-encoded when the request accepts it.
         gzipped = (
             self.server_standin.gzip_responses
             and len(data) > 1024
@@ -709,6 +734,8 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(status, json.dumps(body), "application/json; charset=utf-8", **kwargs)
 
     def _authenticated(self) -> bool:
+        # Section 1: X-API-KEY, or a session as X-Metabase-Session or the metabase.SESSION
+        # cookie (a cookie jar alone authenticates).
         standin = self.server_standin
         key = self.headers.get("X-API-KEY")
         if key is not None:
@@ -735,6 +762,8 @@ class _Handler(BaseHTTPRequestHandler):
                 return
         standin.requests.append((method, path, body))
         fault = standin.take_fault(method, path)
+        # Section 2: 429/502/503 (with or without Retry-After) come from proxies and load
+        # balancers; section 8 / 10.7: a reset connection mid-query.
         if fault is not None and fault.kind == "reset":
             self._reset()
             return
@@ -779,6 +808,8 @@ class _Handler(BaseHTTPRequestHandler):
         fault: Fault | None,
     ) -> None:
         standin = self.server_standin
+        # Section 3: /api/health needs no auth; section 2: unknown routes are 404 "API
+        # endpoint does not exist.", missing credentials 401 "Unauthenticated" (plain text).
         if path == "/api/health" and method == "GET":
             self._send_json(200, {"status": "ok"})
             return
@@ -790,6 +821,7 @@ class _Handler(BaseHTTPRequestHandler):
         if not self._authenticated():
             raise HttpAnswer(401, "Unauthenticated")
         if path == "/api/session" and method == "DELETE":
+            # Section 1: logout answers 204.
             standin.sessions.discard(self.headers.get("X-Metabase-Session") or "")
             self.send_response(204)
             self.send_header("Content-Length", "0")
@@ -808,6 +840,8 @@ class _Handler(BaseHTTPRequestHandler):
         raise HttpAnswer(404, "API endpoint does not exist.")
 
     def _login(self, body: dict[str, Any] | None) -> None:
+        # Section 1: 400 for a blank field, 401 with the same body for a wrong password or an
+        # unknown user, throttling after 10 failures, 200 {"id": ...} plus the session cookie.
         standin = self.server_standin
         body = body or {}
         errors = {
@@ -841,6 +875,8 @@ class _Handler(BaseHTTPRequestHandler):
         )
 
     def _get(self, path: str, query: dict[str, list[str]]) -> None:
+        # Section 3: the discovery endpoints; /api/database is not paginated; a non-numeric
+        # id is 404 "API endpoint does not exist.", an unknown one 404 "Not found." (2).
         standin = self.server_standin
         if path == "/api/user/current":
             self._send_json(200, {"id": 1, "email": standin.username, "is_superuser": False})
@@ -878,6 +914,8 @@ class _Handler(BaseHTTPRequestHandler):
             raise HttpAnswer(404, "API endpoint does not exist.")
         if db is None:
             raise HttpAnswer(404, "Not found.")
+        # Section 3: metadata leaves out hidden tables and sensitive fields unless
+        # include_hidden=true; a table without schema is listed under "".
         hidden = query.get("include_hidden", ["false"])[0] == "true"
 
         def visible(t: StandinTable) -> bool:
@@ -944,6 +982,7 @@ class _Handler(BaseHTTPRequestHandler):
     # -- query execution ----------------------------------------------------------------
 
     def _failed_body(self, body: dict[str, Any], exc: QueryFailed) -> dict[str, Any]:
+        # Section 8: the failed-query body.
         return {
             "status": "failed",
             "error": str(exc),
@@ -979,10 +1018,12 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             cols, rows, info = standin.run(body, export=False)
         except QueryFailed as exc:
+            # Section 8: 202 in v0.47-v0.49, 400 for query errors on current master.
             failed = self._failed_body(body, exc)
             status = 202 if standin.failure_style == "old" else 400
             self._send_json(status, failed, close=True)
             return
+        # Section 7: js-int-to-string? is on unless the body turns it off.
         middleware = (body.get("middleware") or {}) if standin.honour_middleware else {}
         stringify = middleware.get("js-int-to-string?", True) is not False
         pk_fk = info["pk_fk"] if body.get("type") == "query" else set()
@@ -997,6 +1038,7 @@ class _Handler(BaseHTTPRequestHandler):
         }
         if info["rows_truncated"] is not None:
             data["rows_truncated"] = info["rows_truncated"]
+        # Section 4: success is 202, chunked, Connection: close, keys in this order.
         result = {
             "data": data,
             "database_id": body["database"],
@@ -1012,6 +1054,7 @@ class _Handler(BaseHTTPRequestHandler):
         if fault is not None and fault.kind == "cut":
             self._cut(text)
             return
+        # Section 8: older releases append the error object to a half-streamed body.
         if fault is not None and fault.kind == "append_error":
             half = text[: text.index('"rows": [') + len('"rows": [')]
             error = json.dumps(
@@ -1022,7 +1065,8 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(202, text, "application/json; charset=utf-8", close=True)
 
     def _cut(self, text: str) -> None:
-        """Headers of a success and part of the body, then the connection ends mid-stream."""
+        """Headers of a success and part of the body, then the connection ends mid-stream
+        (section 8: master aborts the connection when a query fails after streaming began)."""
         data = text.encode("utf-8")
         self.send_response(202)
         self.send_header("Content-Type", "application/json; charset=utf-8")
@@ -1039,6 +1083,8 @@ class _Handler(BaseHTTPRequestHandler):
         self, fmt: str, raw: bytes, body: dict[str, Any] | None, fault: Fault | None
     ) -> None:
         standin = self.server_standin
+        # Section 6: the query comes as the form field ``query`` (every release); master also
+        # takes a JSON body {"query": {...}}.
         query: dict[str, Any] | None = None
         if body is not None and standin.failure_style == "new":
             query = body.get("query") if isinstance(body.get("query"), dict) else None
@@ -1057,6 +1103,8 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             cols, rows, _info = standin.run(query, export=True)
         except QueryFailed as exc:
+            # Section 8: old exports answer 200 with the JSON error under the export's
+            # Content-Type; master answers 400 without json_query.
             failed = self._failed_body(query, exc)
             if standin.failure_style == "old":
                 self._send(200, json.dumps(failed), content_type)
@@ -1064,6 +1112,8 @@ class _Handler(BaseHTTPRequestHandler):
                 failed.pop("json_query", None)
                 self._send_json(400, failed)
             return
+        # Section 6: the export's headers, JSON rows keyed by display_name (a later column
+        # with the same name wins), CSV with a header of display names and \n line ends.
         headers = {
             "Content-Disposition": f'attachment; filename="query_result_{_now()}.{fmt}"',
             "Cache-Control": "max-age=0, no-cache, must-revalidate, proxy-revalidate",
