@@ -6,10 +6,11 @@
   log (the UI's log view) next to ``context.log`` messages.
 - :func:`configure_logging` sets the ``dataproc_dagster`` level from ``LOG_LEVEL`` and installs
   secret masking: every log record of the framework, of Dagster's ``context.log`` and of httpx
-  has the values of secret-looking environment variables (``*PASSWORD*``, ``*TOKEN*``,
-  ``*API_KEY*``, ``*SECRET*`` ...), the framework's secret settings, registered secrets,
-  ``Bearer`` tokens and secret URL parameters replaced by ``***`` before any handler sees it.
-- :class:`LogFileHandler` writes the run logs to files, as the original framework did:
+  has the values of secret environment variables (names ending in ``PASSWORD``, ``TOKEN``,
+  ``SECRET``, ``KEY`` ...; never ``PWD``, paths or URLs without credentials), the framework's
+  secret settings, registered secrets, ``Bearer`` tokens and secret URL parameters replaced by
+  ``***`` before any handler sees it.
+- :class:`LogFileHandler` writes the run logs to files:
   ``logs/system/application.log`` (every run) and ``logs/jobs/<job>.log`` (one per job). It is
   enabled in ``dagster.yaml`` under ``python_logs.dagster_handler_config``.
 - :func:`http_debug_hooks` gives httpx clients one DEBUG line per request: method, masked URL,
@@ -27,6 +28,7 @@ from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from dataproc_dagster.http.masking import MASK, is_secret_name, mask_url
 from dataproc_dagster.settings import FrameworkSettings, get_settings
@@ -42,7 +44,8 @@ _NOT_SECRET_SUFFIXES = (
     "_url", "_timeout", "_ttl", "_lifetime",
 )  # fmt: skip
 
-_BEARER = re.compile(r"(?i)\b(bearer)\s+[A-Za-z0-9._~+/=-]{6,}")
+# A bearer token, not a word: "the bearer secret" stays readable.
+_BEARER = re.compile(r"(?i)\b(bearer)\s+(?![A-Za-z]+\b)[A-Za-z0-9._~+/=-]{6,}")
 # ``name: value`` / ``name=value`` pairs of credential headers and settings, with an optional
 # auth scheme (``Authorization: Basic dXNlcjpwYXNz``).
 _HEADER = re.compile(
@@ -50,7 +53,17 @@ _HEADER = re.compile(
     r"|secret|token)(\s*[:=]\s*)(['\"]?)((?:bearer|basic|token)\s+)?"
     r"(?!(?:bearer|basic|token)\b)(?!\*\*\*)[^\s'\",;&)]{4,}"
 )
-_URL = re.compile(r"https?://[^\s'\"<>]+")
+_URL = re.compile(r"https?://[^\s'\"<>`]+")
+# Characters that end a sentence or close a bracket around a URL rather than belong to it.
+_URL_TRAILERS = ".,;:!?"
+_CLOSERS = {")": "(", "]": "[", "}": "{"}
+# Environment variables whose value is a credential: the name ends in one of these words
+# (``SHOP_API_TOKEN``, ``CLICKHOUSE_PASSWORD``, ``MYSQL_PWD``). ``PWD`` and ``OLDPWD`` are the
+# shell's working directories, never secrets.
+_SECRET_VARIABLE = re.compile(
+    r"(?:.*_)?(?:PASSWORD|PASSWD|PASS|TOKEN|SECRET|API_?KEY|KEY|CREDENTIALS?|SIGNATURE)"
+    r"|.+_PWD"
+)
 
 # Dagster events written to the log files (besides every message at INFO and up).
 FILE_EVENTS = frozenset(
@@ -94,6 +107,29 @@ def is_secret_key(name: str) -> bool:
     return is_secret_name(name) and not name.lower().endswith(_NOT_SECRET_SUFFIXES)
 
 
+def is_secret_variable(name: str) -> bool:
+    """True for an environment variable whose name says it holds a credential."""
+    return _SECRET_VARIABLE.fullmatch(name.upper()) is not None
+
+
+def secret_values_of(value: str) -> list[str]:
+    """The parts of a secret variable's value to mask: the value, or a URL's password only.
+
+    A path or a URL without credentials is not masked: hiding it would hide every file name
+    and address under it, and neither is a credential.
+    """
+    value = value.strip()
+    if "://" in value:
+        try:
+            password = urlsplit(value).password
+        except ValueError:
+            return [value]
+        return [password] if password and len(password) >= MIN_SECRET_LENGTH else []
+    if value.startswith(("/", "~/", "./", "../")):
+        return []
+    return [value] if len(value) >= MIN_SECRET_LENGTH else []
+
+
 def register_resource_secrets(resources: Mapping[str, Any]) -> None:
     """Register the secret fields (``password``, ``api_key``, ``secret``, ...) of resources.
 
@@ -120,8 +156,8 @@ def known_secrets() -> list[str]:
     """
     values = set(_registered)
     for name, value in os.environ.items():
-        if is_secret_key(name) and len(value) >= MIN_SECRET_LENGTH:
-            values.add(value)
+        if is_secret_variable(name):
+            values.update(secret_values_of(value))
     return sorted(values, key=len, reverse=True)
 
 
@@ -131,9 +167,25 @@ def mask_secrets(text: str, secrets: Iterable[str] | None = None) -> str:
         if secret in text:
             text = text.replace(secret, MASK)
     if "://" in text:
-        text = _URL.sub(lambda m: mask_url(m.group(0)), text)
+        text = _URL.sub(_mask_url_match, text)
     text = _BEARER.sub(lambda m: f"{m.group(1)} {MASK}", text)
     return _HEADER.sub(lambda m: f"{m[1]}{m[2]}{m[3]}{m[4] or ''}{MASK}", text)
+
+
+def _mask_url_match(match: re.Match[str]) -> str:
+    """Mask one URL found in a message, leaving the brackets and punctuation around it."""
+    url = match.group(0)
+    end = len(url)
+    while end > 0:
+        last = url[end - 1]
+        opener = _CLOSERS.get(last)
+        if last in _URL_TRAILERS or (
+            opener is not None and url.count(opener, 0, end) < url.count(last, 0, end)
+        ):
+            end -= 1
+            continue
+        break
+    return mask_url(url[:end]) + url[end:]
 
 
 def _mask_record(record: logging.LogRecord) -> None:

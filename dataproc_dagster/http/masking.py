@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import unquote_plus, urlsplit, urlunsplit
 
 MASK = "***"
 
@@ -58,9 +58,14 @@ def mask_url(url: str, secret_params: Iterable[str] = ()) -> str:
     query = parts.query
     if query:
         extra = list(secret_params)
-        pairs = parse_qsl(query, keep_blank_values=True)
-        masked = [(k, MASK if is_secret_name(k, extra) else v) for k, v in pairs]
-        query = urlencode(masked, safe="*")
+        # Only secret values are replaced: the rest of the query keeps its original text, so
+        # the URL a user reads in a log is the URL that was requested.
+        fields = []
+        for field in query.split("&"):
+            name, sep, _ = field.partition("=")
+            secret = sep and is_secret_name(unquote_plus(name), extra)
+            fields.append(f"{name}={MASK}" if secret else field)
+        query = "&".join(fields)
     return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
 
