@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import fcntl
 import json
+import logging
 import os
 import threading
 import time
@@ -20,6 +21,10 @@ from pathlib import Path
 from dataproc_dagster.errors import LockTimeoutError
 
 _POLL_SECONDS = 0.1
+# A waiting step says so when the wait starts and then every this many seconds.
+REPORT_SECONDS = 30.0
+# A framework logger: captured into the run's event log inside a run (dagster.yaml).
+_log = logging.getLogger("dataproc_dagster.clickhouse")
 _state_guard = threading.Lock()
 _held: dict[str, tuple[int, int]] = {}  # lock path -> (fd, refcount) held by this process
 
@@ -39,6 +44,28 @@ def read_holder(lock_file: Path) -> str:
     if not info:
         return "an unknown process"
     return ", ".join(f"{key} {value}" for key, value in info.items())
+
+
+def _report_wait(
+    directory: str | os.PathLike[str], lock_file: Path, waited: float, timeout: float
+) -> None:
+    holder = read_holder(lock_file)
+    if waited == 0:
+        _log.info(
+            "waiting for the embedded ClickHouse directory %s, held by %s (waiting up to %.0f s)",
+            directory,
+            holder,
+            timeout,
+        )
+    else:
+        _log.info(
+            "still waiting for the embedded ClickHouse directory %s after %.0f s, held by %s "
+            "(waiting up to %.0f s)",
+            directory,
+            waited,
+            holder,
+            timeout,
+        )
 
 
 @contextmanager
@@ -67,13 +94,20 @@ def embedded_directory_lock(
     if not reentrant:
         lock_file.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(lock_file, os.O_RDWR | os.O_CREAT, 0o644)
-        deadline = time.monotonic() + timeout
+        started = time.monotonic()
+        deadline = started + timeout
+        next_report = started
         while True:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 break
             except BlockingIOError:
-                if time.monotonic() >= deadline:
+                now = time.monotonic()
+                if now >= next_report and now < deadline:
+                    waited = 0.0 if next_report == started else now - started
+                    _report_wait(directory, lock_file, waited, timeout)
+                    next_report = now + REPORT_SECONDS
+                if now >= deadline:
                     os.close(fd)
                     raise LockTimeoutError(
                         f"the embedded ClickHouse directory stayed locked for {timeout:.0f} s "

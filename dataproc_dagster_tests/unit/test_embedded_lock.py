@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import subprocess
 import sys
 import time
@@ -10,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from dataproc_dagster.errors import LockTimeoutError
+from dataproc_dagster.resources import embedded_lock
 from dataproc_dagster.resources.embedded_lock import embedded_directory_lock, lock_path_for
 
 HOLD = """
@@ -63,3 +65,38 @@ def test_lock_is_reentrant_within_a_process(tmp_path: Path) -> None:
         embedded_directory_lock(tmp_path / "ch", timeout=1),
     ):
         pass
+
+
+def test_waiting_is_logged_when_it_starts_and_then_periodically(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(embedded_lock, "REPORT_SECONDS", 0.4)
+    holder = _holder(tmp_path / "ch", 10)
+    try:
+        with (
+            caplog.at_level(logging.INFO, logger="dataproc_dagster.clickhouse"),
+            pytest.raises(LockTimeoutError),
+            embedded_directory_lock(tmp_path / "ch", timeout=1.0),
+        ):
+            pass
+    finally:
+        holder.kill()
+        holder.wait()
+    lines = [r.getMessage() for r in caplog.records if r.name == "dataproc_dagster.clickhouse"]
+    assert lines[0].startswith("waiting for the embedded ClickHouse directory")
+    assert f"pid {holder.pid}" in lines[0] and "run run-123" in lines[0]
+    assert "step load" in lines[0] and "up to 1 s" in lines[0]
+    later = lines[1:]
+    # One line at the start, then one per REPORT_SECONDS (0.4 s) of a 1 s wait (not one per
+    # 0.1 s poll): 2 more, 1 on a machine too busy to poll on time.
+    assert 1 <= len(later) <= 2, lines
+    assert all(line.startswith("still waiting") and "run-123" in line for line in later)
+
+
+def test_no_wait_no_log_line(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    with (
+        caplog.at_level(logging.INFO, logger="dataproc_dagster.clickhouse"),
+        embedded_directory_lock(tmp_path / "ch", timeout=1),
+    ):
+        pass
+    assert not [r for r in caplog.records if r.name == "dataproc_dagster.clickhouse"]
