@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from dataproc_dagster.errors import DataprocError
-from dataproc_dagster.resources.clickhouse import ClickHouseResource
+from dataproc_dagster.resources.clickhouse import ClickHouseResource, quote_identifier
 
 PASSED = "passed"
 FAILED = "failed"
@@ -308,6 +308,7 @@ def _pipeline_tables(
     found: dict[str, list[str]] = {}
     problems: list[str] = []
     not_created: list[str] = []
+    repeated: dict[str, int] = {}
     with clickhouse.get_client(step="integrity_check") as client:
         for table in tables:
             database, bare = table.split(".", 1)
@@ -321,6 +322,9 @@ def _pipeline_tables(
             ]
             if columns:
                 found[table] = columns
+                duplicates = _duplicate_keys(client, database, bare)
+                if duplicates:
+                    repeated[table] = duplicates
             managed = table in expected
             if not columns and not managed:
                 not_created.append(table)
@@ -344,6 +348,17 @@ def _pipeline_tables(
             "apply pending migrations (./run.sh migrate), or add a migration that gives the "
             "table the columns the pipeline loads",
         )
+    if repeated:
+        return CheckResult(
+            name,
+            WARNING,
+            "keys present more than once (upsert tables not merged yet): "
+            + ", ".join(f"{t} ({n} keys)" for t, n in repeated.items())
+            + "; a plain SELECT counts them more than once",
+            {**metadata, "keys_present_more_than_once": repeated},
+            "read upsert tables with FINAL (SELECT ... FROM table FINAL, or SETTINGS final = 1); "
+            "SQL steps and show_table already do; OPTIMIZE TABLE ... FINAL merges them now",
+        )
     if not_created:
         return CheckResult(
             name,
@@ -359,6 +374,21 @@ def _pipeline_tables(
         ", ".join(f"{t} ({len(found[t])} columns)" for t in tables) + " present as expected",
         metadata,
     )
+
+
+def _duplicate_keys(client: Any, database: str, table: str) -> int:
+    """How many sorting keys of a ReplacingMergeTree (upsert) table have more than one row."""
+    rows = client.query(
+        "SELECT engine, sorting_key FROM system.tables WHERE database = %(db)s AND name = %(t)s",
+        parameters={"db": database, "t": table},
+    ).result_rows
+    if not rows or not str(rows[0][0]).endswith("ReplacingMergeTree") or not rows[0][1]:
+        return 0
+    qualified = f"{quote_identifier(database)}.{quote_identifier(table)}"
+    counted = client.query(
+        f"SELECT countIf(c > 1) FROM (SELECT count() AS c FROM {qualified} GROUP BY {rows[0][1]})"
+    ).result_rows
+    return int(counted[0][0]) if counted else 0
 
 
 # All checks

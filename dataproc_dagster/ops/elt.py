@@ -14,6 +14,13 @@ from dataproc_dagster.ops.loaders.clickhouse import split_table
 from dataproc_dagster.ops.steps import CLICKHOUSE_POOL, materialization, pipeline_errors
 from dataproc_dagster.resources.clickhouse import qualified_name, quote_identifier
 
+# Upsert tables are ReplacingMergeTree: until ClickHouse merges their parts in the background,
+# an updated key is stored twice and a plain SELECT counts both. ``final = 1`` reads every
+# table of the query that supports FINAL as merged (and leaves other engines alone), so a SQL
+# step sums what the loader published. Merging on write instead (OPTIMIZE ... FINAL after each
+# load) would rewrite the whole table on every load and still race other writers.
+READ_MERGED: dict[str, Any] = {"final": 1}
+
 
 @dataclass(frozen=True)
 class SqlStep:
@@ -41,7 +48,9 @@ def create_sql_step(
     """A step that rebuilds ``table`` from a ``SELECT`` run inside ClickHouse.
 
     The result is written to a staging table and swapped in with ``EXCHANGE TABLES`` (or
-    renamed, the first time), so readers never see a half-built table.
+    renamed, the first time), so readers never see a half-built table. Tables the ``SELECT``
+    reads are read with ``FINAL`` where the engine supports it, so upsert tables count each key
+    once.
 
     Args:
         select: The ``SELECT`` statement.
@@ -81,7 +90,8 @@ def make_sql_op(pipeline: str, name: str, step: SqlStep) -> OpDefinition:
             try:
                 client.command(
                     f"CREATE TABLE {qualified_name(stage, database)} ENGINE = {step.engine} "
-                    f"ORDER BY ({order}) AS {step.select}"
+                    f"ORDER BY ({order}) AS {step.select}",
+                    settings=READ_MERGED,
                 )
                 if describe_table(client, database, table) is None:
                     client.command(
