@@ -11,6 +11,7 @@ from typing import Any
 
 from dagster import Array, Field, Map, Noneable, Permissive, Shape
 
+from dataproc_dagster.config_types import choice
 from dataproc_dagster.http.auth import AUTH_KINDS, HttpAuth
 from dataproc_dagster.http.incremental import Incremental
 from dataproc_dagster.http.pagination import PAGINATION_STYLES, Paginator
@@ -18,7 +19,11 @@ from dataproc_dagster.http.retry import RetryPolicy, check_statuses
 
 AUTH_SCHEMA = Shape(
     {
-        "kind": Field(str, default_value="none", description=f"One of {', '.join(AUTH_KINDS)}"),
+        "kind": Field(
+            choice("HttpAuthKind", AUTH_KINDS),
+            default_value="none",
+            description=f"One of {', '.join(AUTH_KINDS)}",
+        ),
         "secret_env": Field(
             Noneable(str),
             default_value=None,
@@ -30,13 +35,21 @@ AUTH_SCHEMA = Shape(
             default_value=None,
             description="api_key: header or query parameter name, e.g. X-API-Key",
         ),
-        "location": Field(str, default_value="header", description="api_key: header or query"),
+        "location": Field(
+            choice("ApiKeyLocation", ("header", "query")),
+            default_value="header",
+            description="api_key: header or query",
+        ),
     }
 )
 
 PAGINATOR_SCHEMA = Shape(
     {
-        "style": Field(str, default_value="single", description=", ".join(PAGINATION_STYLES)),
+        "style": Field(
+            choice("PaginationStyle", PAGINATION_STYLES),
+            default_value="single",
+            description=", ".join(PAGINATION_STYLES),
+        ),
         "page_param": Field(str, default_value="page", description="page_number: page parameter"),
         "first_page": Field(int, default_value=1, description="page_number: 0 or 1"),
         "size_param": Field(
@@ -127,7 +140,11 @@ HTTP_EXTRACT_CONFIG_SCHEMA: dict[str, Field] = {
         int, default_value=4, description="Pages in flight (page_number/offset with a total)"
     ),
     "max_depth": Field(int, default_value=3, description="Nested object levels flattened"),
-    "list_mode": Field(str, default_value="auto", description="auto (Array columns) or json"),
+    "list_mode": Field(
+        choice("ListMode", ("auto", "json")),
+        default_value="auto",
+        description="auto (Array columns) or json",
+    ),
     "retry": Field(RETRY_SCHEMA, is_required=False, description="Retry policy"),
     "incremental": Field(
         Noneable(INCREMENTAL_SCHEMA), default_value=None, description="Incremental loading"

@@ -18,6 +18,7 @@ from typing import Any
 import pandas as pd
 from dagster import Array, Field, Noneable
 
+from dataproc_dagster.config_types import choice
 from dataproc_dagster.errors import ConfigError, DataprocError
 from dataproc_dagster.metabase.discovery import find_database, get_database, resolve_table
 from dataproc_dagster.metabase.paging import (
@@ -49,7 +50,11 @@ METABASE_SOURCE_CONFIG_SCHEMA = {
     "columns": Field(
         Array(str), default_value=[], description="Table fields to read (default: all visible)"
     ),
-    "method": Field(str, default_value="dataset", description="dataset (default) or export"),
+    "method": Field(
+        choice("MetabaseMethod", METHODS),
+        default_value="dataset",
+        description="dataset (default) or export",
+    ),
     "page_size": Field(int, default_value=DEFAULT_PAGE_SIZE, description="Rows per request"),
 }
 

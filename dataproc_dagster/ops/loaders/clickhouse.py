@@ -18,6 +18,8 @@ from dagster import (
 )
 
 from dataproc_dagster.chunks import ChunkSet
+from dataproc_dagster.config_types import choice
+from dataproc_dagster.loading.schema_check import DRIFT_POLICIES
 from dataproc_dagster.loading.tables import describe_table
 from dataproc_dagster.loading.writer import WRITE_MODES, LoadSpec, load_chunkset
 from dataproc_dagster.observability import measure_step
@@ -32,13 +34,21 @@ from dataproc_dagster.ops.steps import (
 
 LOADER_CONFIG_SCHEMA = {
     "table": Field(str, description="Target table, `table` or `database.table`"),
-    "mode": Field(str, default_value="append", description=f"One of {', '.join(WRITE_MODES)}"),
+    "mode": Field(
+        choice("WriteMode", WRITE_MODES),
+        default_value="append",
+        description=f"One of {', '.join(WRITE_MODES)}",
+    ),
     "key_columns": Field(Array(str), default_value=[], description="Key of upsert mode"),
     "order_by": Field(Array(str), default_value=[], description="ORDER BY for a new table"),
     "partition_by": Field(
         Noneable(str), default_value=None, description="PARTITION BY for a new table"
     ),
-    "schema_drift": Field(str, default_value="freeze", description="freeze, evolve or discard"),
+    "schema_drift": Field(
+        choice("SchemaDrift", DRIFT_POLICIES),
+        default_value="freeze",
+        description="freeze, evolve or discard",
+    ),
 }
 
 
