@@ -16,7 +16,8 @@ Usage: ./run.sh COMMAND [ARGS]
   test [unit|integration|performance|e2e]
                             run the test suite (all by default); JSON report + coverage in reports/
   dev                       Dagster UI + daemon on http://127.0.0.1:${DAGSTER_PORT:-3000}
-  job NAME [config.yaml]    run a job with `dagster job execute`
+  job NAME [config.yaml]    run a job with `dagster job execute` (console at INFO; every
+                            event with LOG_LEVEL=DEBUG)
   dg ARGS                   Dagster's `dg` command line on this project and instance
                             (dg check defs, dg list defs, dg launch --job NAME, dg dev)
   check                     integrity checks (exit code != 0 when one fails)
@@ -24,7 +25,7 @@ Usage: ./run.sh COMMAND [ARGS]
   migrate_status            show migration status
   migrate_rollback N        roll back the last N migrations
   bench                     benchmarks (print figures; not pass/fail)
-  lint                      ruff + mypy
+  lint                      ruff + mypy (test runs them first too)
 USAGE
 }
 
@@ -51,7 +52,9 @@ ensure_venv() {
   if [ "$want" != "$have" ]; then
     echo "==> installing dependencies into .venv (once; reused until pyproject.toml changes)"
     "$VENV/bin/python" -m pip install --quiet --upgrade pip >/dev/null 2>&1 || true
-    "$VENV/bin/python" -m pip install --quiet -e ".[dev]" 2>&1 | grep -v "WARNING: Location" || true
+    # setuptools warns about editable installs on every first install; nothing to act on.
+    PYTHONWARNINGS="ignore:Editable installation" \
+      "$VENV/bin/python" -m pip install --quiet -e ".[dev]" 2>&1 | grep -v "WARNING: Location" || true
     "$VENV/bin/python" -c "import dataproc_dagster.settings, dagster, chdb" >/dev/null
     echo "$want" > "$STAMP"
   fi
@@ -62,6 +65,23 @@ ensure_venv() {
      [ "$ROOT/deploy/dagster.yaml" -nt "$DAGSTER_HOME/dagster.yaml" ]; }; then
     cp "$ROOT/deploy/dagster.yaml" "$DAGSTER_HOME/dagster.yaml"
   fi
+}
+
+# `python -m dataproc_dagster.cli ...` is Dagster's command line with the project's defaults: the
+# environment wins over .env, known warnings are not shown, an invalid run config prints its
+# message first.
+
+# Run config for the console: INFO lines (rows, seconds, rows/s, peak memory, warnings, errors)
+# instead of every Dagster event, or every event when LOG_LEVEL is DEBUG (environment, then .env).
+console_config() {
+  local level="${LOG_LEVEL:-}" file="$DAGSTER_HOME/console.yaml"
+  if [ -z "$level" ] && [ -f .env ]; then
+    level="$(sed -n 's/^[[:space:]]*LOG_LEVEL[[:space:]]*=[[:space:]]*//p' .env | tail -1 | tr -d "\"'")"
+  fi
+  level="$(echo "${level:-INFO}" | tr '[:lower:]' '[:upper:]')"
+  [ "$level" = DEBUG ] || level=INFO
+  printf 'loggers:\n  console:\n    config:\n      log_level: %s\n' "$level" > "$file"
+  echo "$file"
 }
 
 has_migrations_cli() { python -c "import dataproc_dagster.migrations.__main__" >/dev/null 2>&1; }
@@ -76,7 +96,7 @@ case "$cmd" in
       python -m dataproc_dagster.migrations up
     fi
     echo "==> running the sample pipeline 'penguins' with dagster job execute"
-    dagster job execute -m dataproc_dagster -j penguins -c deploy/demo.yaml
+    python -m dataproc_dagster.cli job execute -m dataproc_dagster -j penguins -c "$(console_config)"
     echo "==> what landed"
     python -m dataproc_dagster.show_table penguins penguin_species_stats
     ;;
@@ -93,8 +113,12 @@ case "$cmd" in
        { [ "$target" = "dataproc_dagster_tests" ] || [ "$target" = "dataproc_dagster_tests/e2e" ]; }; then
       "$ROOT/dataproc_dagster_tests/e2e/ensure_browser.sh" || echo "run.sh: no browser; UI screenshot tests will say why they skip" >&2
     fi
+    echo "==> ruff check, ruff format --check, mypy"
+    ruff check dataproc_dagster dataproc_dagster_tests
+    ruff format --check dataproc_dagster dataproc_dagster_tests
+    mypy dataproc_dagster
     set +e
-    python -m pytest "$target" "$@" \
+    python -m pytest "$target" "$@" --strict-markers \
       --json-report --json-report-file=reports/test-report.json \
       --cov=dataproc_dagster --cov-report=term:skip-covered --cov-report=json:reports/coverage.json
     status=$?
@@ -106,16 +130,18 @@ case "$cmd" in
     ;;
   dev)
     ensure_venv
-    exec dagster dev -m dataproc_dagster -h 127.0.0.1 -p "${DAGSTER_PORT:-3000}"
+    exec python -m dataproc_dagster.cli dev -m dataproc_dagster -h 127.0.0.1 -p "${DAGSTER_PORT:-3000}"
     ;;
   job)
     ensure_venv
     [ $# -ge 1 ] || { echo "usage: ./run.sh job NAME [config.yaml]" >&2; exit 2; }
     name="$1"; shift
+    console="$(console_config)"
     if [ $# -ge 1 ]; then
-      exec dagster job execute -m dataproc_dagster -j "$name" -c "$1"
+      # A logger setting in the user's file wins: later -c files override earlier ones.
+      exec python -m dataproc_dagster.cli job execute -m dataproc_dagster -j "$name" -c "$console" -c "$1"
     fi
-    exec dagster job execute -m dataproc_dagster -j "$name"
+    exec python -m dataproc_dagster.cli job execute -m dataproc_dagster -j "$name" -c "$console"
     ;;
   dg)
     ensure_venv

@@ -12,6 +12,7 @@ from typing import Any
 
 from dagster import Definitions
 
+from dataproc_dagster.environment import restore_process_environment
 from dataproc_dagster.log_setup import configure_logging
 from dataproc_dagster.registry import discover_pipelines
 from dataproc_dagster.resources import build_resources
@@ -40,6 +41,8 @@ def _collect_job_modules() -> dict[str, list[Any]]:
 
 def build_definitions() -> Definitions:
     """Assemble every pipeline, job, schedule, asset and resource of the code location."""
+    # Dagster's CLI copied .env over the process environment; the environment wins.
+    restore_process_environment()
     settings = get_settings()
     resources = build_resources(settings)
     # LOG_LEVEL and secret masking, in every process that loads the code location.

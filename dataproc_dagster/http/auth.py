@@ -93,7 +93,8 @@ class HttpAuth:
                 pipeline=pipeline,
                 source=source,
                 fix=f"export {self.secret_env}=... in the environment of the Dagster code "
-                "location (or in .env)",
+                "location, or add it to .env; a running webserver sees a new variable only after "
+                "a code-location reload (UI: Deployment, Reload)",
             )
         return value
 

@@ -93,7 +93,9 @@ class HttpResource(ConfigurableResource):
                 f"the http resource uses {auth.kind} auth but its secret is empty",
                 pipeline=pipeline,
                 source="http resource",
-                fix="set secret=EnvVar('NAME') and export NAME in the code location's environment",
+                fix="set secret=EnvVar('NAME') and export NAME in the code location's "
+                "environment or .env; after adding it to .env, reload the code location (UI: "
+                "Deployment, Reload)",
             )
         header_secrets = tuple(v for k, v in self.headers.items() if is_secret_name(k))
         return HttpSource(
