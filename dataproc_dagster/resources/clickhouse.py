@@ -65,7 +65,7 @@ class ClickHouseResource(ConfigurableResource):
 
     def setup_for_execution(self, context: InitResourceContext) -> None:
         """Remember which run and step use the engine, to tell waiters who holds it."""
-        run_id = context.run_id or ""
+        run_id = context.run.run_id if context.run else ""
         self._holder = {"run": run_id} if run_id else {}
 
     @property
