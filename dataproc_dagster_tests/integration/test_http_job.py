@@ -188,11 +188,6 @@ def test_retried_statuses_come_from_run_config(
     assert landed(clickhouse) == expected(range(1, 251))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the secret masking of step failures turns the closing bracket after a URL into "
-    "%5D; fixed with the masking change (remove this marker when it is merged)",
-)
 def test_the_failed_url_keeps_its_brackets_in_the_run_failure(
     api: RunningApi, clickhouse: ClickHouseResource
 ) -> None:

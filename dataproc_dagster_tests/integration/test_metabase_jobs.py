@@ -371,11 +371,6 @@ def _execute_cli(
     return ClickHouseResource(url=f"chdb://{data_dir / 'clickhouse'}")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the secret masking of step failures hides '[Metabase http://host:port]' as "
-    "'[Metabase ***'; fixed with the masking change (remove this marker when it is merged)",
-)
 def test_a_failing_metabase_is_named_with_its_address_in_brackets(
     clickhouse: ClickHouseResource, metabase: StandinSetup
 ) -> None:
