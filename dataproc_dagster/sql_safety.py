@@ -43,15 +43,21 @@ FORBIDDEN_FUNCTIONS = frozenset(
         "loop", "null", "values", "format", "prometheusQuery", "timeSeriesData",
     )
 )  # fmt: skip
+_PLAIN_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 
 
-def check_identifier(value: Any, *, option: str, source: str | None = None) -> str:
+def check_identifier(
+    value: Any, *, option: str, source: str | None = None, kind: str = "column"
+) -> str:
     """Return ``value`` when it can be a table, database or column name.
 
-    Names are quoted wherever they are used, so any printable text works; this refuses what no
-    sensible name holds (empty, control characters, very long).
+    Names are always quoted where they are used. Table and database names (``kind`` ``table``)
+    must still be plain: letters, digits and ``_``, not starting with a digit. Column names
+    (``kind`` ``column``) come from the data and may hold blanks or other characters, but not
+    quotes, backslashes, ``;``, comment starts or control characters, which no real column
+    needs and which only serve to break out of the quoting.
 
     Raises:
         ConfigError: Naming ``option``, the value and the fix.
@@ -60,17 +66,22 @@ def check_identifier(value: Any, *, option: str, source: str | None = None) -> s
     problem = ""
     if not isinstance(value, str) or not text.strip():
         problem = "is empty"
+    elif len(text) > MAX_IDENTIFIER_CHARS:
+        problem = f"is longer than {MAX_IDENTIFIER_CHARS} characters"
+    elif kind == "table" and not _PLAIN_NAME.fullmatch(text):
+        problem = "may hold only letters, digits and _ (and not start with a digit)"
     elif text != text.strip():
         problem = "has leading or trailing blanks"
     elif _CONTROL.search(text) or "\n" in text or "\t" in text:
         problem = "holds control characters"
-    elif len(text) > MAX_IDENTIFIER_CHARS:
-        problem = f"is longer than {MAX_IDENTIFIER_CHARS} characters"
+    elif any(mark in text for mark in ("`", "'", '"', "\\", ";", "--", "/*", "#")):
+        problem = "holds a quote, backslash, ';' or a comment start"
     if problem:
+        example = "events" if kind == "table" else "order_id"
         raise ConfigError(
             f"{option} {problem} (got {_show(value)})",
             source=source,
-            fix=f"set {option} to a plain name such as events or order_id",
+            fix=f"set {option} to a plain name such as {example}",
         )
     return text
 

@@ -105,8 +105,10 @@ def check_spec_sql(spec: LoadSpec, *, prefix: str = "") -> None:
         ConfigError: Naming the option (``prefix`` + its name), the value and the fix.
     """
     where = f"{spec.database}.{spec.table}"
-    check_identifier(spec.database, option=f"{prefix}table (database part)", source=where)
-    check_identifier(spec.table, option=f"{prefix}table", source=where)
+    check_identifier(
+        spec.database, option=f"{prefix}table (database part)", source=where, kind="table"
+    )
+    check_identifier(spec.table, option=f"{prefix}table", source=where, kind="table")
     for option, names in (("order_by", spec.order_by), ("key_columns", spec.key_columns)):
         for name in names:
             check_identifier(name, option=f"{prefix}{option} item", source=where)
