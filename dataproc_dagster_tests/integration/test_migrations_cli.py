@@ -176,9 +176,6 @@ def test_a_killed_up_is_reported_as_interrupted_and_can_be_repaired_within_secon
     assert "at statement 0" not in status.stdout
     assert "LOCK claimed by host" in status.stdout and "stale" in status.stdout
 
-    refused = cli(env, tmp_path, "up")
-    assert refused.returncode == 1 and "0003_slow (up) was interrupted" in refused.stderr
-
     started = time.monotonic()
     repaired = cli(env, tmp_path, "repair")
     assert repaired.returncode == 0, repaired.stderr

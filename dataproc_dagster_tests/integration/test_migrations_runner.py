@@ -415,3 +415,31 @@ def test_expected_schema_follows_the_applied_migrations(
     runner.rollback_migrations(2)
     assert runner.expected_schema() == {"default.a": {"id": "UInt32", "name": "String"}}
     assert runner.check_schema() == {"tables": {"default.a": ["id", "name"]}, "problems": []}
+
+
+def test_a_lease_is_kept_alive_while_renewed_and_expires_soon_after(
+    clickhouse: ClickHouseResource,
+) -> None:
+    from dataproc_dagster.migrations.state import LeaseKeeper
+
+    warnings: list[str] = []
+    with clickhouse.get_client() as client:
+        state = StateTable(client, database="default", table="schema_migrations")
+        state.ensure()
+        state.acquire_lock("runner-a", ttl=1.0, timeout=0, settle=0)
+        with LeaseKeeper(
+            clickhouse.get_client, state, "runner-a", ttl=1.0, interval=0.25, warn=warnings.append
+        ) as lease:
+            time.sleep(2.5)  # well past the first lease: only the renewals keep it
+            holder = state.lock_holder()
+            assert holder is not None and holder[0] == "runner-a"
+        assert lease.renewals >= 4 and warnings == []
+        time.sleep(1.5)  # the holder "died": no more renewals
+        assert state.lock_holder() is None
+        assert [valid for _, _, valid in state.unreleased_claims()] == [False]
+        state.acquire_lock("runner-b", ttl=1.0, timeout=0, settle=0)  # at once, no wait
+
+
+def test_lease_renewal_must_be_shorter_than_the_lease() -> None:
+    with pytest.raises(ValueError, match="MIGRATIONS_LOCK_HEARTBEAT"):
+        MigrationSettings(migrations_lock_ttl=2, migrations_lock_heartbeat=3)  # type: ignore[call-arg]

@@ -92,9 +92,11 @@ def test_a_chdb_url_without_a_directory_uses_the_data_dir(tmp_path: Path) -> Non
 def test_a_resource_with_a_chdb_url_without_a_directory_is_refused(tmp_path: Path) -> None:
     from dataproc_dagster.resources.clickhouse import ClickHouseResource
 
-    with pytest.raises(ConfigError, match="names no directory"):
-        with ClickHouseResource(url="chdb://").get_client():
-            pass
+    with (
+        pytest.raises(ConfigError, match="names no directory"),
+        ClickHouseResource(url="chdb://").get_client(),
+    ):
+        pass
     assert list(tmp_path.iterdir()) == []  # no engine folders in the working directory
 
 
