@@ -64,6 +64,10 @@ ensure_venv() {
   fi
 }
 
+# Create the instance storage once, under a lock, so that runs started together on a fresh
+# DAGSTER_HOME do not race to create Dagster's tables.
+prepare_instance() { python -m dataproc_dagster.instance_setup; }
+
 has_migrations_cli() { python -c "import dataproc_dagster.migrations.__main__" >/dev/null 2>&1; }
 
 cmd="${1:-help}"
@@ -71,6 +75,7 @@ cmd="${1:-help}"
 case "$cmd" in
   demo)
     ensure_venv
+    prepare_instance
     if has_migrations_cli; then
       echo "==> applying migrations"
       python -m dataproc_dagster.migrations up
@@ -106,10 +111,12 @@ case "$cmd" in
     ;;
   dev)
     ensure_venv
+    prepare_instance
     exec dagster dev -m dataproc_dagster -h 127.0.0.1 -p "${DAGSTER_PORT:-3000}"
     ;;
   job)
     ensure_venv
+    prepare_instance
     [ $# -ge 1 ] || { echo "usage: ./run.sh job NAME [config.yaml]" >&2; exit 2; }
     name="$1"; shift
     if [ $# -ge 1 ]; then
