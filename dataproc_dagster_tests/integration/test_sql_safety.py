@@ -252,3 +252,21 @@ def test_a_command_holding_two_statements_is_refused(sentinel: ClickHouseResourc
     with sentinel.get_client() as client:
         assert client.command("SELECT 'a;b' -- one statement;") == "a;b"
     assert sentinel.query_rows("SELECT x FROM default.sentinel") == [(7,)]
+
+
+def test_sql_steps_and_incremental_cursors_check_their_names() -> None:
+    from dataproc_dagster import create_sql_step
+    from dataproc_dagster.http.incremental import Incremental
+
+    with pytest.raises(ConfigError, match="create_sql_step engine"):
+        create_sql_step("SELECT 1 AS x", "t", engine="Memory; DROP TABLE sentinel")
+    with pytest.raises(ConfigError, match="2 statements"):
+        create_sql_step("SELECT 1 AS x; DROP TABLE sentinel", "t")
+    with pytest.raises(ConfigError, match="create_sql_step table"):
+        create_sql_step("SELECT 1 AS x", "t`; DROP TABLE sentinel")
+    assert create_sql_step("SELECT 1 AS x;", "db.t", engine="ReplacingMergeTree(x)").table == "db.t"
+    with pytest.raises(ConfigError, match="incremental cursor_field"):
+        Incremental(cursor_field="updated_at`) FROM sentinel --", param="since")
+    with pytest.raises(ConfigError, match="incremental table"):
+        Incremental(cursor_field="updated_at", param="since", table="x; DROP")
+    assert Incremental(cursor_field="meta.updated at", param="since").column == "meta_updated at"
