@@ -126,6 +126,7 @@ case "$cmd" in
     ;;
   dg)
     ensure_venv
+    prepare_instance
     # Same DAGSTER_HOME, settings and working directory as `job` and `dev`; dg finds the project
     # through [tool.dg] in pyproject.toml. VIRTUAL_ENV tells dg which environment is active.
     export VIRTUAL_ENV="$VENV"
