@@ -84,6 +84,10 @@ console_config() {
   echo "$file"
 }
 
+# Create the instance storage once, under a lock, so that runs started together on a fresh
+# DAGSTER_HOME do not race to create Dagster's tables.
+prepare_instance() { python -m dataproc_dagster.instance_setup; }
+
 has_migrations_cli() { python -c "import dataproc_dagster.migrations.__main__" >/dev/null 2>&1; }
 
 cmd="${1:-help}"
@@ -91,6 +95,7 @@ cmd="${1:-help}"
 case "$cmd" in
   demo)
     ensure_venv
+    prepare_instance
     if has_migrations_cli; then
       echo "==> applying migrations"
       python -m dataproc_dagster.migrations up
@@ -130,10 +135,12 @@ case "$cmd" in
     ;;
   dev)
     ensure_venv
+    prepare_instance
     exec python -m dataproc_dagster.cli dev -m dataproc_dagster -h 127.0.0.1 -p "${DAGSTER_PORT:-3000}"
     ;;
   job)
     ensure_venv
+    prepare_instance
     [ $# -ge 1 ] || { echo "usage: ./run.sh job NAME [config.yaml]" >&2; exit 2; }
     name="$1"; shift
     console="$(console_config)"
@@ -145,6 +152,7 @@ case "$cmd" in
     ;;
   dg)
     ensure_venv
+    prepare_instance
     # Same DAGSTER_HOME, settings and working directory as `job` and `dev`; dg finds the project
     # through [tool.dg] in pyproject.toml. VIRTUAL_ENV tells dg which environment is active.
     export VIRTUAL_ENV="$VENV"

@@ -19,6 +19,7 @@ from dataproc_dagster.resources.clickhouse import (
     qualified_name,
     quote_identifier,
 )
+from dataproc_dagster.sql_safety import check_identifier
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,16 @@ class Incremental:
     key: tuple[str, ...] = ()
     initial_value: str | None = None
     table: str | None = None
+
+    def __post_init__(self) -> None:
+        # The cursor and key become quoted column names in the bound query; the table, a
+        # quoted table name.
+        check_identifier(self.cursor_field, option="incremental cursor_field")
+        for field in self.key:
+            check_identifier(field, option="incremental key item")
+        if self.table:
+            for part in self.table.split(".", 1):
+                check_identifier(part, option="incremental table", kind="table")
 
     @property
     def column(self) -> str:

@@ -36,7 +36,7 @@ from dagster import (
 from pydantic import Field
 
 from dataproc_dagster.migrations.errors import MigrationFileError
-from dataproc_dagster.migrations.runner import ClickHouseMigrationManager
+from dataproc_dagster.migrations.runner import ClickHouseMigrationManager, describe_dirty
 
 SCHEMA_KEY = AssetKey(["clickhouse", "schema"])
 MIGRATIONS_POOL = "clickhouse_migrations"
@@ -75,7 +75,10 @@ _CHECK_SPECS = [
 
 
 def _manager(context: Any) -> ClickHouseMigrationManager:
-    return ClickHouseMigrationManager(context.resources.clickhouse, log=context.log.info)
+    run = getattr(context, "run", None)  # op and asset check contexts both have .run
+    return ClickHouseMigrationManager(
+        context.resources.clickhouse, log=context.log.info, run_id=getattr(run, "run_id", "")
+    )
 
 
 def _figures(status: dict[str, Any]) -> dict[str, Any]:
@@ -156,14 +159,7 @@ def clickhouse_schema_checks(context: AssetCheckExecutionContext) -> Iterator[As
         asset_key=SCHEMA_KEY,
         passed=not failed,
         metadata={**figures, "failed": MetadataValue.json(failed)},
-        description=(
-            "; ".join(
-                f"{f['version']:04d}_{f['name']} {f['status']} at statement "
-                f"{f['failed_statement']}: {f['error']}"
-                for f in failed
-            )
-            or "no failed migration"
-        ),
+        description=("; ".join(describe_dirty(f) for f in failed) or "no failed migration"),
     )
     edited = status["checksum_mismatches"]
     yield AssetCheckResult(

@@ -10,6 +10,7 @@ from clickhouse_connect.driver.client import Client
 
 from dataproc_dagster.clickhouse_types import ColumnType, arrow_to_clickhouse
 from dataproc_dagster.resources.clickhouse import qualified_name, quote_identifier, scalar
+from dataproc_dagster.sql_safety import check_expression
 
 
 @dataclass(frozen=True)
@@ -82,7 +83,17 @@ def create_table_sql(
     partition_by: str | None = None,
     extra_columns: Sequence[str] = (),
 ) -> str:
-    """``CREATE TABLE IF NOT EXISTS`` for a frame schema, keys kept out of ``Nullable``."""
+    """``CREATE TABLE IF NOT EXISTS`` for a frame schema, keys kept out of ``Nullable``.
+
+    Names are quoted; ``partition_by`` and ``engine`` are checked to be one expression each.
+
+    Raises:
+        ConfigError: When ``partition_by`` or ``engine`` is not one plain expression.
+    """
+    where = f"{database}.{table}"
+    check_expression(engine, option="engine", source=where)
+    if partition_by:
+        check_expression(partition_by, option="partition_by", source=where)
     columns = column_ddl(schema, nullable_columns, not_null=order_by) + list(extra_columns)
     order = ", ".join(quote_identifier(c) for c in order_by) if order_by else ""
     sql = (

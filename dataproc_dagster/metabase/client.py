@@ -19,6 +19,12 @@ from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
+from dataproc_dagster.config_checks import (
+    check_timeout,
+    refuse_url_credentials,
+    safe_url,
+    url_parts,
+)
 from dataproc_dagster.errors import ConfigError, SourceError
 from dataproc_dagster.http.retry import parse_retry_after
 from dataproc_dagster.log_setup import register_secret
@@ -110,11 +116,24 @@ class MetabaseClient:
         base_url = (base_url or "").strip().rstrip("/")
         if not base_url or urlsplit(base_url).scheme not in ("http", "https"):
             raise ConfigError(
-                f"Metabase base URL {mask_url(base_url)!r} is not an http(s):// URL",
+                f"Metabase base URL {safe_url(base_url)!r} is not an http(s):// URL",
                 source="Metabase",
                 fix="set METABASE_BASE_URL (or the resource's base_url) to e.g. "
                 "https://metabase.example.com",
             )
+        url_parts(
+            base_url,
+            option="METABASE_BASE_URL (or the resource's base_url)",
+            schemes=("http", "https"),
+            example="https://metabase.example.com",
+        )
+        refuse_url_credentials(
+            base_url,
+            option="METABASE_BASE_URL (or the resource's base_url)",
+            fix="remove user:password@ and set METABASE_USERNAME and METABASE_PASSWORD, or "
+            "METABASE_API_KEY",
+        )
+        check_timeout(timeout, option="METABASE_TIMEOUT (or the resource's timeout)")
         if not api_key and not (username and password):
             raise ConfigError(
                 "no Metabase credentials: neither an API key nor username + password is set",

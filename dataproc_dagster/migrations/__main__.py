@@ -15,7 +15,7 @@ from typing import Any
 from clickhouse_connect.driver.exceptions import ClickHouseError
 
 from dataproc_dagster.errors import DataprocError
-from dataproc_dagster.migrations.runner import ClickHouseMigrationManager
+from dataproc_dagster.migrations.runner import ClickHouseMigrationManager, describe_dirty
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -128,10 +128,12 @@ def _format_status(status: dict[str, Any]) -> str:
             f"{row['file']}{flag}"
         )
     for failed in status["failed"]:
-        lines.append(
-            f"FAILED {failed['version']:04d}_{failed['name']} ({failed['operation']}) at "
-            f"statement {failed['failed_statement']} of {failed['statements']}: {failed['error']}"
-        )
+        kind = "FAILED"
+        if failed["status"] == "running":
+            kind = "INTERRUPTED" if failed.get("interrupted", True) else "RUNNING"
+        lines.append(f"{kind}: {describe_dirty(failed)}")
+    for holder in status.get("lock_holders", []):
+        lines.append(f"LOCK claimed by {holder['owner']}: {holder['state']}")
     for missing in status["missing_files"]:
         lines.append(f"MISSING FILE for applied version {missing}")
     return "\n".join(lines)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # The repository's top-level ``migrations/`` next to the package (an editable install or a
@@ -26,8 +26,30 @@ class MigrationSettings(BaseSettings):
     clickhouse_cluster: str = Field(
         default="", description="Cluster name for {cluster} (ON CLUSTER); empty on one server."
     )
-    migrations_lock_timeout: float = Field(default=60.0, ge=0)
-    migrations_lock_ttl: float = Field(default=900.0, gt=0)
+    migrations_lock_timeout: float = Field(
+        default=60.0, ge=0, description="Seconds a runner waits for another runner's lock."
+    )
+    migrations_lock_ttl: float = Field(
+        default=10.0,
+        gt=0,
+        le=86_400,
+        description="Lease of a lock claim, seconds: a runner that stops renewing it (killed, "
+        "host lost) loses the lock this long after its last renewal.",
+    )
+    migrations_lock_heartbeat: float = Field(
+        default=3.0,
+        gt=0,
+        description="Seconds between two renewals of a held claim (below MIGRATIONS_LOCK_TTL).",
+    )
+
+    @model_validator(mode="after")
+    def _heartbeat_below_ttl(self) -> MigrationSettings:
+        if self.migrations_lock_heartbeat >= self.migrations_lock_ttl:
+            raise ValueError(
+                f"MIGRATIONS_LOCK_HEARTBEAT ({self.migrations_lock_heartbeat:g} s) must be below "
+                f"MIGRATIONS_LOCK_TTL ({self.migrations_lock_ttl:g} s), e.g. 3 and 10"
+            )
+        return self
 
 
 def default_migrations_dir(configured: Path | None = None) -> Path:

@@ -9,9 +9,10 @@ file was edited, or an applied version has no file any more.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -33,12 +34,14 @@ from dataproc_dagster.migrations.state import (
     FAILED,
     REVERTED,
     RUNNING,
+    LeaseKeeper,
     MigrationRow,
+    Owner,
     StateTable,
     new_owner,
 )
 from dataproc_dagster.resources.clickhouse import ClickHouseResource
-from dataproc_dagster.settings import FrameworkSettings, get_settings
+from dataproc_dagster.settings import FrameworkSettings, check_env_file, get_settings
 
 _logger = logging.getLogger(__name__)
 _SERVER_SETTLE_SECONDS = 1.0
@@ -53,6 +56,7 @@ class ClickHouseMigrationManager:
         folder: The migrations folder (default: ``MIGRATIONS_DIR`` or top-level ``migrations/``).
         settings: Table name, cluster and lock timings (default: read from the environment).
         log: Where progress messages go (default: this module's logger).
+        run_id: The Dagster run driving this runner, recorded with its lock claim.
     """
 
     def __init__(
@@ -62,9 +66,13 @@ class ClickHouseMigrationManager:
         folder: Path | str | None = None,
         settings: MigrationSettings | None = None,
         log: Callable[[str], None] | None = None,
+        run_id: str = "",
     ) -> None:
         self.clickhouse = clickhouse or resource_from_settings(get_settings())
+        if settings is None:
+            check_env_file()
         self.settings = settings or MigrationSettings()
+        self.run_id = run_id
         self.folder = default_migrations_dir(
             Path(folder) if folder is not None else self.settings.migrations_dir
         )
@@ -93,8 +101,17 @@ class ClickHouseMigrationManager:
         """
         files = self.load_files()
         with self._client() as client:
-            rows = self._state(client).migrations()
-        return self._status(files, rows)
+            state = self._state(client)
+            rows = state.migrations()
+            holders = self.lock_holders(state) if state.exists() else []
+        status = self._status(files, rows)
+        # Without the lock, a "running" row is a migration in progress only while a live
+        # runner claims the lock; otherwise its runner died.
+        busy = any(h["alive"] is not False for h in holders)
+        for failed in status["failed"]:
+            failed["interrupted"] = failed["status"] == RUNNING and not busy
+        status["lock_holders"] = holders
+        return status
 
     def apply(self, *, dry_run: bool = False) -> dict[str, Any]:
         """Apply the pending migrations in version order.
@@ -204,7 +221,10 @@ class ClickHouseMigrationManager:
             state = self._state(client)
             repaired: list[str] = []
             if not state.exists():
-                return {"repaired": [], "status": self._status(files, {})}
+                return {"repaired": [], "lock_holders": [], "status": self._status(files, {})}
+            holders = self.lock_holders(state)
+            for holder in holders:
+                self._log(f"the migration lock was claimed by {holder['owner']}: {holder['state']}")
             with self._locked(state):
                 rows = state.migrations()
                 by_version = {m.version: m for m in files}
@@ -226,7 +246,7 @@ class ClickHouseMigrationManager:
                         f"repaired {repaired[-1]}: now {'applied' if mark_applied else 'pending'}"
                     )
                 status = self._status(files, state.migrations())
-        return {"repaired": repaired, "status": status}
+        return {"repaired": repaired, "lock_holders": holders, "status": status}
 
     def baseline(self, version: int) -> dict[str, Any]:
         """Mark the files up to ``version`` as applied, without running them.
@@ -379,6 +399,53 @@ class ClickHouseMigrationManager:
         with self.clickhouse.get_client(step="migrations") as client:
             yield client
 
+    def lock_holders(self, state: StateTable) -> list[dict[str, Any]]:
+        """Who claims the migration lock and whether each claimant is alive.
+
+        Returns:
+            One ``{"owner", "host", "pid", "run", "alive", "state"}`` per unreleased claim;
+            ``alive`` is True, False or None (unknown: another host with a valid lease).
+        """
+        found = []
+        for owner_id, expiry, valid in state.unreleased_claims():
+            owner = Owner.parse(owner_id)
+            alive: bool | None
+            if self.clickhouse.is_embedded and owner.pid != os.getpid():
+                # This process holds the engine's file lock: no other process is running.
+                alive = False
+                text = "not running (this process holds the embedded engine), claim is stale"
+            elif owner.process_alive() is False:
+                alive, text = False, "its process is gone, claim is stale"
+            elif not valid:
+                alive, text = False, "its lease expired without renewal, claim is stale"
+            else:
+                alive = True if owner.process_alive() else None
+                until = f" until {expiry:%H:%M:%S} UTC" if expiry else ""
+                text = ("alive" if alive else "on another host") + f", lease valid{until}"
+            found.append(
+                {
+                    "owner": owner.describe(),
+                    "host": owner.host,
+                    "pid": owner.pid,
+                    "run": owner.run,
+                    "alive": alive,
+                    "state": text,
+                }
+            )
+        return found
+
+    def _release_stale_claims(self, state: StateTable) -> None:
+        """On the embedded engine, withdraw the claims of other processes: holding the engine's
+        file lock proves none of them is running."""
+        for owner_id, _expiry, _valid in state.unreleased_claims():
+            owner = Owner.parse(owner_id)
+            if owner.pid != os.getpid() or not owner.on_this_host:
+                state.release_lock(owner_id)
+                self._log(
+                    f"released the stale migration lock claim of {owner.describe()} "
+                    "(that process is not running)"
+                )
+
     def _heartbeat(self, state: StateTable, owner: str) -> None:
         """Refresh the lock claim once a quarter of its lifetime has passed."""
         ttl = self.settings.migrations_lock_ttl
@@ -390,16 +457,33 @@ class ClickHouseMigrationManager:
     def _locked(self, state: StateTable) -> Iterator[str]:
         """Hold the migration lock for the block; yields the owner id, to refresh the claim."""
         state.ensure()
-        owner = new_owner()
+        owner = new_owner(self.run_id)
+        embedded = self.clickhouse.is_embedded
+        if embedded:
+            self._release_stale_claims(state)
+        ttl = self.settings.migrations_lock_ttl
         state.acquire_lock(
             owner,
-            ttl=self.settings.migrations_lock_ttl,
+            ttl=ttl,
             timeout=self.settings.migrations_lock_timeout,
-            settle=0.0 if self.clickhouse.is_embedded else _SERVER_SETTLE_SECONDS,
+            settle=0.0 if embedded else _SERVER_SETTLE_SECONDS,
         )
         self._claimed_at = time.monotonic()
+        lease: AbstractContextManager[Any] = (
+            nullcontext()
+            if embedded  # nobody else can reach the engine while this process holds it
+            else LeaseKeeper(
+                lambda: self.clickhouse.get_client(step="migrations lock"),
+                state,
+                owner,
+                ttl=ttl,
+                interval=self.settings.migrations_lock_heartbeat,
+                warn=_logger.warning,
+            )
+        )
         try:
-            yield owner
+            with lease:
+                yield owner
         finally:
             state.release_lock(owner)
 
@@ -462,16 +546,10 @@ class ClickHouseMigrationManager:
 
     def _refuse_unsafe(self, status: dict[str, Any], *, command: str) -> None:
         if status["failed"]:
-            first = status["failed"][0]
-            label = f"{first['version']:04d}_{first['name']}"
-            where = (
-                f" at statement {first['failed_statement']} of {first['statements']}"
-                if first["failed_statement"]
-                else " (interrupted)"
-            )
+            # Called under the lock: a "running" row is one whose runner died.
+            first = dict(status["failed"][0], interrupted=status["failed"][0]["status"] == RUNNING)
             raise MigrationStateError(
-                f"`{command}` refused: migration {label} ({first['operation']}) is "
-                f"{first['status']}{where}: {first['error'] or 'no error recorded'}",
+                f"`{command}` refused: {describe_dirty(first)}",
                 source=self._target(),
                 fix="make the schema consistent by hand, then run `python -m "
                 "dataproc_dagster.migrations repair` (add --applied if you completed it)",
@@ -513,6 +591,23 @@ def resource_from_settings(settings: FrameworkSettings) -> ClickHouseResource:
         password=settings.clickhouse_password.get_secret_value(),
         database=settings.clickhouse_database,
         lock_timeout=settings.clickhouse_lock_timeout,
+    )
+
+
+def describe_dirty(row: dict[str, Any]) -> str:
+    """One line for a failed, interrupted or running migration of ``status["failed"]``."""
+    label = f"{row['version']:04d}_{row['name']} ({row['operation']})"
+    if row["status"] == RUNNING:
+        if row.get("interrupted"):
+            return (
+                f"migration {label} was interrupted: its runner stopped (killed, or lost its "
+                "connection) before recording a result, so which of its "
+                f"{row['statements']} statement(s) took effect is unknown"
+            )
+        return f"migration {label} is running (another runner holds the lock)"
+    return (
+        f"migration {label} is failed at statement {row['failed_statement']} of "
+        f"{row['statements']}: {row['error'] or 'no error recorded'}"
     )
 
 

@@ -7,8 +7,13 @@ the oldest live claim holds the lock, claims expire, and a holder refreshes its 
 
 from __future__ import annotations
 
+import os
+import socket
+import threading
 import time
 import uuid
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -45,6 +50,7 @@ _COLUMNS = (
     "seq",
 )
 _last_seq = 0
+_seq_guard = threading.Lock()
 
 
 class _Sql(str):
@@ -54,8 +60,9 @@ class _Sql(str):
 def _next_seq() -> int:
     # Breaks ties between rows of the same nanosecond, in the order this process wrote them.
     global _last_seq
-    _last_seq = max(_last_seq + 1, time.time_ns())
-    return _last_seq
+    with _seq_guard:  # the lease thread writes claims too
+        _last_seq = max(_last_seq + 1, time.time_ns())
+        return _last_seq
 
 
 @dataclass(frozen=True)
@@ -226,6 +233,24 @@ class StateTable:
         """Withdraw ``owner``'s claim."""
         self._insert(kind="lock", status="release", owner=owner, expires_at=_in_seconds(0))
 
+    def unreleased_claims(self) -> list[tuple[str, datetime | None, bool]]:
+        """Every owner whose last lock row is a claim: (owner, expiry, still valid), oldest
+        first. An owner that died without releasing stays here, with ``still valid`` false
+        once its lease ran out."""
+        if not self.exists():
+            return []
+        rows = self.client.query(
+            f"""SELECT owner, min(recorded_at) AS first_claim,
+                       argMax(status, (recorded_at, seq)) AS last_status,
+                       argMax(expires_at, (recorded_at, seq)) AS expiry,
+                       expiry > now64(3, 'UTC') AS valid
+                FROM {self.qualified} WHERE kind = 'lock'
+                GROUP BY owner
+                HAVING last_status = 'claim'
+                ORDER BY first_claim, owner"""
+        ).result_rows
+        return [(str(owner), expiry, bool(valid)) for owner, _, _, expiry, valid in rows]
+
     def lock_holder(self) -> tuple[str, datetime] | None:
         """The live claim that holds the lock (the oldest first claim), with its expiry."""
         rows = self.client.query(
@@ -267,7 +292,7 @@ class StateTable:
                     f"{timeout:.0f} s",
                     source=self.qualified,
                     fix="wait for that run to finish and retry; if it died, its claim expires "
-                    "by itself (MIGRATIONS_LOCK_TTL)",
+                    "by itself MIGRATIONS_LOCK_TTL seconds after its last renewal",
                 )
             time.sleep(0.5)
 
@@ -277,9 +302,108 @@ def _in_seconds(seconds: float) -> _Sql:
     return _Sql(f"now64(3, 'UTC') + toIntervalMillisecond({int(seconds * 1000)})")
 
 
-def new_owner() -> str:
-    """A lock owner id: host, process and a random suffix."""
-    import os
-    import socket
+def new_owner(run: str = "") -> str:
+    """A lock owner id: host, process, a random suffix and the Dagster run, if any."""
+    owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+    return f"{owner}:{run}" if run else owner
 
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+@dataclass(frozen=True)
+class Owner:
+    """Who wrote a lock claim, read back from its owner id."""
+
+    host: str
+    pid: int
+    run: str
+
+    @classmethod
+    def parse(cls, owner: str) -> Owner:
+        """Read ``host:pid:suffix[:run]``; unknown parts stay empty (pid 0)."""
+        parts = owner.split(":", 3)
+        host = parts[0] if parts else ""
+        pid = int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else 0
+        run = parts[3] if len(parts) > 3 else ""
+        return cls(host=host, pid=pid, run=run)
+
+    @property
+    def on_this_host(self) -> bool:
+        """True when the claim was written by a process of this machine."""
+        return self.host == socket.gethostname()
+
+    def process_alive(self) -> bool | None:
+        """Whether its process still runs; ``None`` when it ran on another host."""
+        if not self.on_this_host or self.pid <= 0:
+            return None
+        try:
+            os.kill(self.pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+
+    def describe(self) -> str:
+        """``host H, pid P, run R``."""
+        text = f"host {self.host or '?'}, pid {self.pid or '?'}"
+        return f"{text}, run {self.run}" if self.run else text
+
+
+class LeaseKeeper:
+    """Renews a lock claim every ``interval`` seconds from a thread with its own client, so
+    a live runner keeps the lock through a long statement and a dead one loses it within
+    ``ttl`` seconds.
+
+    Args:
+        open_client: Returns a context manager yielding a new client (not the runner's).
+        state: The runner's state table (database, table and cluster are reused).
+        owner: The claim to renew.
+        ttl: Lease length, seconds.
+        interval: Seconds between renewals (below ``ttl``).
+        warn: Called with a message when a renewal fails.
+    """
+
+    def __init__(
+        self,
+        open_client: Callable[[], AbstractContextManager[Client]],
+        state: StateTable,
+        owner: str,
+        *,
+        ttl: float,
+        interval: float,
+        warn: Callable[[str], None],
+    ) -> None:
+        self._open_client = open_client
+        self._state = state
+        self._owner = owner
+        self._ttl = ttl
+        self._interval = interval
+        self._warn = warn
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="migration-lock-lease", daemon=True)
+        self.renewals = 0
+
+    def __enter__(self) -> LeaseKeeper:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=max(self._interval, 5.0) + 5.0)
+
+    def _run(self) -> None:
+        try:
+            with self._open_client() as client:
+                state = StateTable(
+                    client,
+                    database=self._state.database,
+                    table=self._state.table,
+                    cluster=self._state.cluster,
+                )
+                while not self._stop.wait(self._interval):
+                    try:
+                        state.claim_lock(self._owner, self._ttl)
+                        self.renewals += 1
+                    except Exception as exc:  # the next renewal may succeed
+                        self._warn(f"could not renew the migration lock: {exc}")
+        except Exception as exc:
+            self._warn(f"could not renew the migration lock: {exc}")

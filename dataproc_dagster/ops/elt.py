@@ -13,6 +13,7 @@ from dataproc_dagster.observability import measure_step
 from dataproc_dagster.ops.loaders.clickhouse import split_table
 from dataproc_dagster.ops.steps import CLICKHOUSE_POOL, materialization, pipeline_errors
 from dataproc_dagster.resources.clickhouse import qualified_name, quote_identifier
+from dataproc_dagster.sql_safety import check_expression, check_identifier, check_single_statement
 
 # Upsert tables are ReplacingMergeTree: until ClickHouse merges their parts in the background,
 # an updated key is stored twice and a plain SELECT counts both. ``final = 1`` reads every
@@ -58,7 +59,17 @@ def create_sql_step(
         order_by: Sorting key of the new table.
         engine: Table engine of the new table.
         name: Step name (default ``sql_<table>``).
+
+    Raises:
+        ConfigError: For a table or column name that is not plain, an ``engine`` that is not
+            one expression, or a ``select`` holding several statements.
     """
+    for part in table.split(".", 1):
+        check_identifier(part, option="create_sql_step table", source=table, kind="table")
+    for column in order_by:
+        check_identifier(column, option="create_sql_step order_by item", source=table)
+    check_expression(engine, option="create_sql_step engine", source=table)
+    check_single_statement(select, source=f"create_sql_step for {table}")
     return SqlStep(select=select, table=table, order_by=tuple(order_by), engine=engine, name=name)
 
 

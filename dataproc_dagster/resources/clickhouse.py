@@ -15,9 +15,11 @@ from clickhouse_connect.driver.client import Client
 from dagster import ConfigurableResource, InitResourceContext
 from pydantic import Field, PrivateAttr
 
+from dataproc_dagster.config_checks import refuse_url_credentials, url_parts
 from dataproc_dagster.errors import ConfigError, SourceError
 from dataproc_dagster.resources.embedded_lock import embedded_directory_lock
 from dataproc_dagster.settings import CLICKHOUSE_SCHEMES, FrameworkSettings
+from dataproc_dagster.sql_safety import check_single_statement
 
 Parameters = dict[str, Any] | Sequence[Any] | None
 
@@ -78,6 +80,15 @@ class ClickHouseResource(ConfigurableResource):
         """The chDB directory of an embedded URL."""
         parts = urlsplit(self.url)
         raw = (parts.netloc + parts.path) if parts.netloc not in ("", "localhost") else parts.path
+        if not raw.strip("/"):
+            # "chdb://" would put the engine's folders into the working directory, "chdb:///"
+            # into the file system root.
+            raise ConfigError(
+                f"the embedded ClickHouse URL {self.url!r} names no directory",
+                source="CLICKHOUSE_URL",
+                fix="use chdb:///path/to/dir, or leave CLICKHOUSE_URL empty for "
+                "<DATAPROC_DATA_DIR>/clickhouse",
+            )
         return Path(raw).expanduser().resolve()
 
     def describe(self) -> str:
@@ -90,14 +101,21 @@ class ClickHouseResource(ConfigurableResource):
         return f"ClickHouse server {parts.scheme}://{host}{port} (database {self.database})"
 
     def _scheme(self) -> str:
-        scheme = urlsplit(self.url).scheme
-        if scheme not in CLICKHOUSE_SCHEMES:
-            raise ConfigError(
-                f"unsupported ClickHouse URL scheme {scheme!r}",
-                source="CLICKHOUSE_URL",
-                fix="use chdb:///path for the embedded engine or http(s)://host:8123 for a server",
-            )
-        return scheme
+        parts = url_parts(
+            self.url,
+            option="CLICKHOUSE_URL",
+            schemes=CLICKHOUSE_SCHEMES,
+            example="chdb:///path (embedded) or http://localhost:8123 (a server)",
+        )
+        # The resource's config is stored with every run: a password in it would be too.
+        refuse_url_credentials(
+            self.url,
+            option="the ClickHouse resource's url",
+            fix="put the user in `user` and the password in CLICKHOUSE_PASSWORD (or "
+            "password=EnvVar('NAME')); CLICKHOUSE_URL itself may hold user:password@, the "
+            "settings move them out of the URL",
+        )
+        return parts.scheme
 
     @contextmanager
     def get_client(self, *, step: str | None = None) -> Iterator[Client]:
@@ -119,13 +137,13 @@ class ClickHouseResource(ConfigurableResource):
             with embedded_directory_lock(
                 self.embedded_path, timeout=self.lock_timeout, holder=holder
             ):
-                client = self._open_embedded()
+                client = _one_statement_per_call(self._open_embedded())
                 try:
                     yield client
                 finally:
                     client.close()
         else:
-            client = self._open_server()
+            client = _one_statement_per_call(self._open_server())
             try:
                 yield client
             finally:
@@ -232,6 +250,7 @@ class ClickHouseResource(ConfigurableResource):
         holder = dict(self._holder)
         if step:
             holder["step"] = step
+        check_single_statement(sql, source=self.describe())
         final_sql, bound = bind_query(sql, parameters)
         params = {k.removeprefix("param_"): v for k, v in bound.items()}
         with embedded_directory_lock(self.embedded_path, timeout=self.lock_timeout, holder=holder):
@@ -282,6 +301,24 @@ def qualified_name(table: str, database: str | None = None) -> str:
     if database:
         return f"{quote_identifier(database)}.{quote_identifier(table)}"
     return quote_identifier(table)
+
+
+def _one_statement_per_call(client: Client) -> Client:
+    """Make ``client.command`` and ``client.query`` refuse text holding several statements.
+
+    The embedded engine runs every statement of one call; a value from configuration that
+    smuggled in ``; DROP TABLE ...`` would run too. Binding happens after the check, so bound
+    values may hold anything.
+    """
+    for name in ("command", "query"):
+        original = getattr(client, name)
+
+        def guarded(sql: str, *args: Any, _original: Any = original, **kwargs: Any) -> Any:
+            check_single_statement(sql, source="ClickHouse command")
+            return _original(sql, *args, **kwargs)
+
+        setattr(client, name, guarded)
+    return client
 
 
 def _scrub(text: str, secret: str) -> str:

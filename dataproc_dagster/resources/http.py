@@ -8,6 +8,7 @@ from urllib.parse import urljoin
 from dagster import ConfigurableResource
 from pydantic import Field
 
+from dataproc_dagster.config_checks import check_timeout, refuse_url_credentials, url_parts
 from dataproc_dagster.errors import ConfigError
 from dataproc_dagster.http.auth import AUTH_KINDS, HttpAuth
 from dataproc_dagster.http.client import HttpSource
@@ -88,6 +89,19 @@ class HttpResource(ConfigurableResource):
     ) -> HttpSource:
         """An :class:`HttpSource` with this resource's settings."""
         auth = self.auth()
+        if self.base_url:
+            url_parts(
+                self.base_url,
+                option="http resource base_url",
+                schemes=("http", "https"),
+                example="https://api.example.com/v2/",
+            )
+            refuse_url_credentials(
+                self.base_url,
+                option="http resource base_url",
+                fix="remove user:password@ and use auth_kind='basic' with secret=EnvVar('NAME')",
+            )
+        check_timeout(self.timeout, option="http resource timeout")
         if auth.kind != "none" and not self.secret:
             raise ConfigError(
                 f"the http resource uses {auth.kind} auth but its secret is empty",

@@ -141,3 +141,48 @@ def test_dagster_job_execute_migrate(
     assert "Asset check 'no_pending_migrations' on 'clickhouse/schema' passed" in log
     assert "Asset check 'tables_match_migrations' on 'clickhouse/schema' passed" in log
     assert clickhouse.query_rows("SELECT count() FROM events") == [(3,)]
+
+
+def test_a_killed_up_is_reported_as_interrupted_and_can_be_repaired_within_seconds(
+    env: dict[str, str], tmp_path: Path, folder: Path
+) -> None:
+    import signal
+    import time
+
+    write(
+        folder,
+        "0003_slow.up.sql",
+        "CREATE TABLE IF NOT EXISTS {database}.slow {cluster} (id UInt32) "
+        "ENGINE = MergeTree ORDER BY id;\n"
+        "SELECT sleep(3);\nSELECT sleep(3);\nSELECT sleep(3);",
+    )
+    runner = subprocess.Popen(
+        [*CLI, "up"], env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    try:
+        deadline = time.monotonic() + 90
+        while b"applied 0002" not in (line := runner.stderr.readline()):  # type: ignore[union-attr]
+            assert line and time.monotonic() < deadline, "the runner never reached 0003"
+        time.sleep(1.5)  # inside 0003: its table exists, the sleeps run
+        runner.send_signal(signal.SIGKILL)
+    finally:
+        runner.wait(timeout=30)
+        runner.stdout.close()  # type: ignore[union-attr]
+        runner.stderr.close()  # type: ignore[union-attr]
+    assert runner.returncode == -signal.SIGKILL
+
+    status = cli(env, tmp_path, "status")
+    assert "INTERRUPTED: migration 0003_slow (up) was interrupted" in status.stdout, status
+    assert "at statement 0" not in status.stdout
+    assert "LOCK claimed by host" in status.stdout and "stale" in status.stdout
+
+    started = time.monotonic()
+    repaired = cli(env, tmp_path, "repair")
+    assert repaired.returncode == 0, repaired.stderr
+    assert f"pid {runner.pid}" in repaired.stderr and "stale" in repaired.stderr
+    assert "repaired: 0003_slow" in repaired.stdout
+    # 0003 is written to be re-runnable (IF NOT EXISTS), so it simply runs again.
+    again = cli(env, tmp_path, "up")
+    assert again.returncode == 0, again.stderr
+    assert "applied 0003_slow" in again.stderr
+    assert time.monotonic() - started < 60  # not MIGRATIONS_LOCK_TTL of minutes

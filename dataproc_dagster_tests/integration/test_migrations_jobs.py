@@ -169,7 +169,7 @@ def test_a_failing_migration_fails_the_run_and_the_failed_check(
     assert not failed.passed
     assert failed.metadata["failed_count"].value == 1
     assert failed.metadata["executed_count"].value == 2
-    assert "0003_broken failed at statement 1: " in (failed.description or "")
+    assert "0003_broken (up) is failed at statement 1 of 1: " in (failed.description or "")
     assert failed.metadata["failed"].value[0]["failed_statement"] == 1
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import socket
 import time
 from pathlib import Path
 
@@ -294,23 +296,48 @@ def test_bad_folder_fails_before_anything_is_applied(
 def test_a_live_lock_claim_makes_up_fail_clearly_and_an_expired_one_is_ignored(
     clickhouse: ClickHouseResource, folder: Path
 ) -> None:
+    # A claim of this very process (another thread) is live: the file lock cannot tell.
+    live = f"{socket.gethostname()}:{os.getpid()}:deadbeef"
     runner = manager(clickhouse, folder, migrations_lock_timeout=0.3)
     with clickhouse.get_client() as client:
         state = StateTable(client, database="default", table="schema_migrations")
         state.ensure()
-        state.claim_lock("other-host:4242:deadbeef", ttl=60)
+        state.claim_lock(live, ttl=60)
 
     with pytest.raises(MigrationLockError) as caught:
         runner.apply()
-    assert "another migration runner (other-host:4242:deadbeef) holds the lock until" in str(
-        caught.value
-    )
+    assert f"another migration runner ({live}) holds the lock until" in str(caught.value)
     assert "a" not in tables(clickhouse)
 
     with clickhouse.get_client() as client:
         state = StateTable(client, database="default", table="schema_migrations")
-        state.claim_lock("other-host:4242:deadbeef", ttl=0)  # its claim expired
+        state.claim_lock(live, ttl=0)  # its claim expired
     assert len(runner.apply()["applied"]) == 3
+
+
+def test_on_the_embedded_engine_a_claim_of_another_process_is_released_at_once(
+    clickhouse: ClickHouseResource, folder: Path
+) -> None:
+    # Holding the engine's file lock proves that the process that wrote it is not running.
+    messages: list[str] = []
+    runner = ClickHouseMigrationManager(
+        clickhouse,
+        folder=folder,
+        settings=MigrationSettings(migrations_lock_timeout=0.3),  # type: ignore[call-arg]
+        log=messages.append,
+    )
+    with clickhouse.get_client() as client:
+        state = StateTable(client, database="default", table="schema_migrations")
+        state.ensure()
+        state.claim_lock("other-host:4242:deadbeef:run-1", ttl=600)
+
+    started = time.monotonic()
+    assert len(runner.apply()["applied"]) == 3
+    assert time.monotonic() - started < 10
+    assert any(
+        "released the stale migration lock claim of host other-host, pid 4242, run run-1" in m
+        for m in messages
+    ), messages
 
 
 def test_lock_goes_to_the_oldest_live_claim(clickhouse: ClickHouseResource) -> None:
@@ -388,3 +415,31 @@ def test_expected_schema_follows_the_applied_migrations(
     runner.rollback_migrations(2)
     assert runner.expected_schema() == {"default.a": {"id": "UInt32", "name": "String"}}
     assert runner.check_schema() == {"tables": {"default.a": ["id", "name"]}, "problems": []}
+
+
+def test_a_lease_is_kept_alive_while_renewed_and_expires_soon_after(
+    clickhouse: ClickHouseResource,
+) -> None:
+    from dataproc_dagster.migrations.state import LeaseKeeper
+
+    warnings: list[str] = []
+    with clickhouse.get_client() as client:
+        state = StateTable(client, database="default", table="schema_migrations")
+        state.ensure()
+        state.acquire_lock("runner-a", ttl=1.0, timeout=0, settle=0)
+        with LeaseKeeper(
+            clickhouse.get_client, state, "runner-a", ttl=1.0, interval=0.25, warn=warnings.append
+        ) as lease:
+            time.sleep(2.5)  # well past the first lease: only the renewals keep it
+            holder = state.lock_holder()
+            assert holder is not None and holder[0] == "runner-a"
+        assert lease.renewals >= 4 and warnings == []
+        time.sleep(1.5)  # the holder "died": no more renewals
+        assert state.lock_holder() is None
+        assert [valid for _, _, valid in state.unreleased_claims()] == [False]
+        state.acquire_lock("runner-b", ttl=1.0, timeout=0, settle=0)  # at once, no wait
+
+
+def test_lease_renewal_must_be_shorter_than_the_lease() -> None:
+    with pytest.raises(ValueError, match="MIGRATIONS_LOCK_HEARTBEAT"):
+        MigrationSettings(migrations_lock_ttl=2, migrations_lock_heartbeat=3)  # type: ignore[call-arg]

@@ -70,3 +70,81 @@ def test_secret_values_never_appear_in_errors(monkeypatch: pytest.MonkeyPatch) -
     )
     monkeypatch.setenv("LOG_LEVEL", "INFO")
     assert "mb_supersecret" not in repr(load_settings())
+
+
+def test_dotenv_that_is_not_utf8_names_the_file_line_and_byte(tmp_path: Path) -> None:
+    (tmp_path / ".env").write_bytes(b"LOG_LEVEL=INFO\nMETABASE_USERNAME=J\xfcrgen\n")
+    with pytest.raises(ConfigError) as caught:
+        load_settings()
+    message = str(caught.value)
+    assert ".env is not valid UTF-8" in message
+    assert "byte 34 (line 2)" in message and "0xfc" in message
+
+
+def test_a_chdb_url_without_a_directory_uses_the_data_dir(tmp_path: Path) -> None:
+    for url in ("chdb://", "chdb:///"):
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setenv("CLICKHOUSE_URL", url)
+            settings = load_settings()
+        assert settings.clickhouse_url == f"chdb://{tmp_path / '.dataproc' / 'clickhouse'}"
+
+
+def test_a_resource_with_a_chdb_url_without_a_directory_is_refused(tmp_path: Path) -> None:
+    from dataproc_dagster.resources.clickhouse import ClickHouseResource
+
+    with (
+        pytest.raises(ConfigError, match="names no directory"),
+        ClickHouseResource(url="chdb://").get_client(),
+    ):
+        pass
+    assert list(tmp_path.iterdir()) == []  # no engine folders in the working directory
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "expected"),
+    [
+        (
+            "CLICKHOUSE_LOCK_TIMEOUT",
+            "-1",
+            "CLICKHOUSE_LOCK_TIMEOUT: Input should be greater than 0",
+        ),
+        ("CLICKHOUSE_LOCK_TIMEOUT", "1e12", "CLICKHOUSE_LOCK_TIMEOUT: Input should be less than"),
+        ("METABASE_TIMEOUT", "1e12", "METABASE_TIMEOUT: Input should be less than"),
+        ("CLICKHOUSE_URL", "http://host:notaport", "CLICKHOUSE_URL: Value error, is not a valid"),
+        ("METABASE_BASE_URL", "http://host:notaport", "METABASE_BASE_URL: Value error, is not a"),
+    ],
+)
+def test_absurd_values_name_the_variable(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str, expected: str
+) -> None:
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigError) as caught:
+        load_settings()
+    assert expected in str(caught.value)
+
+
+def test_a_data_dir_that_is_a_file_names_the_variable(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    (tmp_path / "afile").write_text("x")
+    monkeypatch.setenv("DATAPROC_DATA_DIR", str(tmp_path / "afile"))
+    with pytest.raises(ConfigError) as caught:
+        load_settings()
+    assert "DATAPROC_DATA_DIR: Value error, is a file, not a folder" in str(caught.value)
+
+
+@pytest.mark.parametrize("timeout", [-1, 0, 1e12, float("nan")])
+def test_absurd_http_timeouts_name_the_option(timeout: float) -> None:
+    from dataproc_dagster.http.run_config import spec_from_config
+
+    with pytest.raises(ConfigError) as caught:
+        spec_from_config({"url": "https://api.example/items", "timeout": timeout})
+    assert "HTTP extractor timeout must be a number of seconds above 0" in str(caught.value)
+
+
+def test_an_http_url_with_a_bad_port_names_the_option() -> None:
+    from dataproc_dagster.http.run_config import spec_from_config
+
+    with pytest.raises(ConfigError) as caught:
+        spec_from_config({"url": "http://host:notaport/items"})
+    assert "HTTP extractor url is not a valid URL (the port is not a number" in str(caught.value)

@@ -13,6 +13,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from dataproc_dagster.config_checks import check_timeout, refuse_url_credentials, url_parts
 from dataproc_dagster.errors import ConfigError, DataprocError
 from dataproc_dagster.http.auth import NO_AUTH, HttpAuth
 from dataproc_dagster.http.client import HttpSource
@@ -67,6 +68,20 @@ class HttpSourceSpec:
                 "max_depth must not be negative",
                 source="HTTP extractor",
                 fix="set max_depth=0 to keep nested objects as JSON text",
+            )
+        if self.timeout is not None:
+            check_timeout(self.timeout, option="HTTP extractor timeout")
+        if "://" in self.url:
+            url_parts(
+                self.url,
+                option="HTTP extractor url",
+                schemes=("http", "https"),
+                example="https://api.example.com/items",
+            )
+            refuse_url_credentials(
+                self.url,
+                option="HTTP extractor url",
+                fix="remove user:password@ and use auth (kind: basic, username, secret_env)",
             )
         if self.resource_key is None and "://" not in self.url:
             raise ConfigError(

@@ -19,6 +19,7 @@ from dagster import (
 
 from dataproc_dagster.chunks import ChunkSet
 from dataproc_dagster.config_types import choice
+from dataproc_dagster.errors import ConfigError
 from dataproc_dagster.loading.schema_check import DRIFT_POLICIES
 from dataproc_dagster.loading.tables import describe_table
 from dataproc_dagster.loading.writer import WRITE_MODES, LoadSpec, load_chunkset
@@ -30,6 +31,11 @@ from dataproc_dagster.ops.steps import (
     cleanup_run_chunks,
     materialization,
     pipeline_errors,
+)
+from dataproc_dagster.sql_safety import (
+    check_expression,
+    check_expression_with_engine,
+    check_identifier,
 )
 
 LOADER_CONFIG_SCHEMA = {
@@ -95,7 +101,31 @@ class ClickHouseLoader:
             schema_drift=config.get("schema_drift", "freeze"),
         )
         spec.validate()
+        check_spec_sql(spec, prefix="run config ")
         return spec
+
+
+def check_spec_sql(spec: LoadSpec, *, prefix: str = "") -> None:
+    """Refuse names and expressions of ``spec`` that could change the SQL built from them.
+
+    Names are quoted when used, so they only need to be plain text; ``partition_by`` must be
+    exactly one ClickHouse expression (see :mod:`dataproc_dagster.sql_safety`).
+
+    Raises:
+        ConfigError: Naming the option (``prefix`` + its name), the value and the fix.
+    """
+    where = f"{spec.database}.{spec.table}"
+    check_identifier(
+        spec.database, option=f"{prefix}table (database part)", source=where, kind="table"
+    )
+    check_identifier(spec.table, option=f"{prefix}table", source=where, kind="table")
+    for option, names in (("order_by", spec.order_by), ("key_columns", spec.key_columns)):
+        for name in names:
+            check_identifier(name, option=f"{prefix}{option} item", source=where)
+    if spec.version_column is not None:
+        check_identifier(spec.version_column, option=f"{prefix}version_column", source=where)
+    if spec.partition_by is not None:
+        check_expression(spec.partition_by, option=f"{prefix}partition_by", source=where)
 
 
 def split_table(name: str, default_database: str) -> tuple[str, str]:
@@ -174,9 +204,39 @@ def create_clickhouse_loader(
         optimize_after_upsert=optimize_after_upsert,
     )
     spec.validate()
+    check_spec_sql(spec)
     return ClickHouseLoader(
         spec, retry_policy=retry_policy, keep_chunks=keep_chunks, on_chunk=on_chunk
     )
+
+
+def check_target_ready(client: Any, spec: LoadSpec, *, from_config: bool) -> None:
+    """Checks that need the engine, run before anything is written.
+
+    ``partition_by`` goes through ClickHouse's own parser; a target database named in run
+    config must exist (a typo there must not create a database).
+
+    Raises:
+        ConfigError: Naming the option, the value and the fix.
+    """
+    prefix = "run config " if from_config else ""
+    where = f"{spec.database}.{spec.table}"
+    if spec.partition_by is not None:
+        check_expression_with_engine(
+            client, spec.partition_by, option=f"{prefix}partition_by", source=where
+        )
+    if from_config:
+        found = client.query(
+            "SELECT count() FROM system.databases WHERE name = {d:String}",
+            parameters={"d": spec.database},
+        ).result_rows
+        if not found or not found[0][0]:
+            raise ConfigError(
+                f"run config table names database {spec.database!r}, which does not exist",
+                source=where,
+                fix=f"create database {spec.database!r} with a migration first, or correct "
+                "the database part of `table` (a bare name uses CLICKHOUSE_DATABASE)",
+            )
 
 
 def make_load_op(pipeline: str, name: str, loader: ClickHouseLoader) -> OpDefinition:
@@ -204,6 +264,7 @@ def make_load_op(pipeline: str, name: str, loader: ClickHouseLoader) -> OpDefini
             measure_step(name, context.log) as metrics,
             clickhouse.get_client(step=name) as client,
         ):
+            check_target_ready(client, spec, from_config=loader.from_config)
             result = load_chunkset(
                 client,
                 chunks,
