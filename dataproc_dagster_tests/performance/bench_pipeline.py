@@ -1,14 +1,20 @@
 """Benchmark: ClickHouse -> transform -> ClickHouse as a Dagster job vs. a raw insert.
 
 Run with ``./run.sh bench`` (or ``python -m dataproc_dagster_tests.performance.bench_pipeline
-[--sizes 1000000 10000000]``). For each size it builds a realistic 10-column source table in the
-embedded ClickHouse, then, each in its own process so that memory figures are clean:
+[--sizes 1000000 10000000] [--backend embedded|server]``). For each size it builds a realistic
+10-column source table, then, each in its own process so that memory figures are clean:
 
 - runs the pipeline job (extract -> transform -> load, mode ``replace``) and reads each step's
   rows, seconds and peak memory from the step metadata;
-- inserts the same rows with a plain ``clickhouse-connect`` ``insert_df`` of the whole frame.
+- inserts the same rows with a plain ``clickhouse-connect`` ``insert_df`` of the whole frame;
+- copies them inside the engine (``INSERT INTO dst SELECT * FROM src``, no Python): the
+  physical limit of any pipeline on this machine.
 
-It prints a table; the figure that counts is the throughput ratio pipeline / raw insert.
+It prints a table; the figures that count are the throughput ratio pipeline / raw insert and
+the pipeline's share of the engine-only copy. On a shared machine wall times move with the
+load, so CPU seconds (all threads of the process, the engine's included) are printed too.
+``--backend server`` runs against the ClickHouse server of ``CLICKHOUSE_URL`` instead of the
+embedded engine.
 """
 
 from __future__ import annotations
@@ -68,8 +74,25 @@ def _transform(df: Any) -> Any:
     return df
 
 
-def _run_pipeline(data_dir: str) -> dict[str, Any]:
+def _clickhouse_url(data_dir: str, backend: str) -> str:
+    if backend == "embedded":
+        return f"chdb://{Path(data_dir) / 'clickhouse'}"
+    url = os.environ.get("CLICKHOUSE_URL", "")
+    if not url.startswith(("http://", "https://")):
+        raise SystemExit("--backend server needs CLICKHOUSE_URL=http(s)://host:port")
+    return url
+
+
+def _client(data_dir: str, backend: str) -> Any:
+    from dataproc_dagster.resources.clickhouse import ClickHouseResource
+
+    resource = ClickHouseResource(url=_clickhouse_url(data_dir, backend))
+    return resource._open_embedded() if resource.is_embedded else resource._open_server()
+
+
+def _run_pipeline(data_dir: str, backend: str) -> dict[str, Any]:
     os.environ["DATAPROC_DATA_DIR"] = data_dir
+    os.environ["CLICKHOUSE_URL"] = _clickhouse_url(data_dir, backend)
     from dataproc_dagster import (
         create_clickhouse_extractor,
         create_clickhouse_loader,
@@ -87,9 +110,9 @@ def _run_pipeline(data_dir: str) -> dict[str, Any]:
     )
     resource = ClickHouseResource.from_settings(get_settings())
     resource.command("DROP TABLE IF EXISTS bench_dst SYNC")
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     result = pipeline.job.execute_in_process(resources={"clickhouse": resource})
-    seconds = time.perf_counter() - started
+    seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
     assert result.success
     steps: dict[str, Any] = {}
     for event in result.all_events:
@@ -101,45 +124,51 @@ def _run_pipeline(data_dir: str) -> dict[str, Any]:
                 "peak_mb": meta["peak_memory_mb"].value,
             }
     rows = resource.query_rows("SELECT count() FROM bench_dst")[0][0]
-    return {"seconds": seconds, "rows": rows, "steps": steps}
+    return {"seconds": seconds, "cpu": cpu, "rows": rows, "steps": steps}
 
 
-def _run_raw(data_dir: str) -> dict[str, Any]:
-    import clickhouse_connect
-
-    client = clickhouse_connect.get_client(
-        interface="chdb", path=str(Path(data_dir) / "clickhouse")
-    )
+def _run_raw(data_dir: str, backend: str) -> dict[str, Any]:
+    client = _client(data_dir, backend)
     frame = client.query_df("SELECT * FROM bench_src")
     client.command("DROP TABLE IF EXISTS bench_raw SYNC")
     client.command("CREATE TABLE bench_raw AS bench_src")
     psutil.Process()  # warm
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     client.insert_df("bench_raw", frame)
-    seconds = time.perf_counter() - started
+    seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
     rows = client.query("SELECT count() FROM bench_raw").result_rows[0][0]
     client.command("DROP TABLE bench_raw SYNC")
     peak = psutil.Process().memory_info().rss / 1e6
     client.close()
-    return {"seconds": seconds, "rows": rows, "rss_mb": peak}
+    return {"seconds": seconds, "cpu": cpu, "rows": rows, "rss_mb": peak}
 
 
-def _prepare(data_dir: str, rows: int) -> None:
-    import clickhouse_connect
+def _run_copy(data_dir: str, backend: str) -> dict[str, Any]:
+    """The engine copies the table itself: the physical limit of any pipeline here."""
+    client = _client(data_dir, backend)
+    client.command("DROP TABLE IF EXISTS bench_copy SYNC")
+    client.command("CREATE TABLE bench_copy AS bench_src")
+    started, cpu = time.perf_counter(), time.process_time()
+    client.command("INSERT INTO bench_copy SELECT * FROM bench_src")
+    seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
+    rows = client.query("SELECT count() FROM bench_copy").result_rows[0][0]
+    client.command("DROP TABLE bench_copy SYNC")
+    client.close()
+    return {"seconds": seconds, "cpu": cpu, "rows": rows}
 
-    client = clickhouse_connect.get_client(
-        interface="chdb", path=str(Path(data_dir) / "clickhouse")
-    )
+
+def _prepare(data_dir: str, backend: str, rows: int) -> None:
+    client = _client(data_dir, backend)
     client.command("DROP TABLE IF EXISTS bench_src SYNC")
     client.command(SOURCE_SQL)
     client.command(FILL_SQL, parameters={"rows": rows})
     client.close()
 
 
-def _child(kind: str, data_dir: str, rows: int) -> dict[str, Any]:
+def _child(kind: str, data_dir: str, backend: str, rows: int) -> dict[str, Any]:
     module = "dataproc_dagster_tests.performance.bench_pipeline"
     command = [sys.executable, "-m", module, "--child", kind, "--data-dir", data_dir]
-    command += ["--rows", str(rows)]
+    command += ["--rows", str(rows), "--backend", backend]
     done = subprocess.run(command, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise RuntimeError(f"{kind} failed:\n{done.stderr[-3000:]}")
@@ -150,52 +179,68 @@ def main(argv: list[str] | None = None) -> int:
     """Run the benchmark and print the table."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--sizes", type=int, nargs="*", default=[1_000_000, 10_000_000])
-    parser.add_argument("--child", choices=["prepare", "pipeline", "raw"])
+    parser.add_argument(
+        "--backend",
+        choices=["embedded", "server"],
+        default="embedded",
+        help="embedded chDB in a temporary folder, or the server of CLICKHOUSE_URL",
+    )
+    parser.add_argument("--child", choices=["prepare", "pipeline", "raw", "copy"])
     parser.add_argument("--data-dir")
     parser.add_argument("--rows", type=int, default=0)
     args = parser.parse_args(argv)
     if args.child:
         if args.child == "prepare":
-            _prepare(args.data_dir, args.rows)
+            _prepare(args.data_dir, args.backend, args.rows)
             print(json.dumps({}))
         else:
-            runner = _run_pipeline if args.child == "pipeline" else _run_raw
-            print(json.dumps(runner(args.data_dir)))
+            runner = {"pipeline": _run_pipeline, "raw": _run_raw, "copy": _run_copy}[args.child]
+            print(json.dumps(runner(args.data_dir, args.backend)))
         return 0
 
     print(
         f"machine: {os.cpu_count()} cores, {psutil.virtual_memory().total / 2**30:.0f} GiB, "
-        f"{platform.processor() or platform.machine()}, python {platform.python_version()}"
+        f"{platform.processor() or platform.machine()}, python {platform.python_version()}, "
+        f"load average {os.getloadavg()[0]:.1f}, backend {args.backend}"
     )
     header = (
-        f"{'rows':>11} | {'pipeline s':>10} | {'pipeline rows/s':>15} | {'raw insert s':>12} | "
-        f"{'raw rows/s':>11} | {'ratio':>5} | peak MB extract / transform / load"
+        f"{'rows':>11} | {'pipeline s':>10} | {'rows/s':>9} | {'raw insert s':>12} | "
+        f"{'ratio':>5} | {'engine copy s':>13} | {'share':>5} | "
+        "step s extract / transform / load | peak MB extract / transform / load"
     )
     print(header)
     print("-" * len(header))
     peaks: dict[int, dict[str, float]] = {}
+    cpu_lines = []
     with tempfile.TemporaryDirectory(prefix="dataproc-bench-") as data_dir:
         for rows in args.sizes:
-            _child("prepare", data_dir, rows)
-            pipe = _child("pipeline", data_dir, rows)
-            raw = _child("raw", data_dir, rows)
-            assert pipe["rows"] == rows and raw["rows"] == rows, (pipe["rows"], raw["rows"])
-            pipe_rate = rows / pipe["seconds"]
-            raw_rate = rows / raw["seconds"]
+            _child("prepare", data_dir, args.backend, rows)
+            pipe = _child("pipeline", data_dir, args.backend, rows)
+            raw = _child("raw", data_dir, args.backend, rows)
+            copy = _child("copy", data_dir, args.backend, rows)
+            assert pipe["rows"] == raw["rows"] == copy["rows"] == rows, (pipe, raw, copy)
             steps = pipe["steps"]
-            step_peaks = {
-                "extract": steps["extract"]["peak_mb"],
-                "transform": next(
-                    v["peak_mb"] for k, v in steps.items() if k.startswith("transform")
-                ),
-                "load": steps["load"]["peak_mb"],
-            }
-            peaks[rows] = step_peaks
+            transform = next(v for k, v in steps.items() if k.startswith("transform"))
+            by_step = {"extract": steps["extract"], "transform": transform, "load": steps["load"]}
+            peaks[rows] = {k: v["peak_mb"] for k, v in by_step.items()}
             print(
-                f"{rows:>11,} | {pipe['seconds']:>10.1f} | {pipe_rate:>15,.0f} | "
-                f"{raw['seconds']:>12.1f} | {raw_rate:>11,.0f} | {pipe_rate / raw_rate:>5.2f} | "
-                + " / ".join(f"{v:,.0f}" for v in step_peaks.values())
+                f"{rows:>11,} | {pipe['seconds']:>10.1f} | {rows / pipe['seconds']:>9,.0f} | "
+                f"{raw['seconds']:>12.1f} | {raw['seconds'] / pipe['seconds']:>5.2f} | "
+                f"{copy['seconds']:>13.1f} | {copy['seconds'] / pipe['seconds']:>5.2f} | "
+                + " / ".join(f"{v['seconds']:.1f}" for v in by_step.values()).ljust(33)
+                + " | "
+                + " / ".join(f"{v:,.0f}" for v in peaks[rows].values())
             )
+            cpu_lines.append(
+                f"{rows:>11,} | CPU s: pipeline {pipe['cpu']:.1f}, raw insert {raw['cpu']:.1f} "
+                f"(ratio {raw['cpu'] / pipe['cpu']:.2f}), engine copy {copy['cpu']:.1f} "
+                f"(share {copy['cpu'] / pipe['cpu']:.2f})"
+            )
+    print(
+        "ratio = raw insert s / pipeline s (> 1: the pipeline is faster); share = engine copy s /"
+    )
+    print("pipeline s (1.0 = as fast as the engine copying the table itself)")
+    print("\n".join(cpu_lines))
     if len(peaks) >= 2:
         small, large = min(peaks), max(peaks)
         growth = {k: peaks[large][k] / peaks[small][k] for k in peaks[small]}

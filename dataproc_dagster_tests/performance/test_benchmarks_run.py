@@ -13,10 +13,13 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 
 CASES = {
-    "bench_pipeline": (["--sizes", "20000", "40000"], ["ratio", "40,000 |", "peak memory growth"]),
+    "bench_pipeline": (
+        ["--sizes", "20000", "40000"],
+        ["ratio", "40,000 |", "engine copy", "share", "peak memory growth"],
+    ),
     "bench_http": (
-        ["--pages", "20", "--job-pages", "20", "--delay", "0.001"],
-        ["speed-up at concurrency 8", "job / bare loop"],
+        ["--pages", "20", "--job-pages", "20", "--launch-pages", "0", "--delay", "0.001"],
+        ["speed-up at concurrency 8", "job / bare loop", "Dagster floor", "our overhead"],
     ),
     "bench_metabase": (["--rows", "3000", "--repeat", "1"], ["fastest path", "baseline"]),
     "bench_migrations": (["--count", "5"], ["up (all pending)", "down 5"]),
