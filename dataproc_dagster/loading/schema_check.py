@@ -7,6 +7,7 @@ with the table, column, row and value, so nothing is changed in silence.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -15,6 +16,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from dataproc_dagster.chunks import read_chunk
 from dataproc_dagster.clickhouse_types import (
     COMPATIBLE,
     ColumnType,
@@ -146,16 +148,27 @@ def check_chunk(table: pa.Table, info: TableInfo, *, row_offset: int = 0) -> Non
 
 
 def check_file(path: Path, columns: list[str], info: TableInfo, *, row_offset: int = 0) -> int:
-    """:func:`check_chunk` for a Parquet chunk, reading only the columns that need their values.
+    """:func:`check_chunk` for a chunk file, reading only the columns that need their values.
 
-    Types come from the file's schema, null counts and integer ranges from its statistics; a
-    column is read only when those cannot settle it (floats into integers, Enum labels, nulls
-    into a non-Nullable column, whose row is then named). Returns the file's row count.
+    Types come from the file's schema, null counts and integer ranges from its statistics
+    (Parquet) or its memory-mapped arrays (Arrow IPC); a column's values are checked only when
+    those cannot settle it (floats into integers, Enum labels, nulls into a non-Nullable
+    column, whose row is then named). Returns the file's row count.
     """
-    parquet = pq.ParquetFile(path)
-    schema = parquet.schema_arrow
+    read: Callable[[list[str]], pa.Table]
+    if path.suffix == ".parquet":
+        parquet = pq.ParquetFile(path)
+        schema, rows = parquet.schema_arrow, int(parquet.metadata.num_rows)
+        stats = _column_statistics(parquet)
+
+        def read(names: list[str]) -> pa.Table:
+            return pq.read_table(path, columns=names)
+
+    else:
+        table = read_chunk(path)
+        schema, rows, read = table.schema, table.num_rows, table.select
+        stats = _arrow_statistics(table, columns)
     types = info.column_types
-    stats = _column_statistics(parquet)
     needed = []
     for name in columns:
         ctype = types.get(name)
@@ -179,8 +192,22 @@ def check_file(path: Path, columns: list[str], info: TableInfo, *, row_offset: i
     empty = pa.Table.from_batches([], schema=pa.schema([schema.field(n) for n in columns]))
     check_chunk(empty, info, row_offset=row_offset)  # types of every column, from the schema
     if needed:
-        check_chunk(pq.read_table(path, columns=needed), info, row_offset=row_offset)
-    return int(parquet.metadata.num_rows)
+        check_chunk(read(needed), info, row_offset=row_offset)
+    return rows
+
+
+def _arrow_statistics(
+    table: pa.Table, columns: list[str]
+) -> dict[str, tuple[int | None, Any, Any]]:
+    """Null count of each column and min / max of integer columns (None: not computed)."""
+    found: dict[str, tuple[int | None, Any, Any]] = {}
+    for name in columns:
+        column = table.column(name)
+        low = high = None
+        if pa.types.is_integer(column.type) and len(column) > column.null_count:
+            low, high = (v.as_py() for v in pc.min_max(column).values())
+        found[name] = (column.null_count, low, high)
+    return found
 
 
 def _column_statistics(parquet: pq.ParquetFile) -> dict[str, tuple[int | None, Any, Any]]:

@@ -246,7 +246,7 @@ def load_chunkset(
         log: Logger for progress and warnings.
         on_chunk: Called after each chunk is staged with (chunk index, rows so far).
         engine_reads_files: The ClickHouse engine runs on this machine (embedded chDB), so it
-            reads the Parquet chunks itself (``INSERT ... SELECT FROM file()``), which is about
+            reads the chunk files itself (``INSERT ... SELECT FROM file()``), which is about
             twice as fast as sending them through the client.
 
     Raises:
@@ -358,7 +358,7 @@ def _insert_file(
     add_version: bool,
     version: int,
 ) -> None:
-    """Let the engine read one Parquet chunk into the staging table."""
+    """Let the engine read one chunk file (Arrow IPC or Parquet) into the staging table."""
     names = [quote_identifier(c) for c in columns]
     selected = list(names)
     if add_version:
@@ -367,8 +367,12 @@ def _insert_file(
     literal = str(path).replace("\\", "\\\\").replace("'", "\\'")
     client.command(
         f"INSERT INTO {qualified_name(stage, database)} ({', '.join(names)}) "
-        f"SELECT {', '.join(selected)} FROM file('{literal}', Parquet)"
+        f"SELECT {', '.join(selected)} FROM file('{literal}', {_file_format(path)})"
     )
+
+
+def _file_format(path: Path) -> str:
+    return "Parquet" if path.suffix == ".parquet" else "Arrow"
 
 
 def _publish(client: Client, spec: LoadSpec, stage: str) -> list[str]:

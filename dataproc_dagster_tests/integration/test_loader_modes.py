@@ -220,3 +220,50 @@ def test_both_insert_paths_load_the_same_rows_and_refuse_the_same_data(
     strict = LoadSpec(database="default", table="strict_paths")
     with clickhouse.get_client() as client, pytest.raises(SchemaError, match="row 1 holds 300"):
         load_chunkset(client, writer.close(), strict, engine_reads_files=engine_reads_files)
+
+
+@pytest.mark.parametrize("file_format", ["parquet", "arrow-lz4"])
+def test_engine_reads_parquet_and_compressed_arrow_chunks(
+    clickhouse: ClickHouseResource, tmp_path: object, file_format: str
+) -> None:
+    """Chunks are uncompressed Arrow IPC by default; LZ4 Arrow files and Parquet files (from
+    runs of earlier versions) load the same way, and are checked the same way."""
+    import dataclasses
+    from pathlib import Path
+
+    import pyarrow.parquet as pq
+
+    from dataproc_dagster.chunks import ChunkSet, ChunkWriter, read_chunk
+    from dataproc_dagster.errors import SchemaError
+    from dataproc_dagster.loading.writer import LoadSpec, load_chunkset
+
+    def chunks_of(frame: pd.DataFrame, name: str) -> ChunkSet:
+        compression = "lz4" if file_format == "arrow-lz4" else None
+        with ChunkWriter(Path(str(tmp_path)) / name, f"r/{name}", compression=compression) as w:
+            w.write(frame)
+        chunks = w.close()
+        if file_format != "parquet":
+            return chunks
+        for path in chunks.paths():
+            pq.write_table(read_chunk(path), path.with_suffix(".parquet"))
+            path.unlink()
+        files = tuple(f.replace(".arrow", ".parquet") for f in chunks.files)
+        return dataclasses.replace(chunks, files=files)
+
+    good = chunks_of(pd.DataFrame({"id": [1, 2], "qty": [3, None]}), "good")
+    assert good.file_format == ("Parquet" if file_format == "parquet" else "Arrow")
+    clickhouse.command(
+        "CREATE TABLE fmt_paths (id Int64, qty Nullable(Int8)) ENGINE = MergeTree ORDER BY id"
+    )
+    spec = LoadSpec(database="default", table="fmt_paths")
+    with clickhouse.get_client() as client:
+        loaded = load_chunkset(client, good, spec, engine_reads_files=True)
+    assert loaded.rows == 2
+    assert clickhouse.query_rows("SELECT id, qty FROM fmt_paths ORDER BY id") == [
+        (1, 3),
+        (2, None),
+    ]
+    bad = chunks_of(pd.DataFrame({"id": [1, 2], "qty": [1, 300]}), "bad")
+    with clickhouse.get_client() as client, pytest.raises(SchemaError, match="row 1 holds 300"):
+        load_chunkset(client, bad, spec, engine_reads_files=True)
+
