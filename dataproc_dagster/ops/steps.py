@@ -158,7 +158,7 @@ def make_transform_op(pipeline: str, name: str, transformer: Any) -> OpDefinitio
         ins={"chunks": In(ChunkSetType)},
         out=Out(ChunkSetType),
         config_schema=transformer.config_schema,
-        tags={"kind": "pandas", "dataproc/step": "transform"},
+        tags={"kind": "pyarrow" if transformer.arrow else "pandas", "dataproc/step": "transform"},
     )
     def _transform(context: OpExecutionContext, chunks: ChunkSet) -> Iterator[Output[ChunkSet]]:
         source = f"transformer {transformer.describe()}"
@@ -170,7 +170,8 @@ def make_transform_op(pipeline: str, name: str, transformer: Any) -> OpDefinitio
                 chunk_rows=max(max(chunks.chunk_rows, default=1), 1),
                 source=source,
             ) as writer:
-                for index, frame in enumerate(chunks.iter_frames()):
+                chunks_in = chunks.iter_tables() if transformer.arrow else chunks.iter_frames()
+                for index, frame in enumerate(chunks_in):
                     result = transformer.apply(frame, config)
                     if output_type is not None:
                         check = check_dagster_type(output_type, result)

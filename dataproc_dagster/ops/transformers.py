@@ -1,4 +1,5 @@
-"""Transformers: a user function ``DataFrame -> DataFrame`` applied to every chunk."""
+"""Transformers: a user function ``DataFrame -> DataFrame`` (or ``pa.Table -> pa.Table``)
+applied to every chunk."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
+import pyarrow as pa
 from dagster import DagsterType
 
 from dataproc_dagster.errors import ConfigError
@@ -23,17 +25,19 @@ class Transformer:
     name: str
     output_type: DagsterType | None = None
     config_schema: Any = None
+    arrow: bool = False
 
     def describe(self) -> str:
         """The transformer's name."""
         return self.name
 
-    def apply(self, frame: pd.DataFrame, config: dict[str, Any]) -> pd.DataFrame:
+    def apply(self, frame: Any, config: dict[str, Any]) -> Any:
         """Run the function on one chunk; pass run config when the function takes it."""
         result = self.fn(frame, config) if _takes_config(self.fn) else self.fn(frame)
-        if not isinstance(result, pd.DataFrame):
+        expected = (pa.Table, "an Arrow table") if self.arrow else (pd.DataFrame, "a DataFrame")
+        if not isinstance(result, expected[0]):
             raise TypeError(
-                f"transformer {self.name!r} returned {type(result).__name__}, not a DataFrame"
+                f"transformer {self.name!r} returned {type(result).__name__}, not {expected[1]}"
             )
         return result
 
@@ -56,6 +60,7 @@ def create_transformer(
     *,
     output_type: DagsterType | None = None,
     config_schema: Any = None,
+    arrow: bool = False,
 ) -> Transformer:
     """Wrap ``fn`` (``DataFrame -> DataFrame``) as a pipeline transformer.
 
@@ -67,6 +72,9 @@ def create_transformer(
         name: Step name (default: the function's name).
         output_type: A dagster-pandas DataFrame type; every output chunk must pass it.
         config_schema: Run config the function receives as its second argument.
+        arrow: ``fn`` takes and returns a ``pyarrow.Table`` instead of a DataFrame (use
+            ``pyarrow.compute``): the chunk is not converted to pandas and back, which is most
+            of a transform step's time on wide or text-heavy data.
 
     Example:
         >>> def add_total(df):
@@ -75,9 +83,15 @@ def create_transformer(
     """
     if not callable(fn):
         raise ConfigError(f"create_transformer needs a function, got {type(fn).__name__}")
+    if arrow and output_type is not None:
+        raise ConfigError(
+            "output_type checks DataFrames; it cannot be combined with arrow=True",
+            fix="drop output_type, or check the Arrow table inside the function",
+        )
     return Transformer(
         fn=fn,
         name=name or str(getattr(fn, "__name__", "transform")),
         output_type=output_type,
         config_schema=config_schema,
+        arrow=arrow,
     )

@@ -267,3 +267,45 @@ def test_engine_reads_parquet_and_compressed_arrow_chunks(
     with clickhouse.get_client() as client, pytest.raises(SchemaError, match="row 1 holds 300"):
         load_chunkset(client, bad, spec, engine_reads_files=True)
 
+
+def test_arrow_transformer_gets_and_returns_arrow_tables(clickhouse: ClickHouseResource) -> None:
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from dataproc_dagster import create_transformer
+
+    seen: list[str] = []
+
+    def doubled(table: pa.Table) -> pa.Table:
+        seen.append(type(table).__name__)
+        return table.append_column("double", pc.multiply(table.column("value"), 2))
+
+    def wrong(table: pa.Table) -> pd.DataFrame:
+        return table.to_pandas()
+
+    loader = create_clickhouse_loader("arrow_t", mode="replace", order_by=["id"])
+    result = run_pipeline(
+        clickhouse,
+        [_events(range(3), "2024-01-01", 1.5), _events(range(3, 5), "2024-01-02", 2.0)],
+        loader,
+        transformers=[create_transformer(doubled, arrow=True)],
+        chunk_rows=3,
+    )
+    assert result.success
+    assert seen == ["Table", "Table"]
+    assert clickhouse.query_rows("SELECT id, double FROM arrow_t ORDER BY id") == [
+        (0, 3.0),
+        (1, 3.0),
+        (2, 3.0),
+        (3, 4.0),
+        (4, 4.0),
+    ]
+    failed = run_pipeline(
+        clickhouse,
+        [_events(range(3), "2024-01-01")],
+        loader,
+        name="arrow_wrong",
+        transformers=[create_transformer(wrong, arrow=True)],
+    )
+    assert not failed.success
+    assert "returned DataFrame, not an Arrow table" in failure_message(failed)

@@ -1,8 +1,9 @@
 """Benchmark: ClickHouse -> transform -> ClickHouse as a Dagster job vs. a raw insert.
 
 Run with ``./run.sh bench`` (or ``python -m dataproc_dagster_tests.performance.bench_pipeline
-[--sizes 1000000 10000000] [--backend embedded|server]``). For each size it builds a realistic
-10-column source table, then, each in its own process so that memory figures are clean:
+[--sizes 1000000 10000000] [--backend embedded|server] [--transformer pandas|arrow]``).
+For each size it builds a realistic 10-column source table, then, each in its own process
+so that memory figures are clean:
 
 - runs the pipeline job (extract -> transform -> load, mode ``replace``) and reads each step's
   rows, seconds and peak memory from the step metadata;
@@ -74,6 +75,16 @@ def _transform(df: Any) -> Any:
     return df
 
 
+def _transform_arrow(table: Any) -> Any:
+    """The same logic on Arrow tables (``create_transformer(..., arrow=True)``)."""
+    import pyarrow.compute as pc
+
+    discount = pc.fill_null(table.column("discount"), 0.0)
+    net = pc.round(pc.multiply(table.column("amount"), pc.subtract(1.0, discount)), 2)
+    large = pc.greater_equal(pc.fill_null(table.column("quantity"), 0), 10)
+    return table.append_column("net_amount", net).append_column("large_order", large)
+
+
 def _clickhouse_url(data_dir: str, backend: str) -> str:
     if backend == "embedded":
         return f"chdb://{Path(data_dir) / 'clickhouse'}"
@@ -90,7 +101,7 @@ def _client(data_dir: str, backend: str) -> Any:
     return resource._open_embedded() if resource.is_embedded else resource._open_server()
 
 
-def _run_pipeline(data_dir: str, backend: str) -> dict[str, Any]:
+def _run_pipeline(data_dir: str, backend: str, arrow: bool = False) -> dict[str, Any]:
     os.environ["DATAPROC_DATA_DIR"] = data_dir
     os.environ["CLICKHOUSE_URL"] = _clickhouse_url(data_dir, backend)
     from dataproc_dagster import (
@@ -105,7 +116,9 @@ def _run_pipeline(data_dir: str, backend: str) -> dict[str, Any]:
     pipeline = create_etl_pipeline(
         "bench_pipeline",
         extractor=create_clickhouse_extractor("SELECT * FROM bench_src"),
-        transformer=create_transformer(_transform, name="net_amount"),
+        transformer=create_transformer(
+            _transform_arrow if arrow else _transform, name="net_amount", arrow=arrow
+        ),
         loader=create_clickhouse_loader("bench_dst", mode="replace", order_by=["id"]),
     )
     resource = ClickHouseResource.from_settings(get_settings())
@@ -165,10 +178,10 @@ def _prepare(data_dir: str, backend: str, rows: int) -> None:
     client.close()
 
 
-def _child(kind: str, data_dir: str, backend: str, rows: int) -> dict[str, Any]:
+def _child(kind: str, data_dir: str, args: argparse.Namespace, rows: int) -> dict[str, Any]:
     module = "dataproc_dagster_tests.performance.bench_pipeline"
     command = [sys.executable, "-m", module, "--child", kind, "--data-dir", data_dir]
-    command += ["--rows", str(rows), "--backend", backend]
+    command += ["--rows", str(rows), "--backend", args.backend, "--transformer", args.transformer]
     done = subprocess.run(command, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise RuntimeError(f"{kind} failed:\n{done.stderr[-3000:]}")
@@ -185,6 +198,12 @@ def main(argv: list[str] | None = None) -> int:
         default="embedded",
         help="embedded chDB in a temporary folder, or the server of CLICKHOUSE_URL",
     )
+    parser.add_argument(
+        "--transformer",
+        choices=["pandas", "arrow"],
+        default="pandas",
+        help="the transform step gets DataFrames (default) or Arrow tables",
+    )
     parser.add_argument("--child", choices=["prepare", "pipeline", "raw", "copy"])
     parser.add_argument("--data-dir")
     parser.add_argument("--rows", type=int, default=0)
@@ -194,14 +213,19 @@ def main(argv: list[str] | None = None) -> int:
             _prepare(args.data_dir, args.backend, args.rows)
             print(json.dumps({}))
         else:
-            runner = {"pipeline": _run_pipeline, "raw": _run_raw, "copy": _run_copy}[args.child]
-            print(json.dumps(runner(args.data_dir, args.backend)))
+            if args.child == "pipeline":
+                arrow = args.transformer == "arrow"
+                print(json.dumps(_run_pipeline(args.data_dir, args.backend, arrow)))
+            else:
+                runner = _run_raw if args.child == "raw" else _run_copy
+                print(json.dumps(runner(args.data_dir, args.backend)))
         return 0
 
     print(
         f"machine: {os.cpu_count()} cores, {psutil.virtual_memory().total / 2**30:.0f} GiB, "
         f"{platform.processor() or platform.machine()}, python {platform.python_version()}, "
-        f"load average {os.getloadavg()[0]:.1f}, backend {args.backend}"
+        f"load average {os.getloadavg()[0]:.1f}, backend {args.backend}, "
+        f"{args.transformer} transformer"
     )
     header = (
         f"{'rows':>11} | {'pipeline s':>10} | {'rows/s':>9} | {'raw insert s':>12} | "
@@ -214,10 +238,10 @@ def main(argv: list[str] | None = None) -> int:
     cpu_lines = []
     with tempfile.TemporaryDirectory(prefix="dataproc-bench-") as data_dir:
         for rows in args.sizes:
-            _child("prepare", data_dir, args.backend, rows)
-            pipe = _child("pipeline", data_dir, args.backend, rows)
-            raw = _child("raw", data_dir, args.backend, rows)
-            copy = _child("copy", data_dir, args.backend, rows)
+            _child("prepare", data_dir, args, rows)
+            pipe = _child("pipeline", data_dir, args, rows)
+            raw = _child("raw", data_dir, args, rows)
+            copy = _child("copy", data_dir, args, rows)
             assert pipe["rows"] == raw["rows"] == copy["rows"] == rows, (pipe, raw, copy)
             steps = pipe["steps"]
             transform = next(v for k, v in steps.items() if k.startswith("transform"))
