@@ -41,7 +41,7 @@ KEEP_FAILED_RUN_CHUNKS_DAYS = 7.0
 
 ChunkSetType = DagsterType(
     name="ChunkSet",
-    description="Chunked Parquet data passed between steps (see docs/architecture.md).",
+    description="Chunked Arrow data passed between steps (see docs/architecture.md).",
     type_check_fn=lambda _ctx, value: isinstance(value, ChunkSet),
 )
 
