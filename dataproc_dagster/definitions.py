@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+from collections.abc import Sequence
 from typing import Any
 
-from dagster import Definitions
+from dagster import AssetKey, AssetSpec, Definitions
 
 from dataproc_dagster.environment import restore_process_environment
+from dataproc_dagster.factory import Pipeline
 from dataproc_dagster.log_setup import configure_logging
 from dataproc_dagster.registry import discover_pipelines
 from dataproc_dagster.resources import build_resources
@@ -39,6 +41,23 @@ def _collect_job_modules() -> dict[str, list[Any]]:
     return collected
 
 
+def pipeline_assets(pipelines: Sequence[Pipeline]) -> tuple[list[Any], list[Any]]:
+    """The pipelines' assets (sources first) and asset checks.
+
+    A source that another pipeline materializes (a ClickHouse table read by a second
+    pipeline) is that pipeline's asset, not an external one; a source two pipelines read is
+    listed once.
+    """
+    materialized = {key for p in pipelines for key in p.asset_keys}
+    sources: dict[AssetKey, AssetSpec] = {}
+    for pipeline in pipelines:
+        for spec in pipeline.sources:
+            if spec.key not in materialized and spec.key not in sources:
+                sources[spec.key] = spec
+    assets = [*sources.values(), *(a for p in pipelines for a in p.assets)]
+    return assets, [c for p in pipelines for c in p.asset_checks]
+
+
 def build_definitions() -> Definitions:
     """Assemble every pipeline, job, schedule, asset and resource of the code location."""
     # Dagster's CLI copied .env over the process environment; the environment wins.
@@ -49,11 +68,12 @@ def build_definitions() -> Definitions:
     configure_logging(settings, resources)
     pipelines = discover_pipelines()
     extra = _collect_job_modules()
+    assets, checks = pipeline_assets(pipelines)
     return Definitions(
         jobs=[p.job for p in pipelines] + extra["JOBS"],
         schedules=[p.schedule for p in pipelines if p.schedule is not None] + extra["SCHEDULES"],
-        assets=extra["ASSETS"],
-        asset_checks=extra["ASSET_CHECKS"],
+        assets=assets + extra["ASSETS"],
+        asset_checks=checks + extra["ASSET_CHECKS"],
         sensors=extra["SENSORS"],
         resources=resources,
     )

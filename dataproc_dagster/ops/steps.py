@@ -18,6 +18,7 @@ from dagster import (
     Failure,
     In,
     MetadataValue,
+    Nothing,
     OpDefinition,
     OpExecutionContext,
     Out,
@@ -123,6 +124,8 @@ def make_extract_op(
         description=f"Extract: {extractor.describe()}",
         required_resource_keys=keys,
         config_schema=extractor.config_schema,
+        # Carries the lineage edge from the source asset; nothing flows through it.
+        ins={"source": In(Nothing)},
         out=Out(ChunkSetType),
         tags={"kind": extractor.kind, "dataproc/step": "extract"},
         pool=CLICKHOUSE_POOL if uses_clickhouse and extractor.kind == "clickhouse" else None,
@@ -196,26 +199,45 @@ def table_schema(columns: list[tuple[str, str]]) -> TableSchema:
     return TableSchema(columns=[TableColumn(name=n, type=t) for n, t in columns])
 
 
-def materialization(
-    client: Any, database: str, table: str, description: str, extra: dict[str, Any]
-) -> AssetMaterialization:
-    """An ``AssetMaterialization`` for a ClickHouse table with Dagster's standard metadata."""
+def table_metadata(client: Any, database: str, table: str) -> dict[str, Any]:
+    """Dagster's standard metadata of a ClickHouse table: row count, name, column schema."""
     columns = client.query(
         "SELECT name, type FROM system.columns WHERE database = {db:String} "
         "AND table = {t:String} ORDER BY position",
         parameters={"db": database, "t": table},
     ).result_rows
     rows = scalar(client, f"SELECT count() FROM {qualified_name(table, database)}")
+    return {
+        "dagster/row_count": rows,
+        "dagster/table_name": f"{database}.{table}",
+        "dagster/column_schema": table_schema([(n, t) for n, t in columns]),
+    }
+
+
+def materialization(
+    client: Any, database: str, table: str, description: str, extra: dict[str, Any]
+) -> AssetMaterialization:
+    """An ``AssetMaterialization`` for a ClickHouse table with Dagster's standard metadata."""
     return AssetMaterialization(
         asset_key=AssetKey(["clickhouse", database, table]),
         description=description,
-        metadata={
-            "dagster/row_count": rows,
-            "dagster/table_name": f"{database}.{table}",
-            "dagster/column_schema": table_schema([(n, t) for n, t in columns]),
-            **extra,
-        },
+        metadata={**table_metadata(client, database, table), **extra},
     )
+
+
+def output_is_asset(context: OpExecutionContext, output_name: str = "result") -> bool:
+    """True when the op's output is an asset (the op runs inside a pipeline's asset).
+
+    Such an op reports the table through its ``Output`` metadata; an op of a plain job (the
+    generic jobs) logs an ``AssetMaterialization`` of the table it wrote instead.
+    """
+    if not context.has_assets_def:
+        return False
+    try:
+        context.asset_key_for_output(output_name)
+    except Exception:  # an inner op whose output feeds the next op, not the asset
+        return False
+    return True
 
 
 def cleanup_run_chunks(context: OpExecutionContext, chunks: ChunkSet) -> None:

@@ -49,6 +49,4 @@ def faulty_job() -> JobDefinition:
         chunk_rows=ROWS_PER_CHUNK,
     )
     clickhouse = ClickHouseResource.from_settings(get_settings())
-    return pipeline.job.with_top_level_resources(
-        {"clickhouse": clickhouse.get_resource_definition()}
-    )
+    return pipeline.resolve_job({"clickhouse": clickhouse.get_resource_definition()})

@@ -30,6 +30,4 @@ def multiprocess_job() -> JobDefinition:
         chunk_rows=50_000,
     )
     clickhouse = ClickHouseResource.from_settings(get_settings())
-    return pipeline.job.with_top_level_resources(
-        {"clickhouse": clickhouse.get_resource_definition()}
-    )
+    return pipeline.resolve_job({"clickhouse": clickhouse.get_resource_definition()})

@@ -42,7 +42,7 @@ def run_pipeline(
         chunk_rows=chunk_rows,
         **kwargs,
     )
-    return pipeline.job.execute_in_process(
+    return pipeline.execute_in_process(
         resources={"clickhouse": clickhouse}, raise_on_error=raise_on_error
     )
 

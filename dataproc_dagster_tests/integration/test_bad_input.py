@@ -23,7 +23,7 @@ from dataproc_dagster_tests.helpers.pipelines import failure_message, run_pipeli
 
 
 def _run(clickhouse: ClickHouseResource, pipeline: object) -> object:
-    return pipeline.job.execute_in_process(  # type: ignore[attr-defined]
+    return pipeline.execute_in_process(  # type: ignore[attr-defined]
         resources={"clickhouse": clickhouse}, raise_on_error=False
     )
 
@@ -198,7 +198,7 @@ def test_secret_in_a_user_exception_never_reaches_the_event_log(
         "careless", extractor=create_extractor(careless), loader=create_clickhouse_loader("t")
     )
     with DagsterInstance.ephemeral() as instance:
-        result = pipeline.job.execute_in_process(
+        result = pipeline.execute_in_process(
             resources={"clickhouse": clickhouse}, instance=instance, raise_on_error=False
         )
         assert not result.success

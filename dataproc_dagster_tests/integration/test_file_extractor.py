@@ -19,9 +19,7 @@ def _run(clickhouse: ClickHouseResource, path: Path, **options: object) -> objec
         extractor=create_file_extractor(path, **options),  # type: ignore[arg-type]
         loader=create_clickhouse_loader("from_file", mode="replace"),
     )
-    return pipeline.job.execute_in_process(
-        resources={"clickhouse": clickhouse}, raise_on_error=False
-    )
+    return pipeline.execute_in_process(resources={"clickhouse": clickhouse}, raise_on_error=False)
 
 
 def test_parquet_file_is_read_in_chunks(clickhouse: ClickHouseResource, tmp_path: Path) -> None:

@@ -316,9 +316,9 @@ def test_python_pipeline_reads_the_bound_from_its_loader_target(
         ),
         loader=create_clickhouse_loader("orders", mode="append", order_by=["id"]),
     )
-    assert pipeline.job.execute_in_process(resources={"clickhouse": clickhouse}).success
+    assert pipeline.execute_in_process(resources={"clickhouse": clickhouse}).success
     api.state.records = [*api.state.records, *(make_record(i) for i in range(250, 260))]
-    assert pipeline.job.execute_in_process(resources={"clickhouse": clickhouse}).success
+    assert pipeline.execute_in_process(resources={"clickhouse": clickhouse}).success
     assert api.state.requests_to("/offset")[-1]["updated_since"] == "2024-01-01T04:09:00Z"
     assert clickhouse.query_rows("SELECT count(), uniqExact(id), max(id) FROM orders") == [
         (260, 260, 260)

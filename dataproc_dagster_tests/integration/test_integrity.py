@@ -75,7 +75,7 @@ def test_cli_reports_every_check_and_exit_code(
     assert "4 checks: 1 passed, 1 failed, 1 warning(s), 1 skipped" in out
 
     ClickHouseMigrationManager(clickhouse, folder=PROJECT_MIGRATIONS).apply()
-    assert penguins.job.execute_in_process(resources={"clickhouse": clickhouse}).success
+    assert penguins.execute_in_process(resources={"clickhouse": clickhouse}).success
 
     ready = run_cli(tmp_path, "--json")
     assert ready.returncode == 0, ready.stdout + ready.stderr
@@ -236,7 +236,7 @@ def test_integrity_job_reports_each_check_and_fails_the_run(
     assert "not created yet" in (table.description or "")
 
     ClickHouseMigrationManager(clickhouse, folder=PROJECT_MIGRATIONS).apply()
-    assert penguins.job.execute_in_process(resources={"clickhouse": clickhouse}).success
+    assert penguins.execute_in_process(resources={"clickhouse": clickhouse}).success
     ready = run_job(clickhouse, MetabaseResource())
     assert ready.success
     checks = evaluations(ready)

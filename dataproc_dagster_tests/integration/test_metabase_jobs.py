@@ -54,7 +54,7 @@ def _run(
     target: dict[str, Any],
     **resource_options: Any,
 ) -> ExecuteInProcessResult:
-    return METABASE_TO_CLICKHOUSE.job.execute_in_process(
+    return METABASE_TO_CLICKHOUSE.execute_in_process(
         run_config={"ops": {EXTRACT: {"config": source}, LOAD: {"config": target}}},
         resources=_resources(clickhouse, setup, **resource_options),
         raise_on_error=False,
@@ -177,7 +177,7 @@ def test_a_pipeline_declares_a_metabase_source_in_three_lines(
         database_name="Sales", schema="ANALYTICS", table_name="ORDERS"
     )
     pipeline = create_etl_pipeline("mb_orders", source, create_clickhouse_loader("mb_orders"))
-    result = pipeline.job.execute_in_process(
+    result = pipeline.execute_in_process(
         resources=_resources(clickhouse, metabase), raise_on_error=False
     )
     assert result.success, failure_message(result)
@@ -204,7 +204,7 @@ def test_a_three_line_pipeline_module_is_discovered_and_runs(
     monkeypatch.syspath_prepend(str(tmp_path))
     [pipeline] = discover_pipelines("mb_pipelines_pkg")
     assert pipeline.name == "mb_people" and pipeline.module == "mb_pipelines_pkg.people"
-    result = pipeline.job.execute_in_process(
+    result = pipeline.execute_in_process(
         resources=_resources(clickhouse, metabase), raise_on_error=False
     )
     assert result.success, failure_message(result)

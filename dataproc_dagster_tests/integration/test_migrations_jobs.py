@@ -219,7 +219,7 @@ def test_project_migrations_create_the_table_the_sample_pipeline_loads(
     assert expected["bill_length_mm"] == "Nullable(Float64)"
     assert expected["species"] == "LowCardinality(String)"
 
-    assert penguins.job.execute_in_process(resources={"clickhouse": clickhouse}).success
+    assert penguins.execute_in_process(resources={"clickhouse": clickhouse}).success
 
     after = penguin_columns(clickhouse)
     assert after == expected  # the loader kept the migration-owned schema

@@ -20,7 +20,7 @@ def _expected() -> pd.DataFrame:
 
 
 def test_penguins_in_process_lands_every_cleaned_row(clickhouse: ClickHouseResource) -> None:
-    result = penguins.job.execute_in_process(resources={"clickhouse": clickhouse})
+    result = penguins.execute_in_process(resources={"clickhouse": clickhouse})
 
     assert result.success
     expected = _expected()
@@ -41,17 +41,25 @@ def test_penguins_in_process_lands_every_cleaned_row(clickhouse: ClickHouseResou
 
 
 def test_penguins_load_metadata_and_materialization(clickhouse: ClickHouseResource) -> None:
-    result = penguins.job.execute_in_process(resources={"clickhouse": clickhouse})
+    result = penguins.execute_in_process(resources={"clickhouse": clickhouse})
 
-    materializations = result.asset_materializations_for_node("penguins__load")
+    # One materialization per table, the load's on the pipeline's graph-backed asset.
+    materializations = result.asset_materializations_for_node("penguins")
     assert [m.asset_key.path for m in materializations] == [["clickhouse", "default", "penguins"]]
+    events = result.get_asset_materialization_events()
+    assert [e.asset_key.path for e in events if e.asset_key is not None] == [
+        ["clickhouse", "default", "penguins"],
+        ["clickhouse", "default", "penguin_species_stats"],
+    ]
     metadata = materializations[0].metadata
     assert metadata["dagster/row_count"].value == 342
     assert metadata["dagster/table_name"].value == "default.penguins"
     columns = [c.name for c in metadata["dagster/column_schema"].value.columns]
     assert "body_mass_kg" in columns and "species" in columns
     load_output = next(
-        e for e in result.all_events if e.is_successful_output and e.step_key == "penguins__load"
+        e
+        for e in result.all_events
+        if e.is_successful_output and e.step_key == "penguins.penguins__load"
     )
     load_meta = load_output.event_specific_data.metadata  # type: ignore[union-attr]
     assert load_meta["rows"].value == 342
@@ -61,7 +69,7 @@ def test_penguins_load_metadata_and_materialization(clickhouse: ClickHouseResour
 
 def test_penguins_replace_is_idempotent(clickhouse: ClickHouseResource) -> None:
     for _ in range(2):
-        assert penguins.job.execute_in_process(resources={"clickhouse": clickhouse}).success
+        assert penguins.execute_in_process(resources={"clickhouse": clickhouse}).success
     assert clickhouse.query_rows("SELECT count() FROM penguins") == [(342,)]
 
 
@@ -102,7 +110,7 @@ def test_show_table_prints_what_landed(
 ) -> None:
     from dataproc_dagster.show_table import main
 
-    assert penguins.job.execute_in_process(resources={"clickhouse": clickhouse}).success
+    assert penguins.execute_in_process(resources={"clickhouse": clickhouse}).success
     assert main(["penguins", "default.penguin_species_stats"]) == 0
     out = capsys.readouterr().out
     assert "default.penguins: 342 rows" in out
@@ -125,7 +133,13 @@ def test_steps_in_separate_processes_share_the_embedded_engine(
         execute_job(reconstructable(multiprocess_job), instance=instance) as result,
     ):
         assert result.success
-        pids = {e.pid for e in result.all_events if e.is_step_success and e.pid is not None}
+        pids = {
+            e.pid
+            for e in result.all_events
+            if e.is_step_success
+            and e.pid is not None
+            and e.step_key.startswith("multiprocess_copy.")
+        }
     assert len(pids) == 3  # extract, transform, load: three processes
     resource = ClickHouseResource(url=f"chdb://{data_dir / 'clickhouse'}")
     assert resource.query_rows("SELECT count(), sum(doubled) FROM mp_copy") == [

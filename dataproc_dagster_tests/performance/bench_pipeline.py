@@ -125,14 +125,15 @@ def _run_pipeline(data_dir: str, backend: str, arrow: bool = False) -> dict[str,
     resource.command("DROP TABLE IF EXISTS bench_dst SYNC")
     startup_mb = psutil.Process().memory_info().rss / 1e6
     started, cpu = time.perf_counter(), time.process_time()
-    result = pipeline.job.execute_in_process(resources={"clickhouse": resource})
+    result = pipeline.execute_in_process(resources={"clickhouse": resource})
     seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
     assert result.success
     steps: dict[str, Any] = {}
     for event in result.all_events:
-        if event.is_successful_output:
-            meta = event.event_specific_data.metadata  # type: ignore[union-attr]
-            steps[event.step_key.split("__", 1)[1]] = {
+        meta = event.event_specific_data.metadata if event.is_successful_output else {}  # type: ignore[union-attr]
+        if "rows" in meta:  # the pipeline's steps, not the asset checks
+            # Step keys are <pipeline>__etl.<pipeline>__<step>.
+            steps[event.step_key.rsplit(".", 1)[-1].split("__", 1)[1]] = {
                 "rows": meta["rows"].value,
                 "seconds": meta["seconds"].value,
                 "peak_mb": meta["peak_memory_mb"].value,

@@ -8,6 +8,7 @@ from dagster import (
     Array,
     Field,
     In,
+    MetadataValue,
     Noneable,
     OpDefinition,
     OpExecutionContext,
@@ -30,7 +31,9 @@ from dataproc_dagster.ops.steps import (
     ChunkSetType,
     cleanup_run_chunks,
     materialization,
+    output_is_asset,
     pipeline_errors,
+    table_metadata,
 )
 from dataproc_dagster.sql_safety import (
     check_expression,
@@ -239,6 +242,15 @@ def check_target_ready(client: Any, spec: LoadSpec, *, from_config: bool) -> Non
             )
 
 
+def _load_facts(spec: LoadSpec, rows: int, columns: Sequence[str]) -> dict[str, Any]:
+    """What the asset checks of the table read back from its materialization."""
+    return {
+        "write_mode": spec.mode,
+        "rows_loaded": rows,
+        "loaded_columns": MetadataValue.json(list(columns)),
+    }
+
+
 def make_load_op(pipeline: str, name: str, loader: ClickHouseLoader) -> OpDefinition:
     """The op that writes the chunks and records an ``AssetMaterialization`` of the table."""
 
@@ -301,10 +313,16 @@ def make_load_op(pipeline: str, name: str, loader: ClickHouseLoader) -> OpDefini
                 if exists
                 else None
             )
+            facts: dict[str, Any] = {}
+            if output_is_asset(context):
+                # The pipeline's asset: the table's figures go on the asset's own materialization.
+                facts = table_metadata(client, spec.database, spec.table) if exists else {}
+                facts.update(_load_facts(spec, result.rows, chunks.columns))
+                event = None
         if event is not None:
             yield event
         summary = {"table": f"{spec.database}.{spec.table}", "mode": spec.mode, "rows": result.rows}
-        yield Output(summary, metadata=metrics.metadata())
+        yield Output(summary, metadata={**metrics.metadata(), **facts})
         if not loader.keep_chunks:
             cleanup_run_chunks(context, chunks)
 
