@@ -3,13 +3,21 @@
 A pipeline module defines one or more :class:`~dataproc_dagster.factory.Pipeline` objects at
 module level (``pipeline = create_etl_pipeline(...)``). A module that fails to import, or two
 pipelines with the same name, fail loading with a message naming the module.
+
+The module also describes its pipelines' assets: ``OWNERS`` (``["team:data", "a@b.org"]``)
+become the owners of every asset of a pipeline that names none, and the module's docstring is
+the description of a pipeline given none.
 """
 
 from __future__ import annotations
 
 import importlib
+import inspect
 import pkgutil
 from types import ModuleType
+from typing import Any
+
+from dagster import AssetSpec
 
 from dataproc_dagster.errors import ConfigError, DataprocError
 from dataproc_dagster.factory import Pipeline
@@ -58,5 +66,30 @@ def discover_pipelines(package: str = PIPELINES_PACKAGE) -> list[Pipeline]:
                     fix="give each pipeline its own name",
                 )
             object.__setattr__(pipeline, "module", module_name)
+            _apply_module_facts(pipeline, module)
             found[pipeline.name] = pipeline
     return [found[name] for name in sorted(found)]
+
+
+def _apply_module_facts(pipeline: Pipeline, module: ModuleType) -> None:
+    """Owners from ``OWNERS`` and the description from the docstring, where the pipeline
+    did not set them itself."""
+    owners = list(getattr(module, "OWNERS", []) or [])
+    doc = inspect.cleandoc(module.__doc__ or "")
+    description = doc if pipeline.description is None and doc else None
+    if not pipeline.assets or (not (owners and not pipeline.owners) and description is None):
+        return
+
+    def update(spec: AssetSpec) -> AssetSpec:
+        changes: dict[str, Any] = {}
+        if owners and not spec.owners:
+            changes["owners"] = owners
+        if description is not None and spec.key in primary:
+            changes["description"] = description
+        return spec.replace_attributes(**changes) if changes else spec
+
+    primary = set(pipeline.assets[0].keys)
+    assets = tuple(a.map_asset_specs(update) for a in pipeline.assets)
+    object.__setattr__(pipeline, "assets", assets)
+    if owners and not pipeline.owners:
+        object.__setattr__(pipeline, "owners", tuple(owners))

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from dagster import (
+    AssetCheckEvaluation,
     AssetCheckExecutionContext,
     AssetCheckResult,
     AssetCheckSeverity,
@@ -22,6 +23,7 @@ from dagster import (
     AssetMaterialization,
     AssetSelection,
     Config,
+    DagsterInstance,
     DefaultScheduleStatus,
     MaterializeResult,
     MetadataValue,
@@ -129,66 +131,113 @@ def clickhouse_schema(context: AssetExecutionContext) -> MaterializeResult:
 )
 def clickhouse_schema_checks(context: AssetCheckExecutionContext) -> Iterator[AssetCheckResult]:
     """Report the schema's state; reads only, never changes anything."""
-    manager = _manager(context)
+    yield from schema_check_results(_manager(context))
+
+
+def schema_check_results(manager: ClickHouseMigrationManager) -> list[AssetCheckResult]:
+    """The five ``clickhouse/schema`` check results, read from ``manager`` (reads only)."""
     try:
         status = manager.get_migration_status()
         schema = manager.check_schema()
     except MigrationFileError as exc:
-        for spec in _CHECK_SPECS:
-            yield AssetCheckResult(
+        return [
+            AssetCheckResult(
                 check_name=spec.name,
                 asset_key=SCHEMA_KEY,
                 passed=False,
                 severity=AssetCheckSeverity.ERROR,
                 metadata={"error": MetadataValue.text(str(exc))},
             )
-        return
+            for spec in _CHECK_SPECS
+        ]
     figures = _figures(status)
     pending = [r["file"] for r in status["migrations"] if r["status"] == "pending"]
-    yield AssetCheckResult(
-        check_name=CHECK_NO_PENDING,
-        asset_key=SCHEMA_KEY,
-        passed=not pending,
-        severity=AssetCheckSeverity.WARN,
-        metadata={**figures, "pending": MetadataValue.json(pending)},
-        description=f"pending: {', '.join(pending)}" if pending else "all migrations applied",
-    )
     failed = status["failed"]
-    yield AssetCheckResult(
-        check_name=CHECK_NO_FAILED,
-        asset_key=SCHEMA_KEY,
-        passed=not failed,
-        metadata={**figures, "failed": MetadataValue.json(failed)},
-        description=("; ".join(describe_dirty(f) for f in failed) or "no failed migration"),
-    )
     edited = status["checksum_mismatches"]
-    yield AssetCheckResult(
-        check_name=CHECK_CHECKSUMS,
-        asset_key=SCHEMA_KEY,
-        passed=not edited,
-        metadata={**figures, "edited_files": MetadataValue.json(edited)},
-        description=f"edited after applying: {', '.join(edited)}" if edited else "checksums match",
-    )
     missing = status["missing_files"]
-    yield AssetCheckResult(
-        check_name=CHECK_NO_MISSING,
-        asset_key=SCHEMA_KEY,
-        passed=not missing,
-        metadata={**figures, "missing_files": MetadataValue.json(missing)},
-        description=f"no file for {', '.join(missing)}" if missing else "every file present",
-    )
     problems = schema["problems"]
-    yield AssetCheckResult(
-        check_name=CHECK_TABLES,
-        asset_key=SCHEMA_KEY,
-        passed=not problems,
-        metadata={
-            **figures,
-            "tables": MetadataValue.json(schema["tables"]),
-            "problems": MetadataValue.json(problems),
-        },
-        description="; ".join(problems) or f"{len(schema['tables'])} table(s) as expected",
-    )
+    return [
+        AssetCheckResult(
+            check_name=CHECK_NO_PENDING,
+            asset_key=SCHEMA_KEY,
+            passed=not pending,
+            severity=AssetCheckSeverity.WARN,
+            metadata={**figures, "pending": MetadataValue.json(pending)},
+            description=f"pending: {', '.join(pending)}" if pending else "all migrations applied",
+        ),
+        AssetCheckResult(
+            check_name=CHECK_NO_FAILED,
+            asset_key=SCHEMA_KEY,
+            passed=not failed,
+            metadata={**figures, "failed": MetadataValue.json(failed)},
+            description=("; ".join(describe_dirty(f) for f in failed) or "no failed migration"),
+        ),
+        AssetCheckResult(
+            check_name=CHECK_CHECKSUMS,
+            asset_key=SCHEMA_KEY,
+            passed=not edited,
+            metadata={**figures, "edited_files": MetadataValue.json(edited)},
+            description=f"edited after applying: {', '.join(edited)}"
+            if edited
+            else "checksums match",
+        ),
+        AssetCheckResult(
+            check_name=CHECK_NO_MISSING,
+            asset_key=SCHEMA_KEY,
+            passed=not missing,
+            metadata={**figures, "missing_files": MetadataValue.json(missing)},
+            description=f"no file for {', '.join(missing)}" if missing else "every file present",
+        ),
+        AssetCheckResult(
+            check_name=CHECK_TABLES,
+            asset_key=SCHEMA_KEY,
+            passed=not problems,
+            metadata={
+                **figures,
+                "tables": MetadataValue.json(schema["tables"]),
+                "problems": MetadataValue.json(problems),
+            },
+            description="; ".join(problems) or f"{len(schema['tables'])} table(s) as expected",
+        ),
+    ]
+
+
+def report_schema_runless(
+    instance: DagsterInstance,
+    manager: ClickHouseMigrationManager,
+    result: dict[str, Any] | None = None,
+) -> list[AssetCheckEvaluation]:
+    """Record in ``instance`` what the migrations command line did, as the ``migrate`` job would:
+
+    a materialization of ``clickhouse/schema`` (when ``result`` comes from applying or rolling
+    back migrations) and the evaluations of its five checks. Returns the evaluations.
+    """
+    if result is not None and "status" in result:
+        metadata = _figures(result["status"])
+        for key in ("applied", "rolled_back"):
+            if key in result:
+                metadata[f"{key}_now"] = MetadataValue.json(result[key])
+        instance.report_runless_asset_event(
+            AssetMaterialization(
+                asset_key=SCHEMA_KEY,
+                description="migrations applied from the command line",
+                metadata=metadata,
+            )
+        )
+    evaluations = [
+        AssetCheckEvaluation(
+            asset_key=SCHEMA_KEY,
+            check_name=check.check_name or "",
+            passed=check.passed,
+            metadata=check.metadata,
+            severity=check.severity,
+            description=check.description,
+        )
+        for check in schema_check_results(manager)
+    ]
+    for evaluation in evaluations:
+        instance.report_runless_asset_event(evaluation)
+    return evaluations
 
 
 class RollbackConfig(Config):
@@ -242,13 +291,13 @@ migration_checks = define_asset_job(
     tags={"dataproc/kind": "migrations"},
 )
 
-# Off until switched on in the UI: checking hourly costs a few small queries.
+# On by default (a few small read-only queries an hour), so the schema checks stay evaluated.
 migration_checks_schedule = ScheduleDefinition(
     name="migration_checks_hourly",
     job=migration_checks,
     cron_schedule="17 * * * *",
     execution_timezone="UTC",
-    default_status=DefaultScheduleStatus.STOPPED,
+    default_status=DefaultScheduleStatus.RUNNING,
     description="Run the ClickHouse schema checks every hour (read-only).",
 )
 

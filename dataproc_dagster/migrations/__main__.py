@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -62,6 +63,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ClickHouseError as exc:  # reading the state table failed (permissions, server gone)
         print(f"error: ClickHouse refused a state table query: {exc}", file=sys.stderr)
         return 1
+    if args.command in ("up", "down", "repair", "baseline") and not result.get("dry_run"):
+        _report_to_dagster(manager, result)
     if args.json:
         print(json.dumps(result, indent=2, default=str))
     else:
@@ -81,6 +84,29 @@ def _run(manager: ClickHouseMigrationManager, args: argparse.Namespace) -> dict[
     if args.command == "repair":
         return manager.repair(mark_applied=args.applied)
     return manager.baseline(args.version)
+
+
+def _report_to_dagster(manager: ClickHouseMigrationManager, result: dict[str, Any]) -> None:
+    """Record the schema and its checks in the Dagster instance at ``DAGSTER_HOME``, so the UI
+    shows them after a migration from the command line (a no-op without ``DAGSTER_HOME``)."""
+    if not os.environ.get("DAGSTER_HOME"):
+        return
+    try:
+        from dagster import DagsterInstance
+
+        from dataproc_dagster.jobs.migrations import report_schema_runless
+
+        with DagsterInstance.get() as instance:
+            evaluations = report_schema_runless(instance, manager, result)
+    except Exception as exc:  # the migration itself succeeded; say why the UI lags behind
+        print(f"warning: not recorded in the Dagster instance: {exc}", file=sys.stderr)
+        return
+    passed = sum(e.passed for e in evaluations)
+    print(
+        f"recorded clickhouse/schema in the Dagster instance: {passed}/{len(evaluations)} "
+        "checks passed",
+        file=sys.stderr,
+    )
 
 
 def _print_progress(message: str) -> None:

@@ -24,6 +24,8 @@ from dataproc_dagster import (
     create_transformer,
 )
 
+# Owners of the pipeline's assets in the Dagster catalog.
+OWNERS = ["team:data-engineering"]
 PENGUINS_CSV = files("palmerpenguins") / "data" / "penguins.csv"
 SPECIES = {"Adelie", "Chinstrap", "Gentoo"}
 # Text arrives in transformers as pandas ``string[pyarrow]`` (see docs/architecture.md).
