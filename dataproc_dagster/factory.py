@@ -32,6 +32,7 @@ from dagster._core.definitions.dependency import DependencyDefinition, NodeInvoc
 from dagster._core.definitions.unresolved_asset_job_definition import (
     UnresolvedAssetJobDefinition,
 )
+from dagster._core.execution.build_resources import wrap_resources_for_execution
 from dagster._utils.schedules import is_valid_cron_string
 
 from dataproc_dagster.assets import (
@@ -93,7 +94,9 @@ class Pipeline:
     def resolve_job(self, resources: Mapping[str, Any] | None = None) -> JobDefinition:
         """The job as Dagster runs it, with ``resources`` bound (for tests and scripts)."""
         if isinstance(self.job, JobDefinition):
-            return self.job.with_top_level_resources(dict(resources or {}))
+            return self.job.with_top_level_resources(
+                wrap_resources_for_execution(dict(resources or {}))
+            )
         defs = Definitions(
             assets=[*self.sources, *self.assets],
             asset_checks=list(self.asset_checks),

@@ -27,7 +27,7 @@ def test_job_has_extract_transform_load_in_order() -> None:
         schedule="15 3 * * *",
         timezone="Europe/Berlin",
     )
-    nodes = [n.name for n in pipeline.job.graph.nodes_in_topological_order]
+    nodes = [n.name for n in pipeline.assets[0].node_def.nodes_in_topological_order]
     assert nodes == [
         "orders__extract",
         "orders__transform_1_lambda",

@@ -28,6 +28,6 @@ def test_readme_pipeline_example_builds(monkeypatch: pytest.MonkeyPatch) -> None
     monkeypatch.setitem(sys.modules, module.__name__, module)
     exec(compile(block.group(1), "README.md", "exec"), module.__dict__)
     pipeline = module.__dict__["pipeline"]
-    nodes = [n.name for n in pipeline.job.graph.nodes_in_topological_order]
+    nodes = [n.name for n in pipeline.assets[0].node_def.nodes_in_topological_order]
     assert nodes[0] == "github_issues__extract" and nodes[-1] == "github_issues__load"
     assert pipeline.schedule.execution_timezone == "Europe/Berlin"

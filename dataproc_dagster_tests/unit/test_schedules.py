@@ -165,8 +165,9 @@ def test_tick_skips_while_a_run_of_the_job_is_active(
 
 
 def test_a_run_of_another_job_does_not_skip(berlin: Pipeline, instance: DagsterInstance) -> None:
-    penguins = next(p for p in discover_pipelines() if p.name == "penguins")
-    other = instance.create_run_for_job(penguins.job)
+    from dataproc_dagster.definitions import defs
+
+    other = instance.create_run_for_job(defs.resolve_job_def("penguins"))
     report(instance, other, DagsterEventType.RUN_START)
     data = evaluate(berlin, instance, datetime(2026, 6, 17, 2, 30, tzinfo=BERLIN))
     assert data.skip_message is None
