@@ -112,8 +112,55 @@ def test_graphql_lists_jobs_schedules_and_asset_checks(stack: DagsterStack) -> N
     }
     assert checks["clickhouse/server"] == ["clickhouse_reachable", "migrations_up_to_date"]
     assert checks["metabase/server"] == ["metabase_reachable"]
-    assert checks["clickhouse/default/penguins"] == ["target_table"]
-    assert checks["clickhouse/default/penguin_species_stats"] == ["target_table"]
+    assert checks["clickhouse/default/penguins"] == [
+        "columns_match",
+        "freshness_check",
+        "rows_loaded",
+        "target_table",
+    ]
+    assert checks["clickhouse/default/penguin_species_stats"] == [
+        "columns_match",
+        "freshness_check",
+        "target_table",
+    ]
+
+
+LINEAGE = """
+query ($selector: RepositorySelector!) {
+  repositoryOrError(repositorySelector: $selector) {
+    ... on Repository {
+      assetNodes {
+        assetKey { path }
+        dependencyKeys { path }
+        groupName
+        jobNames
+        isExecutable
+        kinds
+        owners { ... on TeamAssetOwner { team } ... on UserAssetOwner { email } }
+      }
+    }
+  }
+}
+"""
+
+
+def test_graphql_lineage_runs_from_the_source_through_the_sql_step(stack: DagsterStack) -> None:
+    nodes = stack.graphql(LINEAGE, {"selector": SELECTOR})["repositoryOrError"]["assetNodes"]
+    by_key = {"/".join(n["assetKey"]["path"]): n for n in nodes}
+    edges = {
+        ("/".join(dep["path"]), key)
+        for key, node in by_key.items()
+        for dep in node["dependencyKeys"]
+    }
+    assert ("file/penguins.csv", "clickhouse/default/penguins") in edges
+    assert ("clickhouse/default/penguins", "clickhouse/default/penguin_species_stats") in edges
+    penguins = by_key["clickhouse/default/penguins"]
+    assert penguins["groupName"] == "penguins"
+    assert "penguins" in penguins["jobNames"]
+    assert penguins["isExecutable"] is True  # Materialize works from the catalog
+    assert set(penguins["kinds"]) == {"clickhouse", "pandas"}
+    assert penguins["owners"] == [{"team": "data-engineering"}]
+    assert by_key["file/penguins.csv"]["isExecutable"] is False
 
 
 def test_penguins_runs_through_the_queue_and_lands_rows(
@@ -167,15 +214,54 @@ def test_ui_shows_the_job_and_the_successful_run(
         screenshot=job_shot,
     )
     assert "penguins" in job_dom
-    assert "penguins__load" in job_dom  # the op graph rendered, not just the page shell
+    assert "penguin_species_stats" in job_dom  # the asset graph rendered, not just the shell
 
     run_shot = ARTIFACTS / "run_penguins.png"
     run_dom = browse(browser, f"{stack.url}/runs/{run_id}", tmp_path / "p2", screenshot=run_shot)
     assert run_id[:8] in run_dom
     assert "penguins" in run_dom
     assert "Success" in run_dom
-    for shot in (job_shot, run_shot):
+    lineage_shot = ARTIFACTS / "lineage.png"
+    lineage_dom = browse(
+        browser, f"{stack.url}/asset-groups", tmp_path / "p3", screenshot=lineage_shot
+    )
+    assert "penguin_species_stats" in lineage_dom and "penguins.csv" in lineage_dom
+
+    checks_shot = ARTIFACTS / "asset_penguins_checks.png"
+    checks_dom = browse(
+        browser,
+        f"{stack.url}/assets/clickhouse/default/penguins?view=checks",
+        tmp_path / "p4",
+        screenshot=checks_shot,
+    )
+    assert "rows_loaded" in checks_dom and "columns_match" in checks_dom
+    for shot in (job_shot, run_shot, lineage_shot, checks_shot):
         assert shot.stat().st_size > 20_000, f"{shot} looks empty"
+
+
+CHECK_STATUS = """
+query ($key: AssetKeyInput!) {
+  assetNodeOrError(assetKey: $key) {
+    ... on AssetNode {
+      assetChecksOrError {
+        ... on AssetChecks { checks { name blocking executionForLatestMaterialization { status } } }
+      }
+    }
+  }
+}
+"""
+
+
+def test_checks_are_evaluated_with_every_load(
+    stack: DagsterStack, penguins_run: dict[str, Any]
+) -> None:
+    assert penguins_run["status"] == "SUCCESS"
+    node = stack.graphql(CHECK_STATUS, {"key": {"path": ["clickhouse", "default", "penguins"]}})
+    checks = {c["name"]: c for c in node["assetNodeOrError"]["assetChecksOrError"]["checks"]}
+    for name in ("rows_loaded", "columns_match", "freshness_check"):
+        execution = checks[name]["executionForLatestMaterialization"]
+        assert execution is not None and execution["status"] == "SUCCEEDED", (name, execution)
+    assert checks["columns_match"]["blocking"] is True
 
 
 POOL = """
