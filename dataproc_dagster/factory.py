@@ -219,7 +219,7 @@ def create_etl_pipeline(
             ``celery_executor``) for steps on other machines.
         chunk_rows: Rows per chunk between steps (default ``CHUNK_ROWS``).
         schedule_run_config: Run config for scheduled runs. Op config of an asset pipeline
-            nests under its graph: ``ops: {<name>: {ops: {<name>__extract: {config: ...}}}}``.
+            nests under its graph: ``ops: {<name>__etl: {ops: {<name>__extract: {config: ...}}}}``.
         owners: Owners of the pipeline's assets (``team:data`` or e-mail addresses); default
             the pipeline module's ``OWNERS``.
         group_name: Asset group (default: the pipeline name).
@@ -343,7 +343,8 @@ def _asset_pipeline(
             tags=asset_tags,
             metadata={"dagster/table_name": target.qualified} if target is not None else None,
         )
-        assets.append(graph_asset_for(name, body, spec, source))
+        # The graph must not share the job's name: the asset job's own graph is named after it.
+        assets.append(graph_asset_for(f"{name}__etl", body, spec, source))
         load_spec = getattr(loader, "spec", None)
         if target is not None:
             checks.append(

@@ -93,3 +93,5 @@ def _apply_module_facts(pipeline: Pipeline, module: ModuleType) -> None:
     object.__setattr__(pipeline, "assets", assets)
     if owners and not pipeline.owners:
         object.__setattr__(pipeline, "owners", tuple(owners))
+    if description is not None:  # applied once, however often the pipelines are discovered
+        object.__setattr__(pipeline, "description", description)

@@ -44,7 +44,7 @@ def test_penguins_load_metadata_and_materialization(clickhouse: ClickHouseResour
     result = penguins.execute_in_process(resources={"clickhouse": clickhouse})
 
     # One materialization per table, the load's on the pipeline's graph-backed asset.
-    materializations = result.asset_materializations_for_node("penguins")
+    materializations = result.asset_materializations_for_node("penguins__etl")
     assert [m.asset_key.path for m in materializations] == [["clickhouse", "default", "penguins"]]
     events = result.get_asset_materialization_events()
     assert [e.asset_key.path for e in events if e.asset_key is not None] == [
@@ -59,7 +59,7 @@ def test_penguins_load_metadata_and_materialization(clickhouse: ClickHouseResour
     load_output = next(
         e
         for e in result.all_events
-        if e.is_successful_output and e.step_key == "penguins.penguins__load"
+        if e.is_successful_output and e.step_key == "penguins__etl.penguins__load"
     )
     load_meta = load_output.event_specific_data.metadata  # type: ignore[union-attr]
     assert load_meta["rows"].value == 342
@@ -138,7 +138,7 @@ def test_steps_in_separate_processes_share_the_embedded_engine(
             for e in result.all_events
             if e.is_step_success
             and e.pid is not None
-            and e.step_key.startswith("multiprocess_copy.")
+            and e.step_key.startswith("multiprocess_copy__etl.")
         }
     assert len(pids) == 3  # extract, transform, load: three processes
     resource = ClickHouseResource(url=f"chdb://{data_dir / 'clickhouse'}")
