@@ -26,7 +26,12 @@ from dataproc_dagster.errors import LoadError
 from dataproc_dagster.loading.tables import count_rows, describe_table, drop_table
 from dataproc_dagster.observability import measure_step
 from dataproc_dagster.ops.loaders.clickhouse import split_table
-from dataproc_dagster.ops.steps import CLICKHOUSE_POOL, pipeline_errors, table_metadata
+from dataproc_dagster.ops.steps import (
+    CLICKHOUSE_POOL,
+    label_cli_run,
+    pipeline_errors,
+    table_metadata,
+)
 from dataproc_dagster.resources.clickhouse import qualified_name, quote_identifier
 from dataproc_dagster.sql_safety import check_expression, check_identifier, check_single_statement
 
@@ -153,6 +158,7 @@ def run_sql_step(
     clickhouse = context.resources.clickhouse
     database, table = split_table(step.table, clickhouse.database)
     where = f"{database}.{table}"
+    label_cli_run(context)
     with (
         pipeline_errors(pipeline, name, f"ClickHouse {where}"),
         measure_step(name, context.log) as metrics,
