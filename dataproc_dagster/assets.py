@@ -297,6 +297,15 @@ def _columns_result(
     if managed:
         problems = schema_differences(client, {qualified: migration_columns})
         expectation = "the migrations"
+    elif not columns and table.loaded and facts.get("rows_loaded") == 0:
+        # A first load from an empty source creates no table; nothing is wrong yet.
+        return AssetCheckResult(
+            check_name=CHECK_COLUMNS,
+            asset_key=table.key,
+            passed=True,
+            metadata=metadata,
+            description=f"{qualified} not created yet: the last load had no rows",
+        )
     elif not columns:
         problems = [f"table {qualified} is missing"]
         expectation = "the pipeline"

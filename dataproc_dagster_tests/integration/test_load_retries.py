@@ -140,7 +140,11 @@ def test_reexecution_from_failure_loads_each_row_once(
         with execute_job(job, instance=instance, reexecution_options=options) as second:
             assert second.success
             steps = {e.step_key for e in second.all_events if e.is_step_success}
-            assert steps == {"faulty_append__load"}  # the extract step was not run again
+            # The extract step was not run again; the load and the table's checks were.
+            assert steps == {
+                "faulty_append__etl.faulty_append__load",
+                "faulty_append__faulty_events_checks",
+            }
 
     runs = data_dir / "runs"
     assert not runs.exists() or list(runs.iterdir()) == []  # both runs' chunks were removed
