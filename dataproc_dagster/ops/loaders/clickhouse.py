@@ -6,6 +6,8 @@ from typing import Any
 
 from dagster import (
     Array,
+    DagsterInstance,
+    DagsterRunStatus,
     Field,
     In,
     Noneable,
@@ -239,6 +241,16 @@ def check_target_ready(client: Any, spec: LoadSpec, *, from_config: bool) -> Non
             )
 
 
+def run_succeeded_in(instance: DagsterInstance) -> Callable[[str], bool]:
+    """``run_id -> bool``: whether the instance knows the run and it finished with success."""
+
+    def succeeded(run_id: str) -> bool:
+        run = instance.get_run_by_id(run_id)
+        return run is not None and run.status == DagsterRunStatus.SUCCESS
+
+    return succeeded
+
+
 def make_load_op(pipeline: str, name: str, loader: ClickHouseLoader) -> OpDefinition:
     """The op that writes the chunks and records an ``AssetMaterialization`` of the table."""
 
@@ -272,6 +284,10 @@ def make_load_op(pipeline: str, name: str, loader: ClickHouseLoader) -> OpDefini
                 log=context.log,
                 on_chunk=loader.on_chunk,
                 engine_reads_files=clickhouse.is_embedded,
+                run_id=context.run_id,
+                run_succeeded=run_succeeded_in(context.instance),
+                # The embedded engine's directory lock is held for the whole step.
+                exclusive=clickhouse.is_embedded,
             )
             metrics.add(result.rows, result.chunks)
             metrics.extra.update(
