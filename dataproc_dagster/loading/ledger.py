@@ -263,14 +263,14 @@ def restore_comment(client: Client, database: str, entry: LedgerEntry) -> None:
 def owner_is_dead(entry: LedgerEntry, *, exclusive: bool) -> bool:
     """Whether the process that wrote ``entry`` can no longer be working on it.
 
-    ``exclusive``: the caller holds the embedded engine's directory lock, so no other process
-    can be loading: every unfinished entry it does not own is dead. Otherwise an owner on this
+    ``exclusive``: the caller holds the embedded engine's directory lock and has not written its
+    own entry yet, so no load is running: every unfinished entry is dead. Otherwise an owner on this
     host is dead when its pid is gone, and any other owner when its lease ran out.
     """
-    if entry.owner == this_owner():
-        return False
     if exclusive:
         return True
+    if entry.owner == this_owner():
+        return entry.age_seconds > LEASE_SECONDS  # another thread of this process may run it
     host, _, pid = entry.owner.rpartition(":")
     if host == socket.gethostname() and pid.isdigit():
         try:
