@@ -171,6 +171,8 @@ def check_unfinished_loads(clickhouse: ClickHouseResource) -> CheckResult:
             for database in databases:
                 tables += [
                     f"{database}.{name} ({rows} rows, {_age(age)} old)"
+                    if age is not None
+                    else f"{database}.{name} ({rows} rows, {_age(age)})"
                     for name, age, rows in work_tables(client, database)
                 ]
                 loads += [
@@ -200,7 +202,9 @@ def check_unfinished_loads(clickhouse: ClickHouseResource) -> CheckResult:
     return _timed(CHECK_LOADS, body)
 
 
-def _age(seconds: float) -> str:
+def _age(seconds: float | None) -> str:
+    if seconds is None:
+        return "unknown age"
     if seconds < 120:
         return f"{seconds:.0f} s"
     if seconds < 7200:

@@ -314,15 +314,32 @@ def _orphan_pattern(target: str) -> re.Pattern[str]:
     return re.compile(rf"^(?:{STAGE_PREFIX}|{SHADOW_PREFIX}){name}_[0-9a-f]{{12}}$")
 
 
-def work_tables(client: Client, database: str) -> list[tuple[str, float, int]]:
-    """Staging and shadow tables of ``database``: (name, age in seconds, rows)."""
+def work_tables(client: Client, database: str) -> list[tuple[str, float | None, int]]:
+    """Staging and shadow tables of ``database``: (name, age in seconds, rows).
+
+    The age is that of the table's metadata or, in a database that does not keep it (engine
+    Overlay reports 1970), of its newest part; ``None`` when neither is known.
+    """
     rows = client.query(
-        "SELECT name, dateDiff('second', metadata_modification_time, now()), "
-        "ifNull(total_rows, 0) FROM system.tables WHERE database = {db:String} "
+        "SELECT name, if(metadata_modification_time > toDateTime(0), "
+        "dateDiff('second', metadata_modification_time, now()), NULL), ifNull(total_rows, 0) "
+        "FROM system.tables WHERE database = {db:String} "
         "AND (startsWith(name, {s:String}) OR startsWith(name, {h:String})) ORDER BY name",
         parameters={"db": database, "s": STAGE_PREFIX, "h": SHADOW_PREFIX},
     ).result_rows
-    return [(name, float(age), int(count)) for name, age, count in rows]
+    parts: dict[str, int] = {
+        str(table): int(age)
+        for table, age in client.query(
+            "SELECT table, dateDiff('second', max(modification_time), now()) FROM system.parts "
+            "WHERE database = {db:String} AND active GROUP BY table",
+            parameters={"db": database},
+        ).result_rows
+    }
+    found: list[tuple[str, float | None, int]] = []
+    for name, age, count in rows:
+        known = age if age is not None else parts.get(name)
+        found.append((name, None if known is None else float(known), int(count)))
+    return found
 
 
 def recover_target(
@@ -373,9 +390,9 @@ def recover_target(
     for name, age, rows in work_tables(client, database):
         if not pattern.match(name) or name in live_tables:
             continue
-        if exclusive or age > LEASE_SECONDS:
+        if exclusive or (age is not None and age > LEASE_SECONDS):
             _drop(client, database, name)
-            done.append(f"dropped orphan table {database}.{name} ({rows} rows, {age:.0f} s old)")
+            done.append(f"dropped orphan table {database}.{name} ({rows} rows)")
     if log is not None:
         for line in done:
             log(line)

@@ -164,7 +164,7 @@ def test_check_lists_what_a_killed_load_left(loaded: Loaded, tmp_path: Path) -> 
     assert result.status == WARNING
     tables = result.metadata["work_tables"]
     assert sorted(t.split(" ")[0].split("_")[1] for t in tables) == ["shadow", "stage"]
-    assert all("rows" in t and "old" in t for t in tables)
+    assert all(" rows, " in t for t in tables)
     assert any("270 rows" in t for t in tables)  # the staged new data
     (load,) = result.metadata["unfinished_loads"]
     assert "default.kill_append" in load and "publishing" in load
