@@ -149,6 +149,7 @@ class LoadResult:
     columns_added: list[str] = field(default_factory=list)
     columns_discarded: list[str] = field(default_factory=list)
     partitions: list[str] = field(default_factory=list)
+    recovered: list[str] = field(default_factory=list)
 
 
 def staging_name(spec: LoadSpec, dataset_id: str) -> str:
@@ -278,7 +279,7 @@ def load_chunkset(
     run_id = run_id or dataset_id.split("/", 1)[0]
     kill_point_for_tests("start")
     ensure_ledger(client, spec.database)
-    recover_target(
+    result.recovered = recover_target(
         client,
         spec.database,
         spec.table,

@@ -300,6 +300,8 @@ def make_load_op(pipeline: str, name: str, loader: ClickHouseLoader) -> OpDefini
             )
             if result.skipped:
                 metrics.extra["skipped"] = result.skipped
+            if result.recovered:
+                metrics.extra["recovered"] = "; ".join(result.recovered)
             if result.columns_added:
                 metrics.extra["columns_added"] = ", ".join(result.columns_added)
             if result.columns_discarded:
