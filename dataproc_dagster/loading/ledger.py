@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import socket
 import threading
 import time
@@ -117,8 +118,6 @@ def kill_point_for_tests(name: str) -> None:
     only the run dies (as with ``kill -9`` of ``dagster job execute``).
     """
     if os.environ.get(KILL_ENV) == name:
-        import signal
-
         os.killpg(os.getpgrp(), signal.SIGKILL)
 
 
