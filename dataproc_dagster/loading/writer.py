@@ -247,7 +247,7 @@ def load_chunkset(
     on_chunk: Callable[[int, int], None] | None = None,
     engine_reads_files: bool = False,
     run_id: str | None = None,
-    run_succeeded: Callable[[str], bool] | None = None,
+    run_succeeded: Callable[[str], bool | None] | None = None,
     exclusive: bool = False,
 ) -> LoadResult:
     """Write every chunk of ``chunks`` into the target, atomically and exactly once.
@@ -263,9 +263,10 @@ def load_chunkset(
             twice as fast as sending them through the client.
         run_id: The run doing this load, recorded in the ledger (default: the run that
             produced the chunks).
-        run_succeeded: ``run_id -> bool``: whether a run finished successfully. With it, an
-            ``append``/``upsert`` whose data is identical to the latest published load, made by a
-            run that did not finish, is recorded instead of published again (docs/loading.md).
+        run_succeeded: ``run_id -> bool | None``: whether a run finished successfully (``None``
+            when the run is unknown). With it, an ``append``/``upsert`` whose data is identical to
+            the latest published load, made by a known run that did not succeed, is recorded
+            instead of published again (docs/loading.md).
         exclusive: The caller holds the embedded engine's directory lock, so every unfinished
             load of another process is dead and is settled at once.
 
@@ -428,7 +429,7 @@ def _published_by_unfinished_run(
     client: Client,
     spec: LoadSpec,
     entry: LedgerEntry,
-    run_succeeded: Callable[[str], bool] | None,
+    run_succeeded: Callable[[str], bool | None] | None,
 ) -> str | None:
     """A note when the latest published load holds the same data and its run did not finish.
 
@@ -442,7 +443,9 @@ def _published_by_unfinished_run(
     previous = latest_published(client, spec.database, spec.table)
     if previous is None or previous.fingerprint != entry.fingerprint:
         return None
-    if previous.run_id == entry.run_id or run_succeeded(previous.run_id):
+    # An unknown run (a temporary instance, a wiped run history) is not judged: skipping data
+    # that a successful run had loaded would lose a real second load.
+    if previous.run_id == entry.run_id or run_succeeded(previous.run_id) is not False:
         return None
     return f"identical to the data already published by run {previous.run_id}, which did not finish"
 

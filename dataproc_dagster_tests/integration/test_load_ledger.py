@@ -9,6 +9,7 @@ from __future__ import annotations
 import socket
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
@@ -25,7 +26,7 @@ from dataproc_dagster.loading.ledger import (
     recover_target,
     write_entry,
 )
-from dataproc_dagster.loading.writer import LoadSpec, load_chunkset
+from dataproc_dagster.loading.writer import LoadResult, LoadSpec, load_chunkset
 from dataproc_dagster.resources.clickhouse import ClickHouseResource
 
 
@@ -48,6 +49,24 @@ def _kill_at(monkeypatch: pytest.MonkeyPatch, point: str) -> None:
             raise Killed(name)
 
     monkeypatch.setattr(writer, "kill_point_for_tests", kill_point)
+
+
+def _load_run(
+    clickhouse: ClickHouseResource,
+    spec: LoadSpec,
+    run: str,
+    run_succeeded: Callable[[str], bool | None],
+) -> LoadResult:
+    """Load the same 30 rows as run ``run`` would (its own dataset)."""
+    with clickhouse.get_client() as client:
+        return load_chunkset(
+            client,
+            _chunks(clickhouse, f"{run}/extract"),
+            spec,
+            run_id=run,
+            run_succeeded=run_succeeded,
+            exclusive=True,
+        )
 
 
 def _count_sum(clickhouse: ClickHouseResource, database: str) -> tuple[int, int]:
@@ -164,15 +183,7 @@ def test_identical_data_published_by_a_run_that_did_not_finish_is_not_published_
         ("run-3", None),
     ]
     for (run, skipped), rows in zip(steps, (60, 90), strict=True):
-        with clickhouse.get_client() as client:
-            result = load_chunkset(
-                client,
-                _chunks(clickhouse, f"{run}/extract"),
-                spec,
-                run_id=run,
-                run_succeeded=finished.__contains__,
-                exclusive=True,
-            )
+        result = _load_run(clickhouse, spec, run, finished.__contains__)
         assert result.skipped == skipped
         assert _count_sum(clickhouse, "default") == (rows, rows // 30 * sum(range(30)))
         finished.add(run)
@@ -231,3 +242,14 @@ def test_an_unfinished_load_of_a_live_process_is_left_alone(
     assert states["live/x"] == "staging" and states["dead/x"] == "abandoned"
     assert len(done) == 1 and "dead/x" in done[0]
     assert _work_tables(clickhouse, "default") == ["_stage_t_0123456789ab"]
+
+
+def test_data_published_by_a_run_the_instance_does_not_know_is_loaded_again(
+    clickhouse: ClickHouseResource,
+) -> None:
+    """execute_in_process runs live in temporary instances: their outcome is not guessed."""
+    spec = LoadSpec(database="default", table="t")
+    for run in ("run-0", "run-1"):
+        result = _load_run(clickhouse, spec, run, lambda _run_id: None)
+        assert result.skipped is None
+    assert _count_sum(clickhouse, "default") == (60, 2 * sum(range(30)))

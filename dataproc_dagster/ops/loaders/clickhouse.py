@@ -241,12 +241,12 @@ def check_target_ready(client: Any, spec: LoadSpec, *, from_config: bool) -> Non
             )
 
 
-def run_succeeded_in(instance: DagsterInstance) -> Callable[[str], bool]:
-    """``run_id -> bool``: whether the instance knows the run and it finished with success."""
+def run_succeeded_in(instance: DagsterInstance) -> Callable[[str], bool | None]:
+    """``run_id -> bool | None``: whether the run finished with success; ``None``: unknown run."""
 
-    def succeeded(run_id: str) -> bool:
+    def succeeded(run_id: str) -> bool | None:
         run = instance.get_run_by_id(run_id)
-        return run is not None and run.status == DagsterRunStatus.SUCCESS
+        return None if run is None else run.status == DagsterRunStatus.SUCCESS
 
     return succeeded
 
