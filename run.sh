@@ -20,6 +20,8 @@ Usage: ./run.sh COMMAND [ARGS]
                             event with LOG_LEVEL=DEBUG)
   dg ARGS                   Dagster's `dg` command line on this project and instance
                             (dg check defs, dg list defs, dg launch --job NAME, dg dev)
+  resume [RUN_ID] [--job NAME]
+                            re-execute a failed or killed run from failure (default: the latest)
   check                     integrity checks (exit code != 0 when one fails)
   migrate                   apply pending migrations
   migrate_status            show migration status
@@ -157,6 +159,10 @@ case "$cmd" in
     # through [tool.dg] in pyproject.toml. VIRTUAL_ENV tells dg which environment is active.
     export VIRTUAL_ENV="$VENV"
     exec dg "$@"
+    ;;
+  resume)
+    ensure_venv
+    exec python -m dataproc_dagster.resume "$@"
     ;;
   check)
     ensure_venv

@@ -46,7 +46,7 @@ class ChunkSet:
         rows: Total row count.
         schema_bytes: The Arrow schema every chunk is read with (serialized).
         dataset_id: Stable identity of this data (``run_id/step``): a retried or re-executed
-            load of the same data uses it to build the same insert tokens.
+            load of the same data keeps it, and the load ledger knows the data by it.
         source: Human-readable description of where the rows came from.
         chunk_rows: Row counts per file, in order.
         nullable_columns: Columns that hold at least one null.

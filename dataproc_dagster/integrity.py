@@ -30,6 +30,7 @@ SKIPPED = "skipped"
 CHECK_CLICKHOUSE = "clickhouse_reachable"
 CHECK_METABASE = "metabase_reachable"
 CHECK_MIGRATIONS = "migrations_up_to_date"
+CHECK_LOADS = "no_unfinished_loads"
 
 
 @dataclass
@@ -144,6 +145,71 @@ def _safe_describe(clickhouse: ClickHouseResource) -> str:
         return clickhouse.describe()
     except DataprocError as exc:
         return exc.message
+
+
+def check_unfinished_loads(clickhouse: ClickHouseResource) -> CheckResult:
+    """Staging and shadow tables (with age and rows) and ledger entries of unfinished loads.
+
+    A warning, not a failure: the target tables are consistent, and the next load of each table
+    settles what a dead load left (docs/loading.md).
+    """
+    from dataproc_dagster.loading.ledger import LEDGER_TABLE, unfinished, work_tables
+
+    def body() -> CheckResult:
+        tables: list[str] = []
+        loads: list[str] = []
+        with clickhouse.get_client(step="integrity_check") as client:
+            databases = [
+                row[0]
+                for row in client.query(
+                    "SELECT DISTINCT database FROM system.tables WHERE name = %(t)s OR "
+                    "startsWith(name, '_stage_') OR startsWith(name, '_shadow_') "
+                    "ORDER BY database",
+                    parameters={"t": LEDGER_TABLE},
+                ).result_rows
+            ]
+            for database in databases:
+                tables += [
+                    f"{database}.{name} ({rows} rows, {_age(age)} old)"
+                    if age is not None
+                    else f"{database}.{name} ({rows} rows, {_age(age)})"
+                    for name, age, rows in work_tables(client, database)
+                ]
+                loads += [
+                    f"{database}.{e.target} <- {e.dataset_id} ({e.mode}, {e.state}, run "
+                    f"{e.run_id}, owner {e.owner}, updated {_age(e.age_seconds)} ago)"
+                    for e in unfinished(client, database)
+                ]
+        metadata = {"work_tables": tables, "unfinished_loads": loads}
+        if not tables and not loads:
+            return CheckResult(
+                CHECK_LOADS, PASSED, "no staging table and no unfinished load", metadata
+            )
+        parts = []
+        if tables:
+            parts.append(f"{len(tables)} staging/shadow table(s): {'; '.join(tables)}")
+        if loads:
+            parts.append(f"{len(loads)} unfinished load(s): {'; '.join(loads)}")
+        return CheckResult(
+            CHECK_LOADS,
+            WARNING,
+            "; ".join(parts),
+            metadata,
+            "a load running now is listed too; a dead one is settled by the next load of its "
+            "table: resume its run (./run.sh resume RUN_ID) or run the pipeline again",
+        )
+
+    return _timed(CHECK_LOADS, body)
+
+
+def _age(seconds: float | None) -> str:
+    if seconds is None:
+        return "unknown age"
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
 
 
 # Metabase
@@ -424,6 +490,7 @@ def run_all_checks(
         check_clickhouse(clickhouse),
         check_metabase(metabase),
         check_migrations(clickhouse, migrations_folder),
+        check_unfinished_loads(clickhouse),
     ]
     results += check_pipeline_tables(clickhouse, pipelines, migrations_folder)
     return results
@@ -444,7 +511,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """``python -m dataproc_dagster.integrity [--json]``: print the checks; 1 when one fails."""
     parser = argparse.ArgumentParser(
         prog="python -m dataproc_dagster.integrity",
-        description="Integrity checks: ClickHouse, Metabase, migrations, pipeline tables.",
+        description="Integrity checks: ClickHouse, Metabase, migrations, unfinished loads, "
+        "pipeline tables.",
     )
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     args = parser.parse_args(argv)

@@ -2,7 +2,8 @@
 
 Checked assets (external: this job only observes them):
 
-- ``clickhouse/server``: checks ``clickhouse_reachable`` and ``migrations_up_to_date``;
+- ``clickhouse/server``: checks ``clickhouse_reachable``, ``migrations_up_to_date`` and
+  ``no_unfinished_loads`` (staging tables and ledger entries of loads that did not finish);
 - ``metabase/server``: check ``metabase_reachable`` (passes as skipped, with the reason, when
   ``METABASE_BASE_URL`` is empty);
 - ``clickhouse/<database>/<table>`` for every pipeline's target table (the key the loaders
@@ -134,6 +135,12 @@ def build_integrity_checks(
             description="Every migration applied; none failed, edited or without its file.",
         ),
         AssetCheckSpec(
+            integrity.CHECK_LOADS,
+            asset=CLICKHOUSE_KEY,
+            description="No staging/shadow table and no unfinished load left by a dead process "
+            "(a warning: the next load of the table settles them).",
+        ),
+        AssetCheckSpec(
             integrity.CHECK_METABASE,
             asset=METABASE_KEY,
             description="Metabase answers /api/health and accepts the credentials "
@@ -168,6 +175,7 @@ def build_integrity_checks(
         results = [
             (integrity.check_clickhouse, CLICKHOUSE_KEY, integrity.CHECK_CLICKHOUSE),
             (integrity.check_migrations, CLICKHOUSE_KEY, integrity.CHECK_MIGRATIONS),
+            (integrity.check_unfinished_loads, CLICKHOUSE_KEY, integrity.CHECK_LOADS),
             (integrity.check_metabase, METABASE_KEY, integrity.CHECK_METABASE),
         ]
         chosen = {q: w for q, w in tables.items() if wanted(table_key(q), TABLE_CHECK)}

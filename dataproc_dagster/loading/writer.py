@@ -1,16 +1,17 @@
-"""Atomic, retry-safe writes of a :class:`ChunkSet` into a ClickHouse table.
+"""Atomic, exactly-once writes of a :class:`ChunkSet` into a ClickHouse table.
 
-Every mode first loads all chunks into a staging table shaped like the target, then publishes
-them in one ClickHouse operation, so a failure at any chunk leaves the target as it was:
+Every mode loads all chunks into a staging table shaped like the target, then publishes them with
+one ``EXCHANGE TABLES`` of the target and a shadow table, so readers see the old table or the
+complete new one and nothing in between:
 
-- ``append``: ``ATTACH PARTITION ... FROM`` staging (parts are hard-linked, nothing is copied);
-- ``replace``: ``EXCHANGE TABLES`` target and staging;
-- ``replace_partitions``: ``REPLACE PARTITION ... FROM`` staging, for the partitions in the data;
-- ``upsert``: like ``append`` into a ``ReplacingMergeTree`` keyed on the key columns, with a
-  version column, so the latest row per key wins (read with ``FINAL``).
+- ``append`` / ``upsert``: the shadow gets the target's partitions and then the staged ones
+  (``ATTACH PARTITION ... FROM`` hard-links parts, nothing is copied);
+- ``replace_partitions``: the shadow gets the target's partitions absent from the data, then the
+  staged ones;
+- ``replace``: the staging table is the shadow.
 
-A ledger table records each published dataset, so a step that is retried after publishing
-does not load the same data twice. The staging table is dropped (``SYNC``) in every case.
+The ledger (:mod:`dataproc_dagster.loading.ledger`) records every state of every load, so the
+next load of a table settles what a dead process left and never publishes the same data twice.
 """
 
 from __future__ import annotations
@@ -27,6 +28,29 @@ from clickhouse_connect.driver.client import Client
 
 from dataproc_dagster.chunks import ChunkSet
 from dataproc_dagster.errors import ConfigError, DataprocError, LoadError, SchemaError
+from dataproc_dagster.loading.ledger import (
+    ABANDONED,
+    FINAL_STATES,
+    HEARTBEAT_SECONDS,
+    LEDGER_TABLE,
+    PUBLISHED,
+    PUBLISHING,
+    SHADOW_PREFIX,
+    STAGE_PREFIX,
+    STAGED,
+    STAGING,
+    LedgerEntry,
+    ensure_ledger,
+    fingerprint,
+    kill_point_for_tests,
+    latest_published,
+    mark_for_swap,
+    read_entries,
+    recover_target,
+    restore_comment,
+    settle,
+    write_entry,
+)
 from dataproc_dagster.loading.schema_check import (
     DRIFT_POLICIES,
     check_chunk,
@@ -40,12 +64,12 @@ from dataproc_dagster.loading.tables import (
     describe_table,
     drop_table,
 )
-from dataproc_dagster.resources.clickhouse import qualified_name, quote_identifier, scalar
+from dataproc_dagster.resources.clickhouse import qualified_name, quote_identifier
 
 WriteMode = Literal["append", "replace", "replace_partitions", "upsert"]
 WRITE_MODES: tuple[str, ...] = ("append", "replace", "replace_partitions", "upsert")
 VERSION_COLUMN = "_version"
-LEDGER_TABLE = "_dataproc_loads"
+__all__ = ["LEDGER_TABLE", "LoadResult", "LoadSpec", "load_chunkset"]
 
 
 @dataclass(frozen=True)
@@ -125,43 +149,29 @@ class LoadResult:
     columns_added: list[str] = field(default_factory=list)
     columns_discarded: list[str] = field(default_factory=list)
     partitions: list[str] = field(default_factory=list)
+    recovered: list[str] = field(default_factory=list)
 
 
 def staging_name(spec: LoadSpec, dataset_id: str) -> str:
     """A staging table name that is the same for every retry of the same load."""
+    return _work_name(STAGE_PREFIX, spec, dataset_id)
+
+
+def shadow_name(spec: LoadSpec, dataset_id: str) -> str:
+    """The name of the table assembled as the next version of the target."""
+    return _work_name(SHADOW_PREFIX, spec, dataset_id)
+
+
+def _work_name(prefix: str, spec: LoadSpec, dataset_id: str) -> str:
     digest = hashlib.sha1(f"{dataset_id}|{spec.database}.{spec.table}".encode()).hexdigest()[:12]
-    return f"_stage_{spec.table}_{digest}"[:200]
-
-
-def _ensure_ledger(client: Client, database: str) -> None:
-    client.command(f"CREATE DATABASE IF NOT EXISTS {quote_identifier(database)}")
-    client.command(
-        f"CREATE TABLE IF NOT EXISTS {qualified_name(LEDGER_TABLE, database)} ("
-        "target String, dataset_id String, mode String, rows UInt64, "
-        "loaded_at DateTime64(3, 'UTC') DEFAULT now64(3)) "
-        "ENGINE = MergeTree ORDER BY (target, dataset_id)"
-    )
+    return f"{prefix}{spec.table}_{digest}"[:200]
 
 
 def already_loaded(client: Client, spec: LoadSpec, dataset_id: str) -> bool:
     """Whether this dataset was already published into this table."""
-    _ensure_ledger(client, spec.database)
-    found = scalar(
-        client,
-        f"SELECT count() FROM {qualified_name(LEDGER_TABLE, spec.database)} "
-        "WHERE target = {t:String} AND dataset_id = {d:String}",
-        {"t": spec.table, "d": dataset_id},
-    )
-    return found > 0
-
-
-def _record(client: Client, spec: LoadSpec, dataset_id: str, rows: int) -> None:
-    client.insert(
-        f"{LEDGER_TABLE}",
-        [[spec.table, dataset_id, spec.mode, rows]],
-        column_names=["target", "dataset_id", "mode", "rows"],
-        database=spec.database,
-    )
+    ensure_ledger(client, spec.database)
+    entries = read_entries(client, spec.database, spec.table, dataset_id)
+    return bool(entries) and entries[-1].state == PUBLISHED
 
 
 def _create_target(client: Client, spec: LoadSpec, chunks: ChunkSet) -> None:
@@ -236,8 +246,11 @@ def load_chunkset(
     log: Any = None,
     on_chunk: Callable[[int, int], None] | None = None,
     engine_reads_files: bool = False,
+    run_id: str | None = None,
+    run_succeeded: Callable[[str], bool | None] | None = None,
+    exclusive: bool = False,
 ) -> LoadResult:
-    """Write every chunk of ``chunks`` into the target, atomically.
+    """Write every chunk of ``chunks`` into the target, atomically and exactly once.
 
     Args:
         client: An open ClickHouse client.
@@ -248,6 +261,14 @@ def load_chunkset(
         engine_reads_files: The ClickHouse engine runs on this machine (embedded chDB), so it
             reads the chunk files itself (``INSERT ... SELECT FROM file()``), which is about
             twice as fast as sending them through the client.
+        run_id: The run doing this load, recorded in the ledger (default: the run that
+            produced the chunks).
+        run_succeeded: ``run_id -> bool | None``: whether a run finished successfully (``None``
+            when the run is unknown). With it, an ``append``/``upsert`` whose data is identical to
+            the latest published load, made by a known run that did not succeed, is recorded
+            instead of published again (docs/loading.md).
+        exclusive: The caller holds the embedded engine's directory lock, so every unfinished
+            load of another process is dead and is settled at once.
 
     Raises:
         ConfigError, SchemaError, LoadError: The target is then unchanged.
@@ -255,9 +276,25 @@ def load_chunkset(
     spec.validate()
     result = LoadResult()
     where = f"{spec.database}.{spec.table}"
-    if spec.mode in ("append", "upsert") and already_loaded(client, spec, chunks.dataset_id):
-        result.skipped = f"dataset {chunks.dataset_id} was already loaded into {where}"
+    dataset_id = chunks.dataset_id
+    run_id = run_id or dataset_id.split("/", 1)[0]
+    kill_point_for_tests("start")
+    ensure_ledger(client, spec.database)
+    result.recovered = recover_target(
+        client,
+        spec.database,
+        spec.table,
+        exclusive=exclusive,
+        log=(lambda line: _log(log, "warning", line)),
+    )
+    if spec.mode in ("append", "upsert") and already_loaded(client, spec, dataset_id):
+        result.skipped = f"dataset {dataset_id} was already loaded into {where}"
         _log(log, "warning", result.skipped + "; nothing written (retry of a finished load)")
+        done = read_entries(client, spec.database, spec.table, dataset_id)[-1]
+        if done.run_id != run_id:
+            # This run now stands for the data: a later identical load is judged by its outcome.
+            note = f"re-execution of run {done.run_id}, which had published it"
+            write_entry(client, spec.database, done.moved(PUBLISHED, run_id=run_id, note=note))
         return result
     info = describe_table(client, spec.database, spec.table)
     if info is None:
@@ -300,12 +337,30 @@ def load_chunkset(
             )
     else:
         drift = None
-    stage = staging_name(spec, chunks.dataset_id)
+    stage = staging_name(spec, dataset_id)
+    shadow = stage if spec.mode == "replace" else shadow_name(spec, dataset_id)
+    entry = LedgerEntry(
+        spec.table, dataset_id, spec.mode, run_id, STAGING, stage=stage, shadow=shadow
+    )
     drop_table(client, spec.database, stage)
+    drop_table(client, spec.database, shadow)
+    write_entry(client, spec.database, entry)
     try:
         client.command(f"CREATE TABLE {qualified_name(stage, spec.database)} AS {spec.qualified}")
+        renewed = time.monotonic()
         version = time.time_ns()
         add_version = spec.mode == "upsert" and spec.version_column is None
+
+        def staged_one(index: int) -> None:
+            nonlocal renewed
+            result.chunks += 1
+            if on_chunk is not None:
+                on_chunk(index, result.rows)
+            kill_point_for_tests(f"staging:chunk:{index}")
+            if time.monotonic() - renewed > HEARTBEAT_SECONDS:
+                write_entry(client, spec.database, entry)  # renews the lease
+                renewed = time.monotonic()
+
         direct = engine_reads_files and chunks.uniform and chunks.schema is not None
         if direct:
             assert chunks.schema is not None
@@ -314,9 +369,7 @@ def load_chunkset(
                 rows = check_file(path, columns, info, row_offset=result.rows)
                 _insert_file(client, spec.database, stage, path, columns, add_version, version)
                 result.rows += rows
-                result.chunks += 1
-                if on_chunk is not None:
-                    on_chunk(index, result.rows)
+                staged_one(index)
         for index, table in enumerate(() if direct else chunks.iter_tables()):
             if drift and drift.drop:
                 table = table.drop_columns(drift.drop)
@@ -327,26 +380,86 @@ def load_chunkset(
                 )
             client.insert_arrow(stage, table, database=spec.database)
             result.rows += table.num_rows
-            result.chunks += 1
-            if on_chunk is not None:
-                on_chunk(index, result.rows)
-        result.partitions = _publish(client, spec, stage)
-        _ensure_ledger(client, spec.database)
-        _record(client, spec, chunks.dataset_id, result.rows)
-        if spec.mode == "upsert" and spec.optimize_after_upsert:
+            staged_one(index)
+        result.partitions = active_partitions(client, spec.database, stage)
+        data_columns = [c for c, _ in info.columns if not (add_version and c == VERSION_COLUMN)]
+        entry = entry.moved(
+            STAGED,
+            rows=result.rows,
+            fingerprint=fingerprint(client, spec.database, stage, data_columns)
+            if spec.mode in ("append", "upsert")
+            else "",
+        )
+        write_entry(client, spec.database, entry)
+        kill_point_for_tests("staged")
+        duplicate = _published_by_unfinished_run(client, spec, entry, run_succeeded)
+        if duplicate is not None:
+            result.skipped = duplicate
+            _log(log, "warning", f"{where}: {duplicate}; nothing written")
+            entry = entry.moved(PUBLISHED, note=duplicate)
+            write_entry(client, spec.database, entry)
+            result.rows = 0
+        elif result.rows == 0 and spec.mode != "replace":
+            entry = entry.moved(PUBLISHED, note="no rows")
+            write_entry(client, spec.database, entry)
+        else:
+            entry = _publish(client, spec, entry)
+        kill_point_for_tests("published")
+        drop_table(client, spec.database, shadow)
+        if spec.mode == "upsert" and spec.optimize_after_upsert and not result.skipped:
             client.command(f"OPTIMIZE TABLE {spec.qualified} FINAL")
     except DataprocError:
+        _settle_own(client, spec, entry, log)
         raise
     except Exception as exc:
+        settled = _settle_own(client, spec, entry, log)
+        state = "has the new data" if settled == PUBLISHED else "is unchanged"
         raise LoadError(
-            f"loading into {where} failed after {result.rows} staged rows; the table is "
-            f"unchanged: {type(exc).__name__}: {str(exc)[:500]}",
+            f"loading into {where} failed after {result.rows} staged rows; the table "
+            f"{state}: {type(exc).__name__}: {str(exc)[:500]}",
             source=where,
             fix="see the ClickHouse error above; the step can be retried safely",
         ) from exc
     finally:
         drop_table(client, spec.database, stage)
     return result
+
+
+def _published_by_unfinished_run(
+    client: Client,
+    spec: LoadSpec,
+    entry: LedgerEntry,
+    run_succeeded: Callable[[str], bool | None] | None,
+) -> str | None:
+    """A note when the latest published load holds the same data and its run did not finish.
+
+    A brand-new run after a crash re-extracts the same source data (incremental bounds are read
+    from the target), so identical staged data means the crashed run had already published it.
+    Data published by a run that finished is never matched: loading the same rows again in a
+    new, separate run is then what the user asked for.
+    """
+    if run_succeeded is None or spec.mode not in ("append", "upsert") or not entry.fingerprint:
+        return None
+    previous = latest_published(client, spec.database, spec.table)
+    if previous is None or previous.fingerprint != entry.fingerprint:
+        return None
+    # An unknown run (a temporary instance, a wiped run history) is not judged: skipping data
+    # that a successful run had loaded would lose a real second load.
+    if previous.run_id == entry.run_id or run_succeeded(previous.run_id) is not False:
+        return None
+    return f"identical to the data already published by run {previous.run_id}, which did not finish"
+
+
+def _settle_own(client: Client, spec: LoadSpec, entry: LedgerEntry, log: Any) -> str:
+    """After a failure: finish or undo this load now rather than leaving it to the next one."""
+    if entry.state in FINAL_STATES:
+        return entry.state
+    try:
+        outcome = settle(client, spec.database, entry, note="the load failed")
+    except Exception as exc:  # the engine itself may be gone; the next load settles it
+        _log(log, "warning", f"could not clean up after the failed load: {exc}")
+        return entry.state
+    return PUBLISHED if outcome.startswith(PUBLISHED) else ABANDONED
 
 
 def _insert_file(
@@ -375,17 +488,35 @@ def _file_format(path: Path) -> str:
     return "Parquet" if path.suffix == ".parquet" else "Arrow"
 
 
-def _publish(client: Client, spec: LoadSpec, stage: str) -> list[str]:
-    staged = qualified_name(stage, spec.database)
-    if spec.mode == "replace":
-        client.command(f"EXCHANGE TABLES {spec.qualified} AND {staged}")
-        return []
-    partitions = active_partitions(client, spec.database, stage)
-    verb = "REPLACE" if spec.mode == "replace_partitions" else "ATTACH"
-    for partition in partitions:
-        quoted = partition.replace("\\", "\\\\").replace("'", "\\'")
-        client.command(f"ALTER TABLE {spec.qualified} {verb} PARTITION ID '{quoted}' FROM {staged}")
-    return partitions
+def _publish(client: Client, spec: LoadSpec, entry: LedgerEntry) -> LedgerEntry:
+    """Assemble the shadow (the next version of the target) and swap it in, in one operation."""
+    database = spec.database
+    staged = qualified_name(entry.stage, database)
+    shadow = qualified_name(entry.shadow, database)
+    if spec.mode != "replace":
+        client.command(f"CREATE TABLE {shadow} AS {spec.qualified}")
+    # Recorded before the swap: after it, the target carries the marker (how recovery tells).
+    marker, comment = mark_for_swap(client, database, entry.shadow, entry.dataset_id)
+    entry = entry.moved(PUBLISHING, swap_marker=marker, target_comment=comment)
+    write_entry(client, database, entry)
+    if spec.mode != "replace":
+        new = active_partitions(client, database, entry.stage)
+        keep = active_partitions(client, database, spec.table)
+        if spec.mode == "replace_partitions":
+            keep = [p for p in keep if p not in set(new)]
+        moves = [(p, spec.qualified) for p in keep] + [(p, staged) for p in new]
+        for count, (partition, source) in enumerate(moves, start=1):
+            quoted = partition.replace("\\", "\\\\").replace("'", "\\'")
+            client.command(f"ALTER TABLE {shadow} ATTACH PARTITION ID '{quoted}' FROM {source}")
+            kill_point_for_tests(f"publishing:attach:{count}")
+    kill_point_for_tests("publishing:before_swap")
+    client.command(f"EXCHANGE TABLES {spec.qualified} AND {shadow}")
+    kill_point_for_tests("publishing:after_swap")
+    entry = entry.moved(PUBLISHED)
+    write_entry(client, database, entry)
+    kill_point_for_tests("published:before_comment")
+    restore_comment(client, database, entry)
+    return entry
 
 
 def _log(log: Any, level: str, message: str) -> None:

@@ -7,10 +7,13 @@ armed by creating the file named in ``DATAPROC_TEST_FAULT_FILE``; it disarms its
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pandas as pd
-from dagster import JobDefinition
+import pytest
+from dagster import DagsterInstance, JobDefinition, execute_job, reconstructable
 
 from dataproc_dagster import create_clickhouse_loader, create_etl_pipeline, create_extractor
 from dataproc_dagster.resources.clickhouse import ClickHouseResource
@@ -50,3 +53,28 @@ def faulty_job() -> JobDefinition:
     )
     clickhouse = ClickHouseResource.from_settings(get_settings())
     return pipeline.resolve_job({"clickhouse": clickhouse.get_resource_definition()})
+
+
+@contextmanager
+def instance_with_a_failed_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[tuple[DagsterInstance, str]]:
+    """A temporary Dagster instance (in ``tmp_path/dagster_home``) where the job failed once."""
+    fault = tmp_path / "fault"
+    fault.touch()
+    monkeypatch.setenv("DATAPROC_TEST_FAULT_FILE", str(fault))
+    (tmp_path / "dagster_home").mkdir()
+    with DagsterInstance.local_temp(str(tmp_path / "dagster_home")) as instance:
+        with execute_job(reconstructable(faulty_job), instance=instance) as first:
+            assert not first.success
+        yield instance, first.run_id
+
+
+def __getattr__(name: str) -> object:
+    # ``defs`` for `python -m dataproc_dagster.resume --module ...`, built on first use so that
+    # importing this module does not read the settings.
+    if name == "defs":
+        from dagster import Definitions
+
+        return Definitions(jobs=[faulty_job()])
+    raise AttributeError(name)

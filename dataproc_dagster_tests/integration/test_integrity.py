@@ -72,7 +72,8 @@ def test_cli_reports_every_check_and_exit_code(
     assert "[FAILED ] migrations_up_to_date: pending: 0001_create_penguins.up.sql" in out
     assert "fix: apply them with ./run.sh migrate" in out
     assert "[WARNING] pipeline_tables_penguins: not created yet: default.penguins, " in out
-    assert "4 checks: 1 passed, 1 failed, 1 warning(s), 1 skipped" in out
+    assert "[PASSED ] no_unfinished_loads: no staging table and no unfinished load" in out
+    assert "5 checks: 2 passed, 1 failed, 1 warning(s), 1 skipped" in out
 
     ClickHouseMigrationManager(clickhouse, folder=PROJECT_MIGRATIONS).apply()
     assert penguins.execute_in_process(resources={"clickhouse": clickhouse}).success
@@ -80,7 +81,13 @@ def test_cli_reports_every_check_and_exit_code(
     ready = run_cli(tmp_path, "--json")
     assert ready.returncode == 0, ready.stdout + ready.stderr
     results = {r["name"]: r for r in json.loads(ready.stdout)}
-    assert [r["status"] for r in results.values()] == ["passed", "skipped", "passed", "passed"]
+    assert [r["status"] for r in results.values()] == [
+        "passed",
+        "skipped",
+        "passed",
+        "passed",
+        "passed",
+    ]
     server = results["clickhouse_reachable"]["metadata"]
     assert server["engine"] == "embedded chDB"
     assert server["database"] == "default"
@@ -219,8 +226,10 @@ def test_integrity_job_reports_each_check_and_fails_the_run(
         "clickhouse/default/penguins:target_table",
         "clickhouse/server:clickhouse_reachable",
         "clickhouse/server:migrations_up_to_date",
+        "clickhouse/server:no_unfinished_loads",
         "metabase/server:metabase_reachable",
     ]
+    assert checks["clickhouse/server:no_unfinished_loads"].passed
     assert checks["clickhouse/server:clickhouse_reachable"].passed
     assert (
         checks["clickhouse/server:clickhouse_reachable"].metadata["engine"].value == "embedded chDB"

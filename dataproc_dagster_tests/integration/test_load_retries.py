@@ -7,7 +7,6 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from dagster import (
-    DagsterInstance,
     ReexecutionOptions,
     RetryPolicy,
     execute_job,
@@ -119,17 +118,10 @@ def test_retry_of_a_finished_append_does_not_duplicate(clickhouse: ClickHouseRes
 def test_reexecution_from_failure_loads_each_row_once(
     data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    fault = tmp_path / "fault"
-    fault.touch()
-    monkeypatch.setenv("DATAPROC_TEST_FAULT_FILE", str(fault))
     clickhouse = ClickHouseResource(url=f"chdb://{data_dir / 'clickhouse'}")
-    (tmp_path / "dagster_home").mkdir()
-    with DagsterInstance.local_temp(str(tmp_path / "dagster_home")) as instance:
+    with faulty_job.instance_with_a_failed_run(tmp_path, monkeypatch) as (instance, parent_run_id):
         job = reconstructable(faulty_job.faulty_job)
-        with execute_job(job, instance=instance) as first:
-            assert not first.success
-            parent_run_id = first.run_id
-        assert not fault.exists()
+        assert not (tmp_path / "fault").exists()
         assert clickhouse.query_rows(
             "SELECT count() FROM system.tables "
             "WHERE database = 'default' AND name = 'faulty_events'"

@@ -6,6 +6,8 @@ from typing import Any
 
 from dagster import (
     Array,
+    DagsterInstance,
+    DagsterRunStatus,
     Field,
     In,
     MetadataValue,
@@ -251,6 +253,16 @@ def _load_facts(spec: LoadSpec, rows: int, columns: Sequence[str]) -> dict[str, 
     }
 
 
+def run_succeeded_in(instance: DagsterInstance) -> Callable[[str], bool | None]:
+    """``run_id -> bool | None``: whether the run finished with success; ``None``: unknown run."""
+
+    def succeeded(run_id: str) -> bool | None:
+        run = instance.get_run_by_id(run_id)
+        return None if run is None else run.status == DagsterRunStatus.SUCCESS
+
+    return succeeded
+
+
 def make_load_op(pipeline: str, name: str, loader: ClickHouseLoader) -> OpDefinition:
     """The op that writes the chunks and records an ``AssetMaterialization`` of the table."""
 
@@ -284,6 +296,10 @@ def make_load_op(pipeline: str, name: str, loader: ClickHouseLoader) -> OpDefini
                 log=context.log,
                 on_chunk=loader.on_chunk,
                 engine_reads_files=clickhouse.is_embedded,
+                run_id=context.run_id,
+                run_succeeded=run_succeeded_in(context.instance),
+                # The embedded engine's directory lock is held for the whole step.
+                exclusive=clickhouse.is_embedded,
             )
             metrics.add(result.rows, result.chunks)
             metrics.extra.update(
@@ -296,6 +312,8 @@ def make_load_op(pipeline: str, name: str, loader: ClickHouseLoader) -> OpDefini
             )
             if result.skipped:
                 metrics.extra["skipped"] = result.skipped
+            if result.recovered:
+                metrics.extra["recovered"] = "; ".join(result.recovered)
             if result.columns_added:
                 metrics.extra["columns_added"] = ", ".join(result.columns_added)
             if result.columns_discarded:
