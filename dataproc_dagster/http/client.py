@@ -1,6 +1,6 @@
 """Send one GET with retries and decode its JSON, sync (httpx.Client) or async (httpx.AsyncClient).
 
-A GET is idempotent, so transient failures are sent again (see :class:`RetryPolicy`): the
+A GET is idempotent, so transient failures are sent again (see :class:`HttpRetryPolicy`): the
 retried statuses (408, 425, 429 and every 5xx by default), connection-level faults and
 timeouts, and a successful answer whose body is not JSON (a body cut off, or a proxy's page).
 Every failure becomes a :class:`~dataproc_dagster.errors.SourceError` naming the pipeline, the
@@ -21,7 +21,7 @@ import httpx
 from dataproc_dagster.errors import SourceError
 from dataproc_dagster.http.auth import NO_AUTH, HttpAuth
 from dataproc_dagster.http.masking import mask_url, scrub
-from dataproc_dagster.http.retry import RetryPolicy, parse_retry_after
+from dataproc_dagster.http.retry import HttpRetryPolicy, parse_retry_after
 
 BODY_PREVIEW = 200
 
@@ -65,7 +65,7 @@ class HttpSource:
     auth: HttpAuth = NO_AUTH
     secret: str = ""
     timeout: float = 30.0
-    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    retry: HttpRetryPolicy = field(default_factory=HttpRetryPolicy)
     log: Callable[[str], None] | None = None
     extra_secrets: tuple[str, ...] = ()
 

@@ -48,8 +48,10 @@ def check_statuses(statuses: Iterable[int], *, source: str = "HTTP retry policy"
 
 
 @dataclass(frozen=True)
-class RetryPolicy:
-    """When and how long to wait before sending a failed request again.
+class HttpRetryPolicy:
+    """When and how long to wait before sending a failed HTTP request again.
+
+    Named apart from Dagster's ``RetryPolicy``, which retries a whole step.
 
     Attributes:
         max_attempts: Attempts per request, the first one included (1 = no retry).
@@ -87,6 +89,10 @@ class RetryPolicy:
         if self.jitter:
             wait *= random.uniform(0.5, 1.0)
         return wait
+
+
+# The name this class had first; code that imports it from this module keeps working.
+RetryPolicy = HttpRetryPolicy
 
 
 def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:

@@ -15,7 +15,7 @@ from dataproc_dagster.config_types import choice
 from dataproc_dagster.http.auth import AUTH_KINDS, HttpAuth
 from dataproc_dagster.http.incremental import Incremental
 from dataproc_dagster.http.pagination import PAGINATION_STYLES, Paginator
-from dataproc_dagster.http.retry import RetryPolicy, check_statuses
+from dataproc_dagster.http.retry import HttpRetryPolicy, check_statuses
 
 AUTH_SCHEMA = Shape(
     {
@@ -196,11 +196,11 @@ def spec_from_config(config: Mapping[str, Any]) -> Any:
     )
 
 
-def _retry_from_config(config: Mapping[str, Any] | None) -> RetryPolicy | None:
+def _retry_from_config(config: Mapping[str, Any] | None) -> HttpRetryPolicy | None:
     if not config:
         return None
     values = {k: v for k, v in config.items() if k != "statuses"}
     statuses = config.get("statuses")
     if statuses is not None:
         values["statuses"] = check_statuses(statuses, source="run config retry.statuses")
-    return RetryPolicy(**values)
+    return HttpRetryPolicy(**values)

@@ -13,7 +13,7 @@ from dataproc_dagster.errors import ConfigError
 from dataproc_dagster.http.auth import AUTH_KINDS, HttpAuth
 from dataproc_dagster.http.client import HttpSource
 from dataproc_dagster.http.masking import is_secret_name
-from dataproc_dagster.http.retry import RETRY_STATUSES, RetryPolicy, check_statuses
+from dataproc_dagster.http.retry import RETRY_STATUSES, HttpRetryPolicy, check_statuses
 
 
 class HttpResource(ConfigurableResource):
@@ -62,14 +62,14 @@ class HttpResource(ConfigurableResource):
             location=self.api_key_location,
         )
 
-    def retry_policy(self) -> RetryPolicy:
+    def retry_policy(self) -> HttpRetryPolicy:
         """The retry policy."""
         statuses = (
             RETRY_STATUSES
             if self.retry_statuses is None
             else check_statuses(self.retry_statuses, source="http resource retry_statuses")
         )
-        return RetryPolicy(
+        return HttpRetryPolicy(
             max_attempts=self.max_attempts,
             backoff=self.backoff,
             max_backoff=self.max_backoff,

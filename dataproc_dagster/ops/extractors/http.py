@@ -22,7 +22,7 @@ from dataproc_dagster.http.incremental import Incremental, LowerBound, read_lowe
 from dataproc_dagster.http.masking import is_secret_name
 from dataproc_dagster.http.pagination import PageWalker, Paginator, single
 from dataproc_dagster.http.records import RecordConverter
-from dataproc_dagster.http.retry import RetryPolicy
+from dataproc_dagster.http.retry import HttpRetryPolicy
 from dataproc_dagster.ops.base import StepContext
 
 
@@ -41,7 +41,7 @@ class HttpSourceSpec:
     concurrency: int = 4
     max_depth: int = 3
     list_mode: str = "auto"
-    retry: RetryPolicy | None = None
+    retry: HttpRetryPolicy | None = None
     resource_key: str | None = None
 
     def __post_init__(self) -> None:
@@ -260,7 +260,7 @@ def create_http_extractor(
     concurrency: int = 4,
     max_depth: int = 3,
     list_mode: str = "auto",
-    retry: RetryPolicy | None = None,
+    retry: HttpRetryPolicy | None = None,
     resource_key: str | None = None,
 ) -> HttpExtractor:
     """An extractor for a JSON API endpoint.
