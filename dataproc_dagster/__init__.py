@@ -1,15 +1,35 @@
 """dataproc-dagster: ClickHouse ETL as a Dagster code location.
 
-Public API (the original framework's vocabulary, in Dagster form)::
+Everything a pipeline author writes imports from here::
 
     from dataproc_dagster import (
-        create_etl_pipeline, create_http_extractor, create_clickhouse_extractor,
-        create_metabase_extractor, create_file_extractor, create_extractor,
-        create_transformer, create_clickhouse_loader, create_loader, create_sql_step,
+        create_etl_pipeline, create_http_extractor, create_clickhouse_loader,
+        bearer, link_header, Incremental, HttpRetryPolicy, ConfigError, SourceError,
     )
 """
 
+from typing import TYPE_CHECKING
+
+from dataproc_dagster.errors import (
+    ConfigError,
+    DataprocError,
+    LoadError,
+    LockTimeoutError,
+    SchemaError,
+    SourceError,
+)
 from dataproc_dagster.factory import Pipeline, create_etl_pipeline
+from dataproc_dagster.http.auth import api_key, basic, bearer
+from dataproc_dagster.http.incremental import Incremental
+from dataproc_dagster.http.pagination import (
+    cursor,
+    link_header,
+    next_url,
+    offset,
+    page_number,
+    single,
+)
+from dataproc_dagster.http.retry import HttpRetryPolicy
 from dataproc_dagster.observability import measure_step
 from dataproc_dagster.ops.elt import create_sql_step
 from dataproc_dagster.ops.extractors.clickhouse import create_clickhouse_extractor
@@ -20,9 +40,40 @@ from dataproc_dagster.ops.extractors.metabase import create_metabase_extractor
 from dataproc_dagster.ops.loaders.clickhouse import create_clickhouse_loader
 from dataproc_dagster.ops.loaders.custom import create_loader
 from dataproc_dagster.ops.transformers import create_transformer
+from dataproc_dagster.resources.clickhouse import ClickHouseResource
+from dataproc_dagster.resources.http import HttpResource
+from dataproc_dagster.resources.metabase import MetabaseResource
+from dataproc_dagster.settings import get_settings
+
+if TYPE_CHECKING:
+    from dataproc_dagster.definitions import defs as defs
+    from dataproc_dagster.migrations.runner import ClickHouseMigrationManager
+
+# Names loaded on first access, with their module: importing the package stays as cheap as
+# the factories need. ``defs`` discovers and builds every job, so pipeline modules, tests and
+# the CLIs must not pay for it; Dagster finds it through ``dir()``, which lists it.
+_LAZY = {
+    "ClickHouseMigrationManager": "dataproc_dagster.migrations.runner",
+    "defs": "dataproc_dagster.definitions",
+}
 
 __all__ = [
+    "ClickHouseMigrationManager",
+    "ClickHouseResource",
+    "ConfigError",
+    "DataprocError",
+    "HttpResource",
+    "HttpRetryPolicy",
+    "Incremental",
+    "LoadError",
+    "LockTimeoutError",
+    "MetabaseResource",
     "Pipeline",
+    "SchemaError",
+    "SourceError",
+    "api_key",
+    "basic",
+    "bearer",
     "create_clickhouse_extractor",
     "create_clickhouse_loader",
     "create_etl_pipeline",
@@ -33,20 +84,25 @@ __all__ = [
     "create_metabase_extractor",
     "create_sql_step",
     "create_transformer",
+    "cursor",
+    "get_settings",
+    "link_header",
     "measure_step",
+    "next_url",
+    "offset",
+    "page_number",
+    "single",
 ]
 
 
 def __getattr__(name: str) -> object:
-    # The Definitions are built on first access: importing the library (pipeline modules,
-    # tests, the CLIs) does not discover and build every job. Dagster finds ``defs`` through
-    # ``dir()``, which lists it.
-    if name == "defs":
-        from dataproc_dagster.definitions import defs
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'dataproc_dagster' has no attribute {name!r}")
+    import importlib
 
-        return defs
-    raise AttributeError(f"module 'dataproc_dagster' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
 
 
 def __dir__() -> list[str]:
-    return sorted([*globals(), "defs"])
+    return sorted({*globals(), *_LAZY})
