@@ -68,9 +68,7 @@ def _job(mode: str) -> JobDefinition:
         chunk_rows=PARTITIONS,
     )
     clickhouse = ClickHouseResource.from_settings(get_settings())
-    return pipeline.job.with_top_level_resources(
-        {"clickhouse": clickhouse.get_resource_definition()}
-    )
+    return pipeline.resolve_job({"clickhouse": clickhouse.get_resource_definition()})
 
 
 defs = Definitions(jobs=[_job(mode) for mode in MODES])

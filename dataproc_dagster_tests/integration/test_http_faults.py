@@ -216,10 +216,9 @@ def test_unreachable_server_fails_naming_the_url() -> None:
     assert "topsecret" not in message
 
 
-def test_unsupported_scheme_fails_at_once() -> None:
-    extractor = create_http_extractor("ftp://127.0.0.1/items", retry=FAST)
-    with pytest.raises(SourceError, match=r"cannot send the request.*use an http:// or https://"):
-        extract_all(extractor)
+def test_unsupported_scheme_fails_when_the_extractor_is_defined() -> None:
+    with pytest.raises(ConfigError, match=r"must start with http:// or https://.*Fix: set"):
+        create_http_extractor("ftp://127.0.0.1/items", retry=FAST)
 
 
 def test_records_path_that_does_not_exist(api: RunningApi) -> None:
