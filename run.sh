@@ -15,7 +15,10 @@ Usage: ./run.sh COMMAND [ARGS]
   demo                      set up, migrate, run the sample pipeline, print what landed
   test [unit|integration|performance|e2e]
                             run the test suite (all by default); JSON report + coverage in reports/
-  dev                       Dagster UI + daemon on http://127.0.0.1:${DAGSTER_PORT:-3000}
+  dev [--server]            Dagster UI + daemon on http://127.0.0.1:${DAGSTER_PORT:-3000}
+                            (--server: on a local ClickHouse server, started if needed)
+  clickhouse [start|stop|status] [--port N] [--data DIR]
+                            a local ClickHouse server for development and tests
   job NAME [config.yaml]    run a job with `dagster job execute` (console at INFO; every
                             event with LOG_LEVEL=DEBUG)
   dg ARGS                   Dagster's `dg` command line on this project and instance
@@ -139,6 +142,11 @@ case "$cmd" in
     ensure_venv
     prepare_instance
     exec python -m dataproc_dagster.cli dev -m dataproc_dagster -h 127.0.0.1 -p "${DAGSTER_PORT:-3000}"
+    ;;
+  clickhouse)
+    ensure_venv
+    # As a script: it needs neither Dagster nor the package (fast start and stop).
+    exec python -P dataproc_dagster/clickhouse_server.py "$@"
     ;;
   job)
     ensure_venv
