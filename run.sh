@@ -141,7 +141,24 @@ case "$cmd" in
   dev)
     ensure_venv
     prepare_instance
-    exec python -m dataproc_dagster.cli dev -m dataproc_dagster -h 127.0.0.1 -p "${DAGSTER_PORT:-3000}"
+    if [ "${1:-}" = "--server" ]; then
+      shift
+      # A local ClickHouse server for this session (reused when one already runs); stopped on exit
+      # only when this command started it.
+      if url="$(python -P dataproc_dagster/clickhouse_server.py status 2>/dev/null)"; then
+        echo "==> using the local ClickHouse server at $url"
+      else
+        url="$(python -P dataproc_dagster/clickhouse_server.py start)"
+        trap 'python -P dataproc_dagster/clickhouse_server.py stop' EXIT
+        echo "==> started a local ClickHouse server at $url (stopped when dev exits)"
+      fi
+      export CLICKHOUSE_URL="$url"
+      python -m dataproc_dagster.pools
+      python -m dataproc_dagster.cli dev -m dataproc_dagster -h 127.0.0.1 -p "${DAGSTER_PORT:-3000}" "$@"
+      exit $?
+    fi
+    python -m dataproc_dagster.pools
+    exec python -m dataproc_dagster.cli dev -m dataproc_dagster -h 127.0.0.1 -p "${DAGSTER_PORT:-3000}" "$@"
     ;;
   clickhouse)
     ensure_venv
@@ -153,6 +170,7 @@ case "$cmd" in
     prepare_instance
     [ $# -ge 1 ] || { echo "usage: ./run.sh job NAME [config.yaml]" >&2; exit 2; }
     name="$1"; shift
+    python -m dataproc_dagster.pools >/dev/null
     console="$(console_config)"
     if [ $# -ge 1 ]; then
       # A logger setting in the user's file wins: later -c files override earlier ones.

@@ -46,6 +46,12 @@ class FrameworkSettings(BaseSettings):
         le=MAX_TIMEOUT_SECONDS,
         description="Seconds a step waits for the embedded engine.",
     )
+    clickhouse_pool_limit: int = Field(
+        default=0,
+        ge=0,
+        description="Steps using ClickHouse at once (Dagster pool clickhouse); 0 = 1 on the "
+        "embedded engine, 4 on a server.",
+    )
     chunk_rows: int = Field(default=100_000, gt=0, description="Rows per chunk between ops.")
     metabase_base_url: str = ""
     metabase_api_key: SecretStr = SecretStr("")

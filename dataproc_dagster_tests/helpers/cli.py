@@ -24,9 +24,9 @@ def cli_env(data_dir: Path, dagster_home: Path) -> dict[str, str]:
     """Environment for a CLI run: its own DAGSTER_HOME (created) and DATAPROC_DATA_DIR."""
     dagster_home.mkdir(parents=True, exist_ok=True)
     (dagster_home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
-    env = dict(os.environ, DATAPROC_DATA_DIR=str(data_dir), DAGSTER_HOME=str(dagster_home))
-    env.pop("CLICKHOUSE_URL", None)
-    return env
+    # CLICKHOUSE_URL passes through: the data_dir fixture removes it, the clickhouse fixture sets
+    # it to the local server on the server backend.
+    return dict(os.environ, DATAPROC_DATA_DIR=str(data_dir), DAGSTER_HOME=str(dagster_home))
 
 
 def job_execute_command(job: str, config: Path | None = None) -> list[str]:

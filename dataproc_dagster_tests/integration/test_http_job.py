@@ -262,7 +262,7 @@ def test_the_secret_never_appears_in_events_or_config(
 
 
 def test_generic_job_through_dagster_job_execute(
-    secured: RunningApi, data_dir: Path, tmp_path: Path
+    secured: RunningApi, clickhouse: ClickHouseResource, data_dir: Path, tmp_path: Path
 ) -> None:
     config_file = tmp_path / "http.yaml"
     config_file.write_text(yaml.safe_dump(run_config(secured)))
@@ -271,8 +271,7 @@ def test_generic_job_through_dagster_job_execute(
     assert done.returncode == 0, done.stderr[-3000:]
     assert "RUN_SUCCESS" in done.stdout + done.stderr
     assert TOKEN not in done.stdout + done.stderr
-    resource = ClickHouseResource(url=f"chdb://{data_dir / 'clickhouse'}")
-    assert resource.query_rows("SELECT count(), max(id) FROM api_items") == [(250, 250)]
+    assert clickhouse.query_rows("SELECT count(), max(id) FROM api_items") == [(250, 250)]
 
 
 def test_launchpad_config_is_validated_with_defaults_filled_in(api: RunningApi) -> None:

@@ -97,12 +97,14 @@ def test_op_retry_after_failure_loads_each_row_once(
     assert _no_staging(clickhouse)
 
 
-def test_retry_of_a_finished_append_does_not_duplicate(clickhouse: ClickHouseResource) -> None:
+def test_retry_of_a_finished_append_does_not_duplicate(
+    clickhouse: ClickHouseResource, data_dir: Path
+) -> None:
     """A load step retried after it published (e.g. a crash after the swap) writes nothing."""
     from dataproc_dagster.chunks import ChunkWriter
     from dataproc_dagster.loading.writer import LoadSpec, load_chunkset
 
-    with ChunkWriter(Path(clickhouse.embedded_path).parent / "chunks", "run-1/extract") as writer:
+    with ChunkWriter(data_dir / "chunks", "run-1/extract") as writer:
         for frame in _frames(3, 100):
             writer.write(frame)
     chunks = writer.close()
@@ -116,9 +118,8 @@ def test_retry_of_a_finished_append_does_not_duplicate(clickhouse: ClickHouseRes
 
 
 def test_reexecution_from_failure_loads_each_row_once(
-    data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    clickhouse: ClickHouseResource, data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    clickhouse = ClickHouseResource(url=f"chdb://{data_dir / 'clickhouse'}")
     with faulty_job.instance_with_a_failed_run(tmp_path, monkeypatch) as (instance, parent_run_id):
         job = reconstructable(faulty_job.faulty_job)
         assert not (tmp_path / "fault").exists()

@@ -73,12 +73,13 @@ def test_penguins_replace_is_idempotent(clickhouse: ClickHouseResource) -> None:
     assert clickhouse.query_rows("SELECT count() FROM penguins") == [(342,)]
 
 
-def test_penguins_through_dagster_job_execute(data_dir: Path, tmp_path: Path) -> None:
+def test_penguins_through_dagster_job_execute(
+    clickhouse: ClickHouseResource, data_dir: Path, tmp_path: Path
+) -> None:
     done = run_dagster(job_execute_command("penguins"), data_dir, tmp_path / "dagster_home")
     assert done.returncode == 0, done.stderr[-3000:]
     assert "RUN_SUCCESS" in done.stderr + done.stdout
-    resource = ClickHouseResource(url=f"chdb://{data_dir / 'clickhouse'}")
-    assert resource.query_rows("SELECT count() FROM penguins") == [(342,)]
+    assert clickhouse.query_rows("SELECT count() FROM penguins") == [(342,)]
 
 
 def test_two_concurrent_runs_on_one_embedded_directory_both_succeed(
@@ -119,10 +120,11 @@ def test_show_table_prints_what_landed(
     assert "default.no_such_table: does not exist" in capsys.readouterr().out
 
 
-def test_steps_in_separate_processes_share_the_embedded_engine(
-    data_dir: Path, tmp_path: Path
+def test_steps_in_separate_processes_share_the_engine(
+    clickhouse: ClickHouseResource, tmp_path: Path
 ) -> None:
-    """Multiprocess executor: each step opens, uses and releases the chDB directory in turn."""
+    """Multiprocess executor: each step opens, uses and releases ClickHouse in its own process
+    (on the embedded engine, the chDB directory in turn)."""
     from dagster import execute_job, reconstructable
 
     from dataproc_dagster_tests.helpers.multiprocess_job import multiprocess_job
@@ -141,7 +143,6 @@ def test_steps_in_separate_processes_share_the_embedded_engine(
             and e.step_key.startswith("multiprocess_copy__etl.")
         }
     assert len(pids) == 3  # extract, transform, load: three processes
-    resource = ClickHouseResource(url=f"chdb://{data_dir / 'clickhouse'}")
-    assert resource.query_rows("SELECT count(), sum(doubled) FROM mp_copy") == [
+    assert clickhouse.query_rows("SELECT count(), sum(doubled) FROM mp_copy") == [
         (250_000, 2 * sum(range(250_000)))
     ]

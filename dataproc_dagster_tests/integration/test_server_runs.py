@@ -1,0 +1,145 @@
+"""What a ClickHouse server makes possible: runs at once, steps without chDB, cluster DDL."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+from clickhouse_connect.driver.client import Client
+from dagster import DagsterEventType, DagsterInstance, EventRecordsFilter, execute_job
+from dagster import reconstructable as make_reconstructable
+
+from dataproc_dagster.migrations.files import render
+from dataproc_dagster.migrations.state import StateTable
+from dataproc_dagster.ops.steps import CLICKHOUSE_POOL
+from dataproc_dagster.pools import apply_pool_limit, clickhouse_pool_limit
+from dataproc_dagster.resources.clickhouse import ClickHouseResource
+from dataproc_dagster.settings import get_settings, load_settings
+from dataproc_dagster_tests.helpers import server_jobs
+
+pytestmark = pytest.mark.server
+
+
+def _step_window(instance: DagsterInstance, run_id: str, step: str) -> tuple[float, float]:
+    times: dict[DagsterEventType, float] = {}
+    for kind in (DagsterEventType.STEP_START, DagsterEventType.STEP_SUCCESS):
+        records = instance.get_event_records(EventRecordsFilter(event_type=kind), limit=1000)
+        for record in records:
+            entry = record.event_log_entry
+            if entry.run_id == run_id and entry.step_key == step:
+                times[kind] = entry.timestamp
+    return times[DagsterEventType.STEP_START], times[DagsterEventType.STEP_SUCCESS]
+
+
+def test_four_runs_of_different_pipelines_overlap_on_the_server(
+    server_clickhouse: ClickHouseResource, tmp_path: Path
+) -> None:
+    (tmp_path / "home").mkdir()
+    results: dict[str, Any] = {}
+
+    def launch(factory: Any) -> None:
+        with execute_job(make_reconstructable(factory), instance=instance) as result:
+            results[factory.__name__] = (result.success, result.run_id)
+
+    with DagsterInstance.local_temp(str(tmp_path / "home")) as instance:
+        assert apply_pool_limit(instance, get_settings()) == 4
+        threads = [threading.Thread(target=launch, args=(job,)) for job in server_jobs.JOBS]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=300)
+        assert {name: ok for name, (ok, _) in results.items()} == {
+            job.__name__: True for job in server_jobs.JOBS
+        }
+        records = {
+            name: instance.get_run_record_by_id(run_id) for name, (_, run_id) in results.items()
+        }
+        runs = [(r.start_time, r.end_time) for r in records.values() if r is not None]
+        # One moment when all four runs were in progress...
+        assert len(runs) == 4 and max(s for s, _ in runs) < min(e for _, e in runs)
+        # ...and when all four extract steps, which hold the "clickhouse" pool, ran queries at
+        # once: no file lock and no pool limit of 1 serialised them.
+        windows = [
+            _step_window(instance, run_id, f"{name}__extract")
+            for name, (_, run_id) in results.items()
+        ]
+        assert max(s for s, _ in windows) < min(e for _, e in windows)
+    for name in results:
+        assert server_clickhouse.query_rows(f"SELECT count() FROM {name}") == [(server_jobs.ROWS,)]
+
+
+def test_pool_limit_comes_from_the_settings(tmp_path: Path) -> None:
+    assert clickhouse_pool_limit(load_settings(clickhouse_url=f"chdb://{tmp_path}")) == 1
+    assert clickhouse_pool_limit(load_settings(clickhouse_url="http://127.0.0.1:8123")) == 4
+    configured = load_settings(clickhouse_url="https://ch:8443", clickhouse_pool_limit=12)
+    assert clickhouse_pool_limit(configured) == 12
+    (tmp_path / "home").mkdir()
+    with DagsterInstance.local_temp(str(tmp_path / "home")) as instance:
+        apply_pool_limit(instance, configured)
+        info = instance.event_log_storage.get_concurrency_info(CLICKHOUSE_POOL)
+        assert info.slot_count == 12
+
+
+def test_steps_against_a_server_do_not_import_chdb(
+    server_clickhouse: ClickHouseResource, tmp_path: Path
+) -> None:
+    (tmp_path / "home").mkdir()
+    with (
+        DagsterInstance.local_temp(str(tmp_path / "home")) as instance,
+        execute_job(make_reconstructable(server_jobs.no_chdb_job), instance=instance) as result,
+    ):
+        assert result.success
+    assert server_clickhouse.query_rows("SELECT count(), max(chdb_loaded) FROM no_chdb") == [
+        (1000, 0)
+    ]
+
+
+class _RecordingClient:
+    """Keeps the text of every command; forwards them to a real client when ``forward``."""
+
+    def __init__(self, client: Client, *, forward: bool) -> None:
+        self.client = client
+        self.forward = forward
+        self.commands: list[str] = []
+
+    def command(self, sql: str, *args: Any, **kwargs: Any) -> Any:
+        self.commands.append(" ".join(sql.split()))
+        return self.client.command(sql, *args, **kwargs) if self.forward else None
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.client, name)
+
+
+def test_cluster_placeholder_and_state_table_ddl_on_cluster(
+    server_clickhouse: ClickHouseResource,
+) -> None:
+    sql = "CREATE TABLE {database}.events {cluster} (id UInt64) ENGINE = MergeTree ORDER BY id"
+    assert render(sql, database="analytics", cluster="main") == (
+        "CREATE TABLE `analytics`.events ON CLUSTER `main` (id UInt64) "
+        "ENGINE = MergeTree ORDER BY id"
+    )
+    assert render(sql, database="analytics") == (
+        "CREATE TABLE `analytics`.events  (id UInt64) ENGINE = MergeTree ORDER BY id"
+    )
+    with server_clickhouse.get_client() as client:
+        recorder = _RecordingClient(client, forward=False)
+        StateTable(recorder, database="ops", table="migrations", cluster="main").ensure()  # type: ignore[arg-type]
+        database_ddl, table_ddl = recorder.commands
+        assert database_ddl == "CREATE DATABASE IF NOT EXISTS `ops` ON CLUSTER `main`"
+        assert table_ddl.startswith(
+            "CREATE TABLE IF NOT EXISTS `ops`.`migrations` ON CLUSTER `main` ("
+        )
+        assert table_ddl.endswith(
+            "ENGINE = ReplicatedMergeTree ORDER BY (kind, version, recorded_at)"
+        )
+        # ON CLUSTER needs ClickHouse Keeper and a cluster definition, which the local server
+        # has not: it refuses the statement, naming the cluster.
+        with pytest.raises(Exception, match="main"):
+            client.command(database_ddl)
+        # Without a cluster the same DDL runs on the server.
+        StateTable(client, database="ops", table="migrations").ensure()
+    assert server_clickhouse.query_rows(
+        "SELECT engine FROM system.tables WHERE database = 'ops' AND name = 'migrations'"
+    ) == [("MergeTree",)]
