@@ -189,12 +189,11 @@ class ClickHouseResource(ConfigurableResource):
                 **options,
             )
         except Exception as exc:
+            detail = _scrub(str(exc), self._password())
             raise SourceError(
-                f"cannot reach ClickHouse: {type(exc).__name__}: "
-                f"{_scrub(str(exc), self._password())}",
+                f"cannot reach ClickHouse: {type(exc).__name__}: {detail}",
                 source=self.describe(),
-                fix="check CLICKHOUSE_URL, CLICKHOUSE_USER and CLICKHOUSE_PASSWORD, and that the "
-                "server is up",
+                fix=_server_fix(detail, self),
             ) from None
 
     # Convenience calls; each opens and closes a client. Inside an op that makes several
@@ -319,6 +318,30 @@ def _one_statement_per_call(client: Client) -> Client:
 
         setattr(client, name, guarded)
     return client
+
+
+def _server_fix(detail: str, resource: ClickHouseResource) -> str:
+    """The fix for a failed connection, from the server's or the network's message."""
+    text = detail.lower()
+    if "authentication failed" in text or "code: 516" in text or "code: 192" in text:
+        return (
+            f"check CLICKHOUSE_USER (now {resource.user!r}) and CLICKHOUSE_PASSWORD; the user "
+            "must exist on the server with that password"
+        )
+    if "unknown_database" in text or "code: 81" in text:
+        return (
+            f"create the database (CREATE DATABASE {resource.database}) or set "
+            "CLICKHOUSE_DATABASE to an existing one"
+        )
+    if "ssl" in text or "certificate" in text or "wrong version number" in text:
+        return (
+            "use https:// for the server's TLS port (usually 8443) and http:// for its plain "
+            "port (8123); for a private CA set SSL_CERT_FILE or ?verify=false in the URL"
+        )
+    return (
+        "make sure the server is up and CLICKHOUSE_URL names its host and HTTP port (a local "
+        "server: `./run.sh clickhouse start`, then use the URL it prints)"
+    )
 
 
 def _scrub(text: str, secret: str) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import threading
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,7 @@ from clickhouse_connect.driver.client import Client
 from dagster import DagsterEventType, DagsterInstance, EventRecordsFilter, execute_job
 from dagster import reconstructable as make_reconstructable
 
+from dataproc_dagster.errors import SourceError
 from dataproc_dagster.migrations.files import render
 from dataproc_dagster.migrations.state import StateTable
 from dataproc_dagster.ops.steps import CLICKHOUSE_POOL
@@ -143,3 +145,41 @@ def test_cluster_placeholder_and_state_table_ddl_on_cluster(
     assert server_clickhouse.query_rows(
         "SELECT engine FROM system.tables WHERE database = 'ops' AND name = 'migrations'"
     ) == [("MergeTree",)]
+
+
+def _connect_error(resource: ClickHouseResource) -> str:
+    with pytest.raises(SourceError) as raised, resource.get_client():
+        pass
+    return str(raised.value)
+
+
+def test_unreachable_server_names_the_url_and_how_to_start_one() -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    resource = ClickHouseResource(
+        url=f"http://127.0.0.1:{port}", password="s3cret-pass", connect_timeout=2
+    )
+    message = _connect_error(resource)
+    assert f"ClickHouse server http://127.0.0.1:{port}" in message
+    assert "./run.sh clickhouse start" in message and "s3cret-pass" not in message
+
+
+def test_wrong_user_or_password_on_the_server_names_the_settings(
+    server_clickhouse: ClickHouseResource,
+) -> None:
+    url = server_clickhouse.url
+    resource = ClickHouseResource(url=url, user="nobody", password="s3cret-pass")
+    message = _connect_error(resource)
+    assert url.removeprefix("http://") in message
+    assert "CLICKHOUSE_USER (now 'nobody') and CLICKHOUSE_PASSWORD" in message
+    assert "s3cret-pass" not in message
+
+
+def test_unknown_database_on_the_server_says_to_create_it(
+    server_clickhouse: ClickHouseResource,
+) -> None:
+    resource = ClickHouseResource(url=server_clickhouse.url, database="no_such_db")
+    message = _connect_error(resource)
+    assert "(database no_such_db)" in message
+    assert "CREATE DATABASE no_such_db" in message and "CLICKHOUSE_DATABASE" in message
