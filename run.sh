@@ -13,8 +13,10 @@ usage() {
 Usage: ./run.sh COMMAND [ARGS]
 
   demo                      set up, migrate, run the sample pipeline, print what landed
-  test [unit|integration|performance|e2e]
-                            run the test suite (all by default); JSON report + coverage in reports/
+  test [unit|integration|performance|e2e] [--backend embedded|server|both]
+                            run the test suite (all by default); ClickHouse tests run on the
+                            embedded engine and a local server unless --backend picks one;
+                            JSON report + coverage in reports/
   dev [--server]            Dagster UI + daemon on http://127.0.0.1:${DAGSTER_PORT:-3000}
                             (--server: on a local ClickHouse server, started if needed)
   clickhouse [start|stop|status] [--port N] [--data DIR]

@@ -336,7 +336,7 @@ def _server_fix(detail: str, resource: ClickHouseResource) -> str:
     if "ssl" in text or "certificate" in text or "wrong version number" in text:
         return (
             "use https:// for the server's TLS port (usually 8443) and http:// for its plain "
-            "port (8123); for a private CA set SSL_CERT_FILE or ?verify=false in the URL"
+            "port (8123); for a private CA add ?ca_cert=/path/ca.pem to the URL"
         )
     return (
         "make sure the server is up and CLICKHOUSE_URL names its host and HTTP port (a local "

@@ -58,13 +58,17 @@ def run_cli(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+def _engine(clickhouse: ClickHouseResource) -> str:
+    return "embedded chDB" if clickhouse.is_embedded else "ClickHouse server"
+
+
 def test_cli_reports_every_check_and_exit_code(
     clickhouse: ClickHouseResource, tmp_path: Path
 ) -> None:
     fresh = run_cli(tmp_path)
     assert fresh.returncode == 1, fresh.stdout + fresh.stderr
     out = fresh.stdout
-    assert "[PASSED ] clickhouse_reachable: embedded chDB " in out
+    assert f"[PASSED ] clickhouse_reachable: {_engine(clickhouse)} " in out
     assert (
         "[SKIPPED] metabase_reachable: Metabase is not configured (METABASE_BASE_URL is empty)"
         in out
@@ -89,7 +93,7 @@ def test_cli_reports_every_check_and_exit_code(
         "passed",
     ]
     server = results["clickhouse_reachable"]["metadata"]
-    assert server["engine"] == "embedded chDB"
+    assert server["engine"] == _engine(clickhouse)
     assert server["database"] == "default"
     assert server["version"].split(".")[0].isdigit()
     assert server["tables"] >= 3  # penguins, penguin_species_stats, the migrations state
@@ -231,8 +235,8 @@ def test_integrity_job_reports_each_check_and_fails_the_run(
     ]
     assert checks["clickhouse/server:no_unfinished_loads"].passed
     assert checks["clickhouse/server:clickhouse_reachable"].passed
-    assert (
-        checks["clickhouse/server:clickhouse_reachable"].metadata["engine"].value == "embedded chDB"
+    assert checks["clickhouse/server:clickhouse_reachable"].metadata["engine"].value == _engine(
+        clickhouse
     )
     pending = checks["clickhouse/server:migrations_up_to_date"]
     assert not pending.passed

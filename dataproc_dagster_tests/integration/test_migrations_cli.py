@@ -40,9 +40,11 @@ def folder(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def env(tmp_path: Path, data_dir: Path, folder: Path) -> dict[str, str]:
+def env(
+    tmp_path: Path, data_dir: Path, folder: Path, clickhouse: ClickHouseResource
+) -> dict[str, str]:
+    # CLICKHOUSE_URL passes through: unset on the embedded backend, the local server otherwise.
     environment = dict(os.environ)
-    environment.pop("CLICKHOUSE_URL", None)
     environment.update(
         DATAPROC_DATA_DIR=str(data_dir),
         MIGRATIONS_DIR=str(folder),
