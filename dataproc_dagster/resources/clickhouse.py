@@ -12,6 +12,7 @@ import clickhouse_connect
 import pandas as pd
 import pyarrow as pa
 from clickhouse_connect.driver.client import Client
+from clickhouse_connect.driver.exceptions import OperationalError
 from dagster import ConfigurableResource, InitResourceContext
 from pydantic import Field, PrivateAttr
 
@@ -146,7 +147,19 @@ class ClickHouseResource(ConfigurableResource):
             client = _one_statement_per_call(self._open_server())
             try:
                 yield client
+            except OperationalError as exc:  # the connection broke, not an SQL error
+                raise SourceError(
+                    "ClickHouse stopped answering: "
+                    f"{_scrub(str(exc), self._password())[:1000]}",
+                    source=self.describe(),
+                    fix="check that the server is up (a local one: `./run.sh clickhouse "
+                    "status`) and re-run the step; a load changes its target only when it "
+                    "publishes, so the target keeps its previous rows",
+                ) from None
             finally:
+                # Close the pooled keep-alive connections too: client.close() leaves them
+                # open, which holds a stopping server for seconds.
+                client.close_connections()
                 client.close()
 
     def _open_embedded(self) -> Client:

@@ -90,6 +90,8 @@ def test_two_concurrent_up_runs_apply_each_migration_once(
     assert applied == [(1, 1), (2, 1)]
 
 
+# The command line's output does not depend on the backend (the runner tests cover both).
+@pytest.mark.backends("embedded")
 def test_cli_commands_exit_codes_and_output(
     env: dict[str, str], tmp_path: Path, folder: Path
 ) -> None:
@@ -124,6 +126,8 @@ def test_cli_commands_exit_codes_and_output(
 
 
 @pytest.mark.slow
+# The command line's output does not depend on the backend (the runner tests cover both).
+@pytest.mark.backends("embedded")
 def test_dagster_job_execute_migrate(
     env: dict[str, str], tmp_path: Path, clickhouse: ClickHouseResource
 ) -> None:

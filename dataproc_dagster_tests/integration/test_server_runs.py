@@ -7,11 +7,14 @@ import threading
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pytest
 from clickhouse_connect.driver.client import Client
 from dagster import DagsterEventType, DagsterInstance, EventRecordsFilter, execute_job
 from dagster import reconstructable as make_reconstructable
 
+from dataproc_dagster import create_clickhouse_loader
+from dataproc_dagster.clickhouse_server import LocalClickHouseServer
 from dataproc_dagster.errors import SourceError
 from dataproc_dagster.migrations.files import render
 from dataproc_dagster.migrations.state import StateTable
@@ -20,6 +23,7 @@ from dataproc_dagster.pools import apply_pool_limit, clickhouse_pool_limit
 from dataproc_dagster.resources.clickhouse import ClickHouseResource
 from dataproc_dagster.settings import get_settings, load_settings
 from dataproc_dagster_tests.helpers import server_jobs
+from dataproc_dagster_tests.helpers.pipelines import failure_message, run_pipeline
 
 pytestmark = pytest.mark.server
 
@@ -183,3 +187,34 @@ def test_unknown_database_on_the_server_says_to_create_it(
     message = _connect_error(resource)
     assert "(database no_such_db)" in message
     assert "CREATE DATABASE no_such_db" in message and "CLICKHOUSE_DATABASE" in message
+
+
+def test_a_server_dying_mid_load_fails_naming_the_url_and_keeps_the_target(
+    data_dir: Path, tmp_path: Path
+) -> None:
+    server = LocalClickHouseServer(tmp_path / "dying")
+    url = server.start()
+    try:
+        resource = ClickHouseResource(url=url, connect_timeout=2)
+        resource.command("CREATE TABLE t (id Int64) ENGINE = MergeTree ORDER BY id")
+        resource.command("INSERT INTO t VALUES (1), (2)")
+
+        def stop_after_first_chunk(index: int, rows: int) -> None:
+            if index == 0:
+                server.stop()
+
+        loader = create_clickhouse_loader(
+            "t", mode="replace", order_by=["id"], on_chunk=stop_after_first_chunk
+        )
+        frames = [pd.DataFrame({"id": range(i * 100, (i + 1) * 100)}) for i in range(3)]
+        result = run_pipeline(resource, frames, loader, chunk_rows=100)
+        assert not result.success
+        message = failure_message(result)
+        assert f"ClickHouse server {url}" in message and "stopped answering" in message
+        assert "./run.sh clickhouse status" in message
+        # The server comes back on the same folder: the target still has its two rows.
+        server = LocalClickHouseServer(tmp_path / "dying")
+        url = server.start()
+        assert ClickHouseResource(url=url).query_rows("SELECT count() FROM t") == [(2,)]
+    finally:
+        server.stop()
