@@ -149,8 +149,7 @@ class ClickHouseResource(ConfigurableResource):
                 yield client
             except OperationalError as exc:  # the connection broke, not an SQL error
                 raise SourceError(
-                    "ClickHouse stopped answering: "
-                    f"{_scrub(str(exc), self._password())[:1000]}",
+                    f"ClickHouse stopped answering: {_scrub(str(exc), self._password())[:1000]}",
                     source=self.describe(),
                     fix="check that the server is up (a local one: `./run.sh clickhouse "
                     "status`) and re-run the step; a load changes its target only when it "
