@@ -218,3 +218,14 @@ def test_a_server_dying_mid_load_fails_naming_the_url_and_keeps_the_target(
         assert ClickHouseResource(url=url).query_rows("SELECT count() FROM t") == [(2,)]
     finally:
         server.stop()
+
+
+def test_https_against_a_plain_http_port_says_which_scheme_to_use(
+    server_clickhouse: ClickHouseResource,
+) -> None:
+    tls_url = server_clickhouse.url.replace("http://", "https://")
+    message = _connect_error(ClickHouseResource(url=tls_url, connect_timeout=5))
+    assert f"ClickHouse server {tls_url}" in message
+    assert (
+        "use https:// for the server's TLS port" in message and "http:// for its plain" in message
+    )
