@@ -60,6 +60,16 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.skip(reason="--backend embedded: no ClickHouse server"))
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _no_outside_clickhouse() -> Iterator[None]:
+    """Tests never reach a ClickHouse named by the caller's environment (an exported
+    ``CLICKHOUSE_URL``): only the ``clickhouse`` fixture sets it, to the session's server."""
+    with pytest.MonkeyPatch.context() as patch:
+        for name in ("CLICKHOUSE_URL", "CLICKHOUSE_DATABASE", "CLICKHOUSE_USER"):
+            patch.delenv(name, raising=False)
+        yield
+
+
 @pytest.fixture
 def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """Point ``DATAPROC_DATA_DIR`` (and so the embedded ClickHouse) at a fresh folder."""
