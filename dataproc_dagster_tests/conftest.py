@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from dagster._core.definitions.reconstruct import ReconstructableJob
 
 from dataproc_dagster.clickhouse_server import local_clickhouse_server
 from dataproc_dagster.resources.clickhouse import ClickHouseResource
@@ -77,9 +78,18 @@ def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     monkeypatch.setenv("DATAPROC_DATA_DIR", str(directory))
     monkeypatch.delenv("CLICKHOUSE_URL", raising=False)
     monkeypatch.delenv("CLICKHOUSE_DATABASE", raising=False)
-    get_settings.cache_clear()
+    _forget_definitions()
     yield directory
+    _forget_definitions()
+
+
+def _forget_definitions() -> None:
+    # Test jobs bind their ClickHouse resource from the settings when they are built, and
+    # Dagster keeps the last reconstructed job per process: without this, a job run with
+    # execute_job(reconstructable(...)) would reuse the previous test's backend.
     get_settings.cache_clear()
+    ReconstructableJob.get_definition.cache_clear()
+    ReconstructableJob.get_repository_definition.cache_clear()
 
 
 @pytest.fixture(scope="session")
@@ -135,5 +145,5 @@ def _empty_server(
     url: str = request.getfixturevalue("clickhouse_server_url")
     reset_server(url)
     monkeypatch.setenv("CLICKHOUSE_URL", url)
-    get_settings.cache_clear()
+    _forget_definitions()
     return ClickHouseResource(url=url)
