@@ -10,7 +10,7 @@ from typing import Any
 import pandas as pd
 import pytest
 from clickhouse_connect.driver.client import Client
-from dagster import DagsterEventType, DagsterInstance, EventRecordsFilter, execute_job
+from dagster import DagsterEventType, DagsterInstance, execute_job
 from dagster import reconstructable as make_reconstructable
 
 from dataproc_dagster import create_clickhouse_loader
@@ -30,12 +30,13 @@ pytestmark = pytest.mark.server
 
 def _step_window(instance: DagsterInstance, run_id: str, step: str) -> tuple[float, float]:
     times: dict[DagsterEventType, float] = {}
-    for kind in (DagsterEventType.STEP_START, DagsterEventType.STEP_SUCCESS):
-        records = instance.get_event_records(EventRecordsFilter(event_type=kind), limit=1000)
-        for record in records:
-            entry = record.event_log_entry
-            if entry.run_id == run_id and entry.step_key == step:
-                times[kind] = entry.timestamp
+    for entry in instance.all_logs(run_id):
+        kind = entry.dagster_event_type
+        if entry.step_key == step and kind in (
+            DagsterEventType.STEP_START,
+            DagsterEventType.STEP_SUCCESS,
+        ):
+            times[kind] = entry.timestamp
     return times[DagsterEventType.STEP_START], times[DagsterEventType.STEP_SUCCESS]
 
 
