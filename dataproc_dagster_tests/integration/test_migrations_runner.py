@@ -315,6 +315,8 @@ def test_a_live_lock_claim_makes_up_fail_clearly_and_an_expired_one_is_ignored(
     assert len(runner.apply()["applied"]) == 3
 
 
+# On a server the claim of another host is honoured until it expires (the test above).
+@pytest.mark.backends("embedded")
 def test_on_the_embedded_engine_a_claim_of_another_process_is_released_at_once(
     clickhouse: ClickHouseResource, folder: Path
 ) -> None:
