@@ -9,6 +9,7 @@ import pandas as pd
 from dagster import JobDefinition
 
 from dataproc_dagster import (
+    Pipeline,
     create_clickhouse_extractor,
     create_clickhouse_loader,
     create_etl_pipeline,
@@ -23,9 +24,9 @@ ROWS = 2_500
 QUERY = f"SELECT number AS n FROM numbers({ROWS}) WHERE sleepEachRow(0.001) = 0"
 
 
-def _bound(job: JobDefinition) -> JobDefinition:
+def _bound(pipeline: Pipeline) -> JobDefinition:
     clickhouse = ClickHouseResource.from_settings(get_settings())
-    return job.with_top_level_resources({"clickhouse": clickhouse.get_resource_definition()})
+    return pipeline.resolve_job({"clickhouse": clickhouse.get_resource_definition()})
 
 
 def _copy(name: str) -> JobDefinition:
@@ -34,7 +35,7 @@ def _copy(name: str) -> JobDefinition:
         extractor=create_clickhouse_extractor(QUERY),
         loader=create_clickhouse_loader(name, mode="replace", order_by=["n"]),
     )
-    return _bound(pipeline.job)
+    return _bound(pipeline)
 
 
 def copy_a() -> JobDefinition:
@@ -73,4 +74,4 @@ def no_chdb_job() -> JobDefinition:
         loader=create_clickhouse_loader("no_chdb", mode="replace", order_by=["n"]),
         executor="multiprocess",
     )
-    return _bound(pipeline.job)
+    return _bound(pipeline)

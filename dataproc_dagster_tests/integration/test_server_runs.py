@@ -32,7 +32,8 @@ def _step_window(instance: DagsterInstance, run_id: str, step: str) -> tuple[flo
     times: dict[DagsterEventType, float] = {}
     for entry in instance.all_logs(run_id):
         kind = entry.dagster_event_type
-        if entry.step_key == step and kind in (
+        # Step keys of asset jobs carry a prefix ("<pipeline>__etl.<step>").
+        if (entry.step_key or "").endswith(step) and kind in (
             DagsterEventType.STEP_START,
             DagsterEventType.STEP_SUCCESS,
         ):
