@@ -11,10 +11,7 @@ from dataproc_dagster.show_table import main as show_table
 
 REPO = Path(__file__).resolve().parents[2]
 README = (REPO / "README.md").read_text()
-# docs/loading.md is rewritten on another branch; it joins this list once that lands.
-DOCS = {
-    p.name: p.read_text() for p in sorted((REPO / "docs").glob("*.md")) if p.name != "loading.md"
-}
+DOCS = {p.name: p.read_text() for p in sorted((REPO / "docs").glob("*.md"))}
 
 
 def test_every_schedule_named_in_the_docs_exists() -> None:
