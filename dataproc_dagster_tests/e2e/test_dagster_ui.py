@@ -110,7 +110,11 @@ def test_graphql_lists_jobs_schedules_and_asset_checks(stack: DagsterStack) -> N
         )
         for node in repo["assetNodes"]
     }
-    assert checks["clickhouse/server"] == ["clickhouse_reachable", "migrations_up_to_date"]
+    assert checks["clickhouse/server"] == [
+        "clickhouse_reachable",
+        "migrations_up_to_date",
+        "no_unfinished_loads",
+    ]
     assert checks["metabase/server"] == ["metabase_reachable"]
     assert checks["clickhouse/default/penguins"] == [
         "columns_match",
