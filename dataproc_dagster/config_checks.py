@@ -62,6 +62,17 @@ def refuse_url_credentials(value: str, *, option: str, fix: str) -> str:
     return value
 
 
+def check_http_url(value: str, *, option: str, example: str, credentials_fix: str) -> SplitResult:
+    """An http(s) URL with a host and no ``user:password@`` part.
+
+    Raises:
+        ConfigError: Naming ``option``, with the URL's credentials masked.
+    """
+    parts = url_parts(value, option=option, schemes=("http", "https"), example=example)
+    refuse_url_credentials(value, option=option, fix=credentials_fix)
+    return parts
+
+
 def split_credentials(value: str) -> tuple[str, str | None, str | None]:
     """``value`` without its ``user:password@`` part, and the (unquoted) user and password."""
     parts = urlsplit(value)

@@ -397,11 +397,7 @@ def _asset_pipeline(
         tags={"dataproc/pipeline": name, **dict(tags or {})},
         executor_def=_executor(name, executor),
     )
-    sched = (
-        build_schedule(job, schedule, timezone, run_config=schedule_run_config)
-        if schedule
-        else None
-    )
+    sched = _schedule(job, schedule, timezone, schedule_run_config)
     return Pipeline(
         name=name,
         job=job,
@@ -468,11 +464,7 @@ def _op_pipeline(
         tags={"dataproc/pipeline": name, **dict(tags or {})},
         executor_def=_executor(name, executor),
     )
-    sched = (
-        build_schedule(job, schedule, timezone, run_config=schedule_run_config)
-        if schedule
-        else None
-    )
+    sched = _schedule(job, schedule, timezone, schedule_run_config)
     return Pipeline(
         name=name,
         job=job,
@@ -480,6 +472,12 @@ def _op_pipeline(
         targets=_targets(loader, sql_steps),
         description=description,
     )
+
+
+def _schedule(
+    job: Any, cron: str | None, timezone: str, run_config: Mapping[str, Any] | None
+) -> ScheduleDefinition | None:
+    return build_schedule(job, cron, timezone, run_config=run_config) if cron else None
 
 
 def _executor(name: str, executor: str | ExecutorDefinition) -> ExecutorDefinition:

@@ -19,12 +19,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
-from dataproc_dagster.config_checks import (
-    check_timeout,
-    refuse_url_credentials,
-    safe_url,
-    url_parts,
-)
+from dataproc_dagster.config_checks import check_http_url, check_timeout, safe_url
 from dataproc_dagster.errors import ConfigError, SourceError
 from dataproc_dagster.http.retry import parse_retry_after
 from dataproc_dagster.log_setup import register_secret
@@ -121,17 +116,12 @@ class MetabaseClient:
                 fix="set METABASE_BASE_URL (or the resource's base_url) to e.g. "
                 "https://metabase.example.com",
             )
-        url_parts(
+        check_http_url(
             base_url,
             option="METABASE_BASE_URL (or the resource's base_url)",
-            schemes=("http", "https"),
             example="https://metabase.example.com",
-        )
-        refuse_url_credentials(
-            base_url,
-            option="METABASE_BASE_URL (or the resource's base_url)",
-            fix="remove user:password@ and set METABASE_USERNAME and METABASE_PASSWORD, or "
-            "METABASE_API_KEY",
+            credentials_fix="remove user:password@ and set METABASE_USERNAME and "
+            "METABASE_PASSWORD, or METABASE_API_KEY",
         )
         check_timeout(timeout, option="METABASE_TIMEOUT (or the resource's timeout)")
         if not api_key and not (username and password):

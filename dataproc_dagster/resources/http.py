@@ -8,7 +8,7 @@ from urllib.parse import urljoin
 from dagster import ConfigurableResource
 from pydantic import Field
 
-from dataproc_dagster.config_checks import check_timeout, refuse_url_credentials, url_parts
+from dataproc_dagster.config_checks import check_http_url, check_timeout
 from dataproc_dagster.errors import ConfigError
 from dataproc_dagster.http.auth import AUTH_KINDS, HttpAuth
 from dataproc_dagster.http.client import HttpSource
@@ -90,16 +90,12 @@ class HttpResource(ConfigurableResource):
         """An :class:`HttpSource` with this resource's settings."""
         auth = self.auth()
         if self.base_url:
-            url_parts(
+            check_http_url(
                 self.base_url,
                 option="http resource base_url",
-                schemes=("http", "https"),
                 example="https://api.example.com/v2/",
-            )
-            refuse_url_credentials(
-                self.base_url,
-                option="http resource base_url",
-                fix="remove user:password@ and use auth_kind='basic' with secret=EnvVar('NAME')",
+                credentials_fix="remove user:password@ and use auth_kind='basic' with "
+                "secret=EnvVar('NAME')",
             )
         check_timeout(self.timeout, option="http resource timeout")
         if auth.kind != "none" and not self.secret:

@@ -13,7 +13,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from dataproc_dagster.config_checks import check_timeout, refuse_url_credentials, url_parts
+from dataproc_dagster.config_checks import check_http_url, check_timeout
 from dataproc_dagster.errors import ConfigError, DataprocError
 from dataproc_dagster.http.auth import NO_AUTH, HttpAuth
 from dataproc_dagster.http.client import HttpSource
@@ -72,16 +72,12 @@ class HttpSourceSpec:
         if self.timeout is not None:
             check_timeout(self.timeout, option="HTTP extractor timeout")
         if "://" in self.url:
-            url_parts(
+            check_http_url(
                 self.url,
                 option="HTTP extractor url",
-                schemes=("http", "https"),
                 example="https://api.example.com/items",
-            )
-            refuse_url_credentials(
-                self.url,
-                option="HTTP extractor url",
-                fix="remove user:password@ and use auth (kind: basic, username, secret_env)",
+                credentials_fix="remove user:password@ and use auth (kind: basic, username, "
+                "secret_env)",
             )
         if self.resource_key is None and "://" not in self.url:
             raise ConfigError(
