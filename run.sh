@@ -62,7 +62,7 @@ ensure_venv() {
     # setuptools warns about editable installs on every first install; nothing to act on.
     PYTHONWARNINGS="ignore:Editable installation" \
       "$VENV/bin/python" -m pip install --quiet -e ".[dev]" 2>&1 | grep -v "WARNING: Location" || true
-    "$VENV/bin/python" -c "import dataproc_dagster.settings, dagster, chdb" >/dev/null
+    "$VENV/bin/python" -c "import dataproc_dagster.core.settings, dagster, chdb" >/dev/null
     echo "$want" > "$STAMP"
   fi
   export PATH="$VENV/bin:$PATH"
@@ -93,9 +93,9 @@ console_config() {
 
 # Create the instance storage once, under a lock, so that runs started together on a fresh
 # DAGSTER_HOME do not race to create Dagster's tables.
-prepare_instance() { python -m dataproc_dagster.instance_setup; }
+prepare_instance() { python -m dataproc_dagster.cli.instance_setup; }
 
-has_migrations_cli() { python -c "import dataproc_dagster.migrations.__main__" >/dev/null 2>&1; }
+has_migrations_cli() { python -c "import dataproc_dagster.cli.migrations" >/dev/null 2>&1; }
 
 cmd="${1:-help}"
 [ $# -gt 0 ] && shift
@@ -105,12 +105,12 @@ case "$cmd" in
     prepare_instance
     if has_migrations_cli; then
       echo "==> applying migrations"
-      python -m dataproc_dagster.migrations up
+      python -m dataproc_dagster.cli.migrations up
     fi
     echo "==> running the sample pipeline 'penguins' with dagster job execute"
     python -m dataproc_dagster.cli job execute -m dataproc_dagster -j penguins -c "$(console_config)"
     echo "==> what landed"
-    python -m dataproc_dagster.show_table penguins penguin_species_stats
+    python -m dataproc_dagster.cli.show_table penguins penguin_species_stats
     ;;
   test)
     ensure_venv
@@ -147,32 +147,32 @@ case "$cmd" in
       shift
       # A local ClickHouse server for this session (reused when one already runs); stopped on exit
       # only when this command started it.
-      if url="$(python -P dataproc_dagster/clickhouse_server.py status 2>/dev/null)"; then
+      if url="$(python -P dataproc_dagster/clickhouse/server.py status 2>/dev/null)"; then
         echo "==> using the local ClickHouse server at $url"
       else
-        url="$(python -P dataproc_dagster/clickhouse_server.py start)"
-        trap 'python -P dataproc_dagster/clickhouse_server.py stop' EXIT
+        url="$(python -P dataproc_dagster/clickhouse/server.py start)"
+        trap 'python -P dataproc_dagster/clickhouse/server.py stop' EXIT
         echo "==> started a local ClickHouse server at $url (stopped when dev exits)"
       fi
       export CLICKHOUSE_URL="$url"
-      python -m dataproc_dagster.pools
+      python -m dataproc_dagster.pipeline.pools
       python -m dataproc_dagster.cli dev -m dataproc_dagster -h 127.0.0.1 -p "${DAGSTER_PORT:-3000}" "$@"
       exit $?
     fi
-    python -m dataproc_dagster.pools
+    python -m dataproc_dagster.pipeline.pools
     exec python -m dataproc_dagster.cli dev -m dataproc_dagster -h 127.0.0.1 -p "${DAGSTER_PORT:-3000}" "$@"
     ;;
   clickhouse)
     ensure_venv
     # As a script: it needs neither Dagster nor the package (fast start and stop).
-    exec python -P dataproc_dagster/clickhouse_server.py "$@"
+    exec python -P dataproc_dagster/clickhouse/server.py "$@"
     ;;
   job)
     ensure_venv
     prepare_instance
     [ $# -ge 1 ] || { echo "usage: ./run.sh job NAME [config.yaml]" >&2; exit 2; }
     name="$1"; shift
-    python -m dataproc_dagster.pools >/dev/null
+    python -m dataproc_dagster.pipeline.pools >/dev/null
     console="$(console_config)"
     if [ $# -ge 1 ]; then
       # A logger setting in the user's file wins: later -c files override earlier ones.
@@ -190,24 +190,24 @@ case "$cmd" in
     ;;
   resume)
     ensure_venv
-    exec python -m dataproc_dagster.resume "$@"
+    exec python -m dataproc_dagster.cli.resume "$@"
     ;;
   check)
     ensure_venv
-    exec python -m dataproc_dagster.integrity "$@"
+    exec python -m dataproc_dagster.integrity.checks "$@"
     ;;
   migrate)
     ensure_venv
-    exec python -m dataproc_dagster.migrations up "$@"
+    exec python -m dataproc_dagster.cli.migrations up "$@"
     ;;
   migrate_status)
     ensure_venv
-    exec python -m dataproc_dagster.migrations status "$@"
+    exec python -m dataproc_dagster.cli.migrations status "$@"
     ;;
   migrate_rollback)
     ensure_venv
     [ $# -ge 1 ] || { echo "usage: ./run.sh migrate_rollback N" >&2; exit 2; }
-    exec python -m dataproc_dagster.migrations down "$@"
+    exec python -m dataproc_dagster.cli.migrations down "$@"
     ;;
   bench)
     ensure_venv

@@ -10,7 +10,8 @@ Everything a pipeline author writes imports from here::
 
 from typing import TYPE_CHECKING
 
-from dataproc_dagster.errors import (
+from dataproc_dagster.clickhouse.resource import ClickHouseResource
+from dataproc_dagster.core.errors import (
     ConfigError,
     DataprocError,
     LoadError,
@@ -18,10 +19,20 @@ from dataproc_dagster.errors import (
     SchemaError,
     SourceError,
 )
-from dataproc_dagster.factory import Pipeline, create_etl_pipeline
-from dataproc_dagster.http.auth import api_key, basic, bearer
-from dataproc_dagster.http.incremental import Incremental
-from dataproc_dagster.http.pagination import (
+from dataproc_dagster.core.settings import get_settings
+from dataproc_dagster.loading.custom import create_loader
+from dataproc_dagster.loading.loader import create_clickhouse_loader
+from dataproc_dagster.observability.metrics import measure_step
+from dataproc_dagster.pipeline.factory import Pipeline, create_etl_pipeline
+from dataproc_dagster.pipeline.sql_steps import create_sql_step
+from dataproc_dagster.pipeline.transformers import create_transformer
+from dataproc_dagster.sources.clickhouse import create_clickhouse_extractor
+from dataproc_dagster.sources.custom import create_extractor
+from dataproc_dagster.sources.files import create_file_extractor
+from dataproc_dagster.sources.http.auth import api_key, basic, bearer
+from dataproc_dagster.sources.http.extractor import create_http_extractor
+from dataproc_dagster.sources.http.incremental import Incremental
+from dataproc_dagster.sources.http.pagination import (
     cursor,
     link_header,
     next_url,
@@ -29,24 +40,13 @@ from dataproc_dagster.http.pagination import (
     page_number,
     single,
 )
-from dataproc_dagster.http.retry import HttpRetryPolicy
-from dataproc_dagster.observability import measure_step
-from dataproc_dagster.ops.elt import create_sql_step
-from dataproc_dagster.ops.extractors.clickhouse import create_clickhouse_extractor
-from dataproc_dagster.ops.extractors.custom import create_extractor
-from dataproc_dagster.ops.extractors.file import create_file_extractor
-from dataproc_dagster.ops.extractors.http import create_http_extractor
-from dataproc_dagster.ops.extractors.metabase import create_metabase_extractor
-from dataproc_dagster.ops.loaders.clickhouse import create_clickhouse_loader
-from dataproc_dagster.ops.loaders.custom import create_loader
-from dataproc_dagster.ops.transformers import create_transformer
-from dataproc_dagster.resources.clickhouse import ClickHouseResource
-from dataproc_dagster.resources.http import HttpResource
-from dataproc_dagster.resources.metabase import MetabaseResource
-from dataproc_dagster.settings import get_settings
+from dataproc_dagster.sources.http.resource import HttpResource
+from dataproc_dagster.sources.http.retry import HttpRetryPolicy
+from dataproc_dagster.sources.metabase.extractor import create_metabase_extractor
+from dataproc_dagster.sources.metabase.resource import MetabaseResource
 
 if TYPE_CHECKING:
-    from dataproc_dagster.definitions import defs as defs
+    from dataproc_dagster.defs.definitions import defs as defs
     from dataproc_dagster.migrations.runner import ClickHouseMigrationManager
 
 # Names loaded on first access, with their module: importing the package stays as cheap as
@@ -54,7 +54,7 @@ if TYPE_CHECKING:
 # the CLIs must not pay for it; Dagster finds it through ``dir()``, which lists it.
 _LAZY = {
     "ClickHouseMigrationManager": "dataproc_dagster.migrations.runner",
-    "defs": "dataproc_dagster.definitions",
+    "defs": "dataproc_dagster.defs.definitions",
 }
 
 __all__ = [

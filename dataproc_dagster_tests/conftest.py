@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 from dagster._core.definitions.reconstruct import ReconstructableJob
 
-from dataproc_dagster.clickhouse_server import local_clickhouse_server
-from dataproc_dagster.resources.clickhouse import ClickHouseResource
-from dataproc_dagster.settings import get_settings
+from dataproc_dagster.clickhouse.resource import ClickHouseResource
+from dataproc_dagster.clickhouse.server import local_clickhouse_server
+from dataproc_dagster.core.settings import get_settings
 
 BACKENDS = ("embedded", "server")
 # Databases of the server itself, never dropped between tests.

@@ -16,14 +16,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from dataproc_dagster.chunks import read_chunk
-from dataproc_dagster.clickhouse_types import (
+from dataproc_dagster.clickhouse.types import (
     COMPATIBLE,
     ColumnType,
     arrow_family,
     arrow_to_clickhouse,
 )
-from dataproc_dagster.errors import SchemaError
+from dataproc_dagster.core.chunks import read_chunk
+from dataproc_dagster.core.errors import SchemaError
 from dataproc_dagster.loading.tables import TableInfo
 
 DriftPolicy = Literal["evolve", "freeze", "discard"]

@@ -8,9 +8,9 @@ from dataclasses import dataclass
 import pyarrow as pa
 from clickhouse_connect.driver.client import Client
 
-from dataproc_dagster.clickhouse_types import ColumnType, arrow_to_clickhouse
-from dataproc_dagster.resources.clickhouse import qualified_name, quote_identifier, scalar
-from dataproc_dagster.sql_safety import check_expression
+from dataproc_dagster.clickhouse.resource import qualified_name, quote_identifier, scalar
+from dataproc_dagster.clickhouse.sql_safety import check_expression
+from dataproc_dagster.clickhouse.types import ColumnType, arrow_to_clickhouse
 
 
 @dataclass(frozen=True)

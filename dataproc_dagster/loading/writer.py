@@ -26,8 +26,9 @@ from typing import Any, Literal
 import pyarrow as pa
 from clickhouse_connect.driver.client import Client
 
-from dataproc_dagster.chunks import ChunkSet
-from dataproc_dagster.errors import ConfigError, DataprocError, LoadError, SchemaError
+from dataproc_dagster.clickhouse.resource import qualified_name, quote_identifier
+from dataproc_dagster.core.chunks import ChunkSet
+from dataproc_dagster.core.errors import ConfigError, DataprocError, LoadError, SchemaError
 from dataproc_dagster.loading.ledger import (
     ABANDONED,
     FINAL_STATES,
@@ -64,7 +65,6 @@ from dataproc_dagster.loading.tables import (
     describe_table,
     drop_table,
 )
-from dataproc_dagster.resources.clickhouse import qualified_name, quote_identifier
 
 WriteMode = Literal["append", "replace", "replace_partitions", "upsert"]
 WRITE_MODES: tuple[str, ...] = ("append", "replace", "replace_partitions", "upsert")

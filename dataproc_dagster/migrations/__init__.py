@@ -1,5 +1,5 @@
 """ClickHouse migrations: SQL files in ``migrations/``, a runner with status, apply, rollback,
-repair and baseline, and a CLI (``python -m dataproc_dagster.migrations``)."""
+repair and baseline, and a CLI (``python -m dataproc_dagster.cli.migrations``)."""
 
 from dataproc_dagster.migrations.errors import (
     MigrationFailedError,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataproc_dagster.errors import ConfigError, DataprocError
+from dataproc_dagster.core.errors import ConfigError, DataprocError
 
 
 class MigrationFileError(ConfigError):

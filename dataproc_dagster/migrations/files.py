@@ -10,9 +10,9 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from dataproc_dagster.clickhouse.resource import quote_identifier
+from dataproc_dagster.clickhouse.splitter import SplitError, Statement, split_statements
 from dataproc_dagster.migrations.errors import MigrationFileError
-from dataproc_dagster.migrations.splitter import SplitError, Statement, split_statements
-from dataproc_dagster.resources.clickhouse import quote_identifier
 
 FILE_NAME = re.compile(
     r"^(?P<version>\d{4,})_(?P<name>[A-Za-z0-9][A-Za-z0-9_]*)\.(?P<kind>up|down)\.sql$"

@@ -18,6 +18,8 @@ from typing import Any
 
 from clickhouse_connect.driver.client import Client
 
+from dataproc_dagster.clickhouse.resource import ClickHouseResource
+from dataproc_dagster.core.settings import FrameworkSettings, check_env_file, get_settings
 from dataproc_dagster.migrations.config import MigrationSettings, default_migrations_dir
 from dataproc_dagster.migrations.errors import (
     MigrationFailedError,
@@ -40,8 +42,6 @@ from dataproc_dagster.migrations.state import (
     StateTable,
     new_owner,
 )
-from dataproc_dagster.resources.clickhouse import ClickHouseResource
-from dataproc_dagster.settings import FrameworkSettings, check_env_file, get_settings
 
 _logger = logging.getLogger(__name__)
 _SERVER_SETTLE_SECONDS = 1.0
@@ -368,7 +368,7 @@ class ClickHouseMigrationManager:
                     "now recorded as failed and every command refuses to run until it is repaired",
                     source=str(path),
                     fix="undo the statements before it by hand and fix the file, then run "
-                    "`python -m dataproc_dagster.migrations repair` (or `repair --applied` if "
+                    "`python -m dataproc_dagster.cli.migrations repair` (or `repair --applied` if "
                     "you completed the migration by hand)",
                 ) from None
         duration_ms = int((time.monotonic() - started) * 1000)

@@ -20,8 +20,8 @@ from typing import Any
 
 from clickhouse_connect.driver.client import Client
 
+from dataproc_dagster.clickhouse.resource import qualified_name, quote_identifier
 from dataproc_dagster.migrations.errors import MigrationLockError
-from dataproc_dagster.resources.clickhouse import qualified_name, quote_identifier
 
 # Statuses of a migration row.
 RUNNING = "running"

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from dataproc_dagster.resources.clickhouse import ClickHouseResource
+from dataproc_dagster.clickhouse.resource import ClickHouseResource
 from dataproc_dagster_tests.e2e.stack import REPO, DagsterStack, launch_and_wait, venv_tool
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]

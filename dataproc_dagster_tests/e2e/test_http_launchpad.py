@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from dataproc_dagster.resources.clickhouse import ClickHouseResource
+from dataproc_dagster.clickhouse.resource import ClickHouseResource
 from dataproc_dagster_tests.e2e.stack import (
     ARTIFACTS,
     LAUNCH,

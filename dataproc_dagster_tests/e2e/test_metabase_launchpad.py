@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from dataproc_dagster.resources.clickhouse import ClickHouseResource
+from dataproc_dagster.clickhouse.resource import ClickHouseResource
 from dataproc_dagster_tests.e2e.stack import (
     ARTIFACTS,
     LOCATION,

@@ -16,8 +16,8 @@ import pytest
 from dagster import DagsterInstance, JobDefinition, execute_job, reconstructable
 
 from dataproc_dagster import create_clickhouse_loader, create_etl_pipeline, create_extractor
-from dataproc_dagster.resources.clickhouse import ClickHouseResource
-from dataproc_dagster.settings import get_settings
+from dataproc_dagster.clickhouse.resource import ClickHouseResource
+from dataproc_dagster.core.settings import get_settings
 
 CHUNKS = 5
 ROWS_PER_CHUNK = 1000
@@ -71,7 +71,7 @@ def instance_with_a_failed_run(
 
 
 def __getattr__(name: str) -> object:
-    # ``defs`` for `python -m dataproc_dagster.resume --module ...`, built on first use so that
+    # ``defs`` for `python -m dataproc_dagster.cli.resume --module ...`, built on first use so that
     # importing this module does not read the settings.
     if name == "defs":
         from dagster import Definitions

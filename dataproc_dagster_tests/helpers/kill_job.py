@@ -15,8 +15,8 @@ import pandas as pd
 from dagster import Definitions, JobDefinition
 
 from dataproc_dagster import create_clickhouse_loader, create_etl_pipeline, create_extractor
-from dataproc_dagster.resources.clickhouse import ClickHouseResource
-from dataproc_dagster.settings import get_settings
+from dataproc_dagster.clickhouse.resource import ClickHouseResource
+from dataproc_dagster.core.settings import get_settings
 
 PARTITIONS = 90
 MODES: dict[str, dict[str, object]] = {

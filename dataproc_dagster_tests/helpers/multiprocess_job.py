@@ -10,8 +10,8 @@ from dataproc_dagster import (
     create_clickhouse_loader,
     create_etl_pipeline,
 )
-from dataproc_dagster.resources.clickhouse import ClickHouseResource
-from dataproc_dagster.settings import get_settings
+from dataproc_dagster.clickhouse.resource import ClickHouseResource
+from dataproc_dagster.core.settings import get_settings
 
 
 def double(df: pd.DataFrame) -> pd.DataFrame:

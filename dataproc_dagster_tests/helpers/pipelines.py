@@ -9,8 +9,8 @@ import pandas as pd
 from dagster import ExecuteInProcessResult
 
 from dataproc_dagster import create_etl_pipeline, create_extractor
-from dataproc_dagster.ops.loaders.clickhouse import ClickHouseLoader
-from dataproc_dagster.resources.clickhouse import ClickHouseResource
+from dataproc_dagster.clickhouse.resource import ClickHouseResource
+from dataproc_dagster.loading.loader import ClickHouseLoader
 
 
 def frames_extractor(frames: Sequence[pd.DataFrame]) -> Any:

@@ -15,8 +15,8 @@ from dataproc_dagster import (
     create_etl_pipeline,
     create_extractor,
 )
-from dataproc_dagster.resources.clickhouse import ClickHouseResource
-from dataproc_dagster.settings import get_settings
+from dataproc_dagster.clickhouse.resource import ClickHouseResource
+from dataproc_dagster.core.settings import get_settings
 
 ROWS = 2_500
 # The extract query sleeps 1 ms per row inside ClickHouse (2.5 s): the extract steps, which

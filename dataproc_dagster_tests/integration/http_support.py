@@ -10,8 +10,8 @@ import pyarrow as pa
 import pytest
 from dagster import build_op_context
 
-from dataproc_dagster.ops.base import StepContext, TargetTable
-from dataproc_dagster.ops.extractors.http import HttpExtractor
+from dataproc_dagster.pipeline.contracts import StepContext, TargetTable
+from dataproc_dagster.sources.http.extractor import HttpExtractor
 from dataproc_dagster_tests.servers.http_api import ApiState, RunningApi, serve_api
 
 

@@ -16,9 +16,9 @@ from dataproc_dagster import (
     create_etl_pipeline,
     create_sql_step,
 )
-from dataproc_dagster.errors import ConfigError
-from dataproc_dagster.resources.clickhouse import ClickHouseResource
-from dataproc_dagster.settings import get_settings
+from dataproc_dagster.clickhouse.resource import ClickHouseResource
+from dataproc_dagster.core.errors import ConfigError
+from dataproc_dagster.core.settings import get_settings
 from dataproc_dagster_tests.helpers.pipelines import failure_message, run_pipeline
 
 
@@ -64,7 +64,7 @@ def test_extractor_binds_parameters(clickhouse: ClickHouseResource) -> None:
 
 
 def test_wrong_url_scheme_is_refused_by_the_settings(monkeypatch: pytest.MonkeyPatch) -> None:
-    from dataproc_dagster.settings import load_settings
+    from dataproc_dagster.core.settings import load_settings
 
     monkeypatch.setenv("CLICKHOUSE_URL", "mysql://localhost:3306")
     with pytest.raises(ConfigError) as raised:

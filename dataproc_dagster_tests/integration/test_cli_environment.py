@@ -18,7 +18,7 @@ from dataproc_dagster_tests.servers.http_api import ApiState, RunningApi, serve_
 
 HOLD = """
 import sys, time
-from dataproc_dagster.resources.embedded_lock import embedded_directory_lock
+from dataproc_dagster.clickhouse.embedded_lock import embedded_directory_lock
 with embedded_directory_lock(sys.argv[1], timeout=5, holder={"run": "other-run", "step": "load"}):
     print("held", flush=True)
     time.sleep(float(sys.argv[2]))

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from dataproc_dagster.clickhouse_server import (
+from dataproc_dagster.clickhouse.server import (
     PID_FILE,
     URL_FILE,
     ClickHouseServerError,

@@ -9,9 +9,9 @@ import pytest
 import yaml
 from dagster import DagsterInvalidConfigError, validate_run_config
 
-from dataproc_dagster.jobs.http_to_clickhouse import PIPELINE
-from dataproc_dagster.jobs.metabase import METABASE_TO_CLICKHOUSE
-from dataproc_dagster.resources.clickhouse import ClickHouseResource
+from dataproc_dagster.clickhouse.resource import ClickHouseResource
+from dataproc_dagster.sources.http.job import PIPELINE
+from dataproc_dagster.sources.metabase.job import METABASE_TO_CLICKHOUSE
 from dataproc_dagster_tests.helpers.cli import job_execute_command, run_dagster
 
 HTTP_JOB = PIPELINE.job

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from dagster import AssetKey, DagsterInstance, DagsterRunStatus
 
-from dataproc_dagster.resources.clickhouse import ClickHouseResource
+from dataproc_dagster.clickhouse.resource import ClickHouseResource
 from dataproc_dagster_tests.helpers.cli import REPO, dg_executable, run_dagster
 
 pytestmark = pytest.mark.slow
@@ -43,7 +43,7 @@ def test_dg_check_defs_passes(tmp_path: Path) -> None:
 
 
 def test_dg_list_defs_json_shows_the_code_location(tmp_path: Path) -> None:
-    from dataproc_dagster.definitions import defs
+    from dataproc_dagster.defs.definitions import defs
 
     code, out, err = _dg(["list", "defs", "--json"], tmp_path)
 

@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 
 from dataproc_dagster import create_clickhouse_loader, create_etl_pipeline, create_file_extractor
-from dataproc_dagster.errors import SourceError
-from dataproc_dagster.resources.clickhouse import ClickHouseResource
+from dataproc_dagster.clickhouse.resource import ClickHouseResource
+from dataproc_dagster.core.errors import SourceError
 from dataproc_dagster_tests.helpers.pipelines import failure_message
 
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 from dagster import EnvVar
 
-from dataproc_dagster.errors import ConfigError, SourceError
-from dataproc_dagster.http.auth import HttpAuth, api_key, basic, bearer
-from dataproc_dagster.http.pagination import page_number
-from dataproc_dagster.ops.extractors.http import create_http_extractor
-from dataproc_dagster.resources.http import HttpResource
+from dataproc_dagster.core.errors import ConfigError, SourceError
+from dataproc_dagster.sources.http.auth import HttpAuth, api_key, basic, bearer
+from dataproc_dagster.sources.http.extractor import create_http_extractor
+from dataproc_dagster.sources.http.pagination import page_number
+from dataproc_dagster.sources.http.resource import HttpResource
 from dataproc_dagster_tests.integration.http_support import (  # noqa: F401
     api_fixture,
     extract_all,

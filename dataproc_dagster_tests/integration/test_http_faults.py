@@ -8,11 +8,11 @@ from email.utils import format_datetime
 
 import pytest
 
-from dataproc_dagster.errors import ConfigError, SourceError
-from dataproc_dagster.http.pagination import page_number, single
-from dataproc_dagster.http.retry import RetryPolicy
-from dataproc_dagster.ops.extractors.http import HttpExtractor, create_http_extractor
-from dataproc_dagster.resources.http import HttpResource
+from dataproc_dagster.core.errors import ConfigError, SourceError
+from dataproc_dagster.sources.http.extractor import HttpExtractor, create_http_extractor
+from dataproc_dagster.sources.http.pagination import page_number, single
+from dataproc_dagster.sources.http.resource import HttpResource
+from dataproc_dagster.sources.http.retry import RetryPolicy
 from dataproc_dagster_tests.integration.http_support import (  # noqa: F401
     api_fixture,
     extract_all,

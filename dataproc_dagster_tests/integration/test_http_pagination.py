@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from dataproc_dagster.errors import ConfigError, SourceError
-from dataproc_dagster.http.pagination import (
+from dataproc_dagster.core.errors import ConfigError, SourceError
+from dataproc_dagster.sources.http.extractor import create_http_extractor
+from dataproc_dagster.sources.http.pagination import (
     Paginator,
     cursor,
     link_header,
@@ -14,7 +15,6 @@ from dataproc_dagster.http.pagination import (
     page_number,
     single,
 )
-from dataproc_dagster.ops.extractors.http import create_http_extractor
 from dataproc_dagster_tests.integration.http_support import api_fixture, extract_all  # noqa: F401
 from dataproc_dagster_tests.servers.http_api import RunningApi
 

@@ -37,7 +37,7 @@ def test_prepare_instance_refuses_a_home_that_is_a_file(tmp_path: Path) -> None:
     home = tmp_path / "home"
     home.write_text("not a folder")
     result = subprocess.run(
-        [sys.executable, "-m", "dataproc_dagster.instance_setup"],
+        [sys.executable, "-m", "dataproc_dagster.cli.instance_setup"],
         cwd=REPO,
         env=dict(os.environ, DAGSTER_HOME=str(home)),
         capture_output=True,

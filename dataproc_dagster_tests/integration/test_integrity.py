@@ -1,5 +1,6 @@
 """Integrity checks against the real embedded ClickHouse and a stand-in Metabase: the library,
-the ``python -m dataproc_dagster.integrity`` CLI (``./run.sh check``) and the Dagster job."""
+the ``python -m dataproc_dagster.integrity.checks`` CLI (``./run.sh check``) and the Dagster
+job."""
 
 from __future__ import annotations
 
@@ -16,13 +17,13 @@ from typing import Any
 import pytest
 from dagster import AssetCheckSeverity, Definitions, ExecuteInProcessResult
 
-from dataproc_dagster import integrity
-from dataproc_dagster.jobs import integrity as integrity_job
+from dataproc_dagster.clickhouse.resource import ClickHouseResource
+from dataproc_dagster.core.settings import get_settings
+from dataproc_dagster.defs.pipelines.penguins import pipeline as penguins
+from dataproc_dagster.integrity import checks as integrity
+from dataproc_dagster.integrity import job as integrity_job
 from dataproc_dagster.migrations.runner import ClickHouseMigrationManager
-from dataproc_dagster.pipelines.penguins import pipeline as penguins
-from dataproc_dagster.resources.clickhouse import ClickHouseResource
-from dataproc_dagster.resources.metabase import MetabaseResource
-from dataproc_dagster.settings import get_settings
+from dataproc_dagster.sources.metabase.resource import MetabaseResource
 from dataproc_dagster_tests.servers.metabase_standin import MetabaseStandin
 
 PROJECT_MIGRATIONS = Path(integrity.__file__).resolve().parents[1] / "migrations"
@@ -49,7 +50,7 @@ def by_name(results: list[integrity.CheckResult]) -> dict[str, integrity.CheckRe
 def run_cli(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
     # cwd outside the repository so that no developer's .env leaks into the test
     return subprocess.run(
-        [sys.executable, "-m", "dataproc_dagster.integrity", *args],
+        [sys.executable, "-m", "dataproc_dagster.integrity.checks", *args],
         cwd=cwd,
         env=dict(os.environ),
         capture_output=True,

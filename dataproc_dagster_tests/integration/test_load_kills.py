@@ -1,7 +1,7 @@
 """SIGKILL of a real `dagster job execute` at chosen instants of the load step, in every mode.
 
 After each kill the table is recovered twice, from two copies of the same crashed state: (a) by
-``python -m dataproc_dagster.resume`` (re-execution from failure) and (b) by a brand-new run of
+``python -m dataproc_dagster.cli.resume`` (re-execution from failure) and (b) by a brand-new run of
 the job. Both must end with every row exactly once and no staging or shadow table left.
 """
 
@@ -15,9 +15,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from dataproc_dagster.integrity import WARNING, check_unfinished_loads
+from dataproc_dagster.clickhouse.resource import ClickHouseResource
+from dataproc_dagster.integrity.checks import WARNING, check_unfinished_loads
 from dataproc_dagster.loading.ledger import KILL_ENV
-from dataproc_dagster.resources.clickhouse import ClickHouseResource
 from dataproc_dagster_tests.helpers import kill_job
 from dataproc_dagster_tests.helpers.cli import REPO, cli_env, dagster_executable
 
@@ -48,7 +48,7 @@ def _execute(mode: str, state: Path, **env: str) -> subprocess.CompletedProcess[
 
 
 def _resume(mode: str, state: Path) -> subprocess.CompletedProcess[str]:
-    command = [sys.executable, "-m", "dataproc_dagster.resume", "--job", f"kill_{mode}"]
+    command = [sys.executable, "-m", "dataproc_dagster.cli.resume", "--job", f"kill_{mode}"]
     return _run([*command, "--module", MODULE], state)
 
 

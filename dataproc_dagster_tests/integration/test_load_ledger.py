@@ -15,7 +15,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from dataproc_dagster.chunks import ChunkSet, ChunkWriter
+from dataproc_dagster.clickhouse.resource import ClickHouseResource
+from dataproc_dagster.core.chunks import ChunkSet, ChunkWriter
 from dataproc_dagster.loading import writer
 from dataproc_dagster.loading.ledger import (
     LEDGER_TABLE,
@@ -27,7 +28,6 @@ from dataproc_dagster.loading.ledger import (
     write_entry,
 )
 from dataproc_dagster.loading.writer import LoadResult, LoadSpec, load_chunkset
-from dataproc_dagster.resources.clickhouse import ClickHouseResource
 
 
 class Killed(BaseException):

@@ -14,7 +14,7 @@ from dagster import (
 )
 
 from dataproc_dagster import create_clickhouse_loader
-from dataproc_dagster.resources.clickhouse import ClickHouseResource
+from dataproc_dagster.clickhouse.resource import ClickHouseResource
 from dataproc_dagster_tests.helpers import faulty_job
 from dataproc_dagster_tests.helpers.pipelines import failure_message, run_pipeline
 
@@ -101,7 +101,7 @@ def test_retry_of_a_finished_append_does_not_duplicate(
     clickhouse: ClickHouseResource, data_dir: Path
 ) -> None:
     """A load step retried after it published (e.g. a crash after the swap) writes nothing."""
-    from dataproc_dagster.chunks import ChunkWriter
+    from dataproc_dagster.core.chunks import ChunkWriter
     from dataproc_dagster.loading.writer import LoadSpec, load_chunkset
 
     with ChunkWriter(data_dir / "chunks", "run-1/extract") as writer:

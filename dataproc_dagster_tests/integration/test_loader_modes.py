@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from dataproc_dagster import create_clickhouse_loader
-from dataproc_dagster.resources.clickhouse import ClickHouseResource
+from dataproc_dagster.clickhouse.resource import ClickHouseResource
 from dataproc_dagster_tests.helpers.pipelines import failure_message, run_pipeline
 
 
@@ -124,14 +124,14 @@ def test_upsert_with_optimize_gives_exact_rows_without_final(
 
 
 def test_upsert_needs_key_columns() -> None:
-    from dataproc_dagster.errors import ConfigError
+    from dataproc_dagster.core.errors import ConfigError
 
     with pytest.raises(ConfigError, match="key_columns"):
         create_clickhouse_loader("users", mode="upsert")
 
 
 def test_unknown_mode_is_refused() -> None:
-    from dataproc_dagster.errors import ConfigError
+    from dataproc_dagster.core.errors import ConfigError
 
     with pytest.raises(ConfigError, match="append, replace, replace_partitions, upsert"):
         create_clickhouse_loader("users", mode="merge")
@@ -190,8 +190,8 @@ def test_both_insert_paths_load_the_same_rows_and_refuse_the_same_data(
     """Embedded chDB reads Parquet chunks itself; a server gets them through the client."""
     from pathlib import Path
 
-    from dataproc_dagster.chunks import ChunkWriter
-    from dataproc_dagster.errors import SchemaError
+    from dataproc_dagster.core.chunks import ChunkWriter
+    from dataproc_dagster.core.errors import SchemaError
     from dataproc_dagster.loading.writer import LoadSpec, load_chunkset
 
     frame = pd.DataFrame(
@@ -236,8 +236,8 @@ def test_engine_reads_parquet_and_compressed_arrow_chunks(
 
     import pyarrow.parquet as pq
 
-    from dataproc_dagster.chunks import ChunkSet, ChunkWriter, read_chunk
-    from dataproc_dagster.errors import SchemaError
+    from dataproc_dagster.core.chunks import ChunkSet, ChunkWriter, read_chunk
+    from dataproc_dagster.core.errors import SchemaError
     from dataproc_dagster.loading.writer import LoadSpec, load_chunkset
 
     def chunks_of(frame: pd.DataFrame, name: str) -> ChunkSet:

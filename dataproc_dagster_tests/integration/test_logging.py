@@ -20,10 +20,11 @@ from dagster import (
 )
 from dagster._serdes import serialize_value
 
-from dataproc_dagster import integrity, log_setup
-from dataproc_dagster.resources.http import HttpResource
-from dataproc_dagster.resources.metabase import MetabaseResource
-from dataproc_dagster.settings import get_settings, load_settings
+from dataproc_dagster.core.settings import get_settings, load_settings
+from dataproc_dagster.integrity import checks as integrity
+from dataproc_dagster.observability import logging as log_setup
+from dataproc_dagster.sources.http.resource import HttpResource
+from dataproc_dagster.sources.metabase.resource import MetabaseResource
 from dataproc_dagster_tests.servers.http_api import ApiState, serve_api
 from dataproc_dagster_tests.servers.metabase_standin import MetabaseStandin
 
@@ -94,7 +95,7 @@ def careless_step(context: OpExecutionContext) -> None:
         "calling %s with Authorization: Bearer %s as analyst / password=%s", url, TOKEN, PASSWORD
     )
     context.log.info(f"token {TOKEN}, key {API_KEY}, password {PASSWORD}")
-    logging.getLogger("dataproc_dagster.pipelines.careless.sub").error(
+    logging.getLogger("dataproc_dagster.defs.pipelines.careless.sub").error(
         "retrying %s", f"https://user:{PASSWORD}@example.com/x?token={TOKEN}"
     )
 
@@ -231,7 +232,7 @@ def test_descriptive_names_are_not_secrets(monkeypatch: pytest.MonkeyPatch) -> N
 
 
 def test_definitions_configure_logging() -> None:
-    from dataproc_dagster.definitions import build_definitions
+    from dataproc_dagster.defs.definitions import build_definitions
 
     build_definitions()
     assert log_setup.is_configured()

@@ -9,9 +9,9 @@ from collections.abc import Iterator
 import pandas as pd
 import pytest
 
-from dataproc_dagster.errors import ConfigError, SourceError
-from dataproc_dagster.metabase.discovery import resolve_table, table_metadata
-from dataproc_dagster.metabase.paging import ReadStats, read_native, read_table
+from dataproc_dagster.core.errors import ConfigError, SourceError
+from dataproc_dagster.sources.metabase.discovery import resolve_table, table_metadata
+from dataproc_dagster.sources.metabase.paging import ReadStats, read_native, read_table
 from dataproc_dagster_tests.servers.metabase_fixtures import (
     BIG_ROWS,
     ORDERS_ROWS,

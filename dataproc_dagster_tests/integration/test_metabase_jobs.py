@@ -15,11 +15,11 @@ import yaml
 from dagster import ExecuteInProcessResult
 
 from dataproc_dagster import create_clickhouse_loader, create_etl_pipeline
-from dataproc_dagster.jobs.metabase import METABASE_TO_CLICKHOUSE, metabase_catalog
-from dataproc_dagster.ops.extractors.metabase import create_metabase_extractor
-from dataproc_dagster.registry import discover_pipelines
-from dataproc_dagster.resources.clickhouse import ClickHouseResource
-from dataproc_dagster.resources.metabase import MetabaseResource
+from dataproc_dagster.clickhouse.resource import ClickHouseResource
+from dataproc_dagster.pipeline.registry import discover_pipelines
+from dataproc_dagster.sources.metabase.extractor import create_metabase_extractor
+from dataproc_dagster.sources.metabase.job import METABASE_TO_CLICKHOUSE, metabase_catalog
+from dataproc_dagster.sources.metabase.resource import MetabaseResource
 from dataproc_dagster_tests.helpers.cli import job_execute_command, run_dagster
 from dataproc_dagster_tests.helpers.pipelines import failure_message
 from dataproc_dagster_tests.servers.metabase_fixtures import (

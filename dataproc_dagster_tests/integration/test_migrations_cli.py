@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from dataproc_dagster.resources.clickhouse import ClickHouseResource
+from dataproc_dagster.clickhouse.resource import ClickHouseResource
 
 CLI = [sys.executable, "-m", "dataproc_dagster.migrations"]
 

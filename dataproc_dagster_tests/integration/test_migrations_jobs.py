@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 from dagster import AssetKey, Definitions, ExecuteInProcessResult
 
-from dataproc_dagster.jobs.migrations import ASSET_CHECKS, ASSETS, JOBS, SCHEMA_KEY
-from dataproc_dagster.resources.clickhouse import ClickHouseResource
+from dataproc_dagster.clickhouse.resource import ClickHouseResource
+from dataproc_dagster.migrations.job import ASSET_CHECKS, ASSETS, JOBS, SCHEMA_KEY
 
 
 def write(folder: Path, name: str, text: str) -> None:
@@ -211,7 +211,7 @@ def test_migrate_rollback_takes_count_from_run_config(
 def test_project_migrations_create_the_table_the_sample_pipeline_loads(
     clickhouse: ClickHouseResource, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from dataproc_dagster.pipelines.penguins import pipeline as penguins
+    from dataproc_dagster.defs.pipelines.penguins import pipeline as penguins
 
     monkeypatch.delenv("MIGRATIONS_DIR", raising=False)
     assert run(clickhouse, "migrate").success

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from dataproc_dagster.clickhouse.resource import ClickHouseResource
 from dataproc_dagster.migrations import (
     ClickHouseMigrationManager,
     MigrationFailedError,
@@ -18,7 +19,6 @@ from dataproc_dagster.migrations import (
 )
 from dataproc_dagster.migrations.config import MigrationSettings
 from dataproc_dagster.migrations.state import StateTable
-from dataproc_dagster.resources.clickhouse import ClickHouseResource
 
 CREATE_A = (
     "CREATE TABLE {database}.a {cluster} (id UInt32, name String) ENGINE = MergeTree ORDER BY id;"

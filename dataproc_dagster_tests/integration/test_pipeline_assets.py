@@ -19,10 +19,10 @@ from dataproc_dagster import (
     create_file_extractor,
     create_sql_step,
 )
-from dataproc_dagster.assets import source_keys, tables_read
-from dataproc_dagster.ops.extractors.http import create_http_extractor
-from dataproc_dagster.ops.extractors.metabase import create_metabase_extractor
-from dataproc_dagster.resources.clickhouse import ClickHouseResource
+from dataproc_dagster.clickhouse.resource import ClickHouseResource
+from dataproc_dagster.pipeline.assets import source_keys, tables_read
+from dataproc_dagster.sources.http.extractor import create_http_extractor
+from dataproc_dagster.sources.metabase.extractor import create_metabase_extractor
 from dataproc_dagster_tests.helpers.cli import REPO, cli_env
 from dataproc_dagster_tests.helpers.pipelines import frames_extractor
 
@@ -34,7 +34,7 @@ STATS = AssetKey(["clickhouse", "default", "penguin_species_stats"])
 def asset_graph_snapshot() -> dict[str, Any]:
     """Keys, deps, groups, kinds, checks (blocking or not) and job membership of the code
     location, in a stable JSON-friendly shape."""
-    from dataproc_dagster.definitions import defs
+    from dataproc_dagster.defs.definitions import defs
 
     repo = defs.get_repository_def()
     graph = repo.asset_graph

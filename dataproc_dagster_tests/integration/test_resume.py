@@ -1,4 +1,4 @@
-"""``python -m dataproc_dagster.resume``: re-execution from failure from the command line."""
+"""``python -m dataproc_dagster.cli.resume``: re-execution from failure from the command line."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from dagster import DagsterInstance
 
-from dataproc_dagster.resources.clickhouse import ClickHouseResource
-from dataproc_dagster.resume import ResumeError, main, resume
+from dataproc_dagster.cli.resume import ResumeError, main, resume
+from dataproc_dagster.clickhouse.resource import ClickHouseResource
 from dataproc_dagster_tests.helpers import faulty_job
 
 MODULE = "dataproc_dagster_tests.helpers.faulty_job"

@@ -9,9 +9,9 @@ import pandas as pd
 import pytest
 from dagster import DagsterInstance
 
-from dataproc_dagster.pipelines.penguins import PENGUINS_CSV, clean_penguins
-from dataproc_dagster.pipelines.penguins import pipeline as penguins
-from dataproc_dagster.resources.clickhouse import ClickHouseResource
+from dataproc_dagster.clickhouse.resource import ClickHouseResource
+from dataproc_dagster.defs.pipelines.penguins import PENGUINS_CSV, clean_penguins
+from dataproc_dagster.defs.pipelines.penguins import pipeline as penguins
 from dataproc_dagster_tests.helpers.cli import REPO, cli_env, job_execute_command, run_dagster
 
 
@@ -109,7 +109,7 @@ def test_two_concurrent_runs_on_one_embedded_directory_both_succeed(
 def test_show_table_prints_what_landed(
     clickhouse: ClickHouseResource, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from dataproc_dagster.show_table import main
+    from dataproc_dagster.cli.show_table import main
 
     assert penguins.execute_in_process(resources={"clickhouse": clickhouse}).success
     assert main(["penguins", "default.penguin_species_stats"]) == 0

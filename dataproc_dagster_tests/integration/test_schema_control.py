@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from dataproc_dagster import create_clickhouse_loader
-from dataproc_dagster.resources.clickhouse import ClickHouseResource
+from dataproc_dagster.clickhouse.resource import ClickHouseResource
 from dataproc_dagster_tests.helpers.pipelines import failure_message, run_pipeline
 
 TABLE = """

@@ -14,14 +14,14 @@ from dagster import DagsterEventType, DagsterInstance, execute_job
 from dagster import reconstructable as make_reconstructable
 
 from dataproc_dagster import create_clickhouse_loader
-from dataproc_dagster.clickhouse_server import LocalClickHouseServer
-from dataproc_dagster.errors import SourceError
+from dataproc_dagster.clickhouse.resource import ClickHouseResource
+from dataproc_dagster.clickhouse.server import LocalClickHouseServer
+from dataproc_dagster.core.errors import SourceError
+from dataproc_dagster.core.settings import get_settings, load_settings
 from dataproc_dagster.migrations.files import render
 from dataproc_dagster.migrations.state import StateTable
-from dataproc_dagster.ops.steps import CLICKHOUSE_POOL
-from dataproc_dagster.pools import apply_pool_limit, clickhouse_pool_limit
-from dataproc_dagster.resources.clickhouse import ClickHouseResource
-from dataproc_dagster.settings import get_settings, load_settings
+from dataproc_dagster.pipeline.pools import apply_pool_limit, clickhouse_pool_limit
+from dataproc_dagster.pipeline.steps import CLICKHOUSE_POOL
 from dataproc_dagster_tests.helpers import server_jobs
 from dataproc_dagster_tests.helpers.pipelines import failure_message, run_pipeline
 

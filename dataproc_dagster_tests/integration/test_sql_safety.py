@@ -10,13 +10,13 @@ import pytest
 from dagster import ExecuteInProcessResult
 
 from dataproc_dagster import create_clickhouse_loader
-from dataproc_dagster.errors import ConfigError
-from dataproc_dagster.jobs.http_to_clickhouse import PIPELINE as HTTP_PIPELINE
-from dataproc_dagster.jobs.metabase import METABASE_TO_CLICKHOUSE
+from dataproc_dagster.clickhouse.resource import ClickHouseResource
+from dataproc_dagster.clickhouse.sql_safety import check_expression, check_identifier
+from dataproc_dagster.core.errors import ConfigError
 from dataproc_dagster.loading.tables import create_table_sql
-from dataproc_dagster.resources.clickhouse import ClickHouseResource
-from dataproc_dagster.resources.metabase import MetabaseResource
-from dataproc_dagster.sql_safety import check_expression, check_identifier
+from dataproc_dagster.sources.http.job import PIPELINE as HTTP_PIPELINE
+from dataproc_dagster.sources.metabase.job import METABASE_TO_CLICKHOUSE
+from dataproc_dagster.sources.metabase.resource import MetabaseResource
 from dataproc_dagster_tests.helpers.pipelines import failure_message
 from dataproc_dagster_tests.integration.http_support import api_fixture
 from dataproc_dagster_tests.servers.http_api import RunningApi
@@ -229,7 +229,7 @@ def test_anything_but_one_expression_is_refused(expression: str, reason: str) ->
 def test_the_engine_parser_refuses_what_the_grammar_lets_through(
     clickhouse: ClickHouseResource,
 ) -> None:
-    from dataproc_dagster.sql_safety import check_expression_with_engine
+    from dataproc_dagster.clickhouse.sql_safety import check_expression_with_engine
 
     with clickhouse.get_client() as client:
         assert check_expression_with_engine(client, "toDate(ts)", option="partition_by")
@@ -256,7 +256,7 @@ def test_a_command_holding_two_statements_is_refused(sentinel: ClickHouseResourc
 
 def test_sql_steps_and_incremental_cursors_check_their_names() -> None:
     from dataproc_dagster import create_sql_step
-    from dataproc_dagster.http.incremental import Incremental
+    from dataproc_dagster.sources.http.incremental import Incremental
 
     with pytest.raises(ConfigError, match="create_sql_step engine"):
         create_sql_step("SELECT 1 AS x", "t", engine="Memory; DROP TABLE sentinel")

@@ -6,8 +6,8 @@ import pandas as pd
 import pytest
 
 from dataproc_dagster import create_clickhouse_loader, create_sql_step, integrity
-from dataproc_dagster.resources.clickhouse import ClickHouseResource
-from dataproc_dagster.settings import get_settings
+from dataproc_dagster.clickhouse.resource import ClickHouseResource
+from dataproc_dagster.core.settings import get_settings
 from dataproc_dagster_tests.helpers.pipelines import run_pipeline
 
 
@@ -47,7 +47,7 @@ def test_show_table_counts_each_key_once(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    from dataproc_dagster.show_table import main
+    from dataproc_dagster.cli.show_table import main
 
     _load_twice(clickhouse)
     monkeypatch.setenv("CLICKHOUSE_URL", clickhouse.url)

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from dataproc_dagster.errors import ConfigError
-from dataproc_dagster.resources.clickhouse import ClickHouseResource
-from dataproc_dagster.settings import load_settings
+from dataproc_dagster.clickhouse.resource import ClickHouseResource
+from dataproc_dagster.core.errors import ConfigError
+from dataproc_dagster.core.settings import load_settings
 from dataproc_dagster_tests.helpers.cli import REPO, cli_env, job_execute_command, run_dagster
 
 PASSWORD = "Pw-9f4e1c-url-secret"
@@ -92,8 +92,8 @@ def test_a_metabase_url_with_credentials_is_refused(monkeypatch: pytest.MonkeyPa
 
 
 def test_http_and_resource_urls_with_credentials_are_refused() -> None:
-    from dataproc_dagster.http.run_config import spec_from_config
-    from dataproc_dagster.resources.http import HttpResource
+    from dataproc_dagster.sources.http.config import spec_from_config
+    from dataproc_dagster.sources.http.resource import HttpResource
 
     with pytest.raises(ConfigError) as caught:
         spec_from_config({"url": f"https://bob:{PASSWORD}@api.example/items"})

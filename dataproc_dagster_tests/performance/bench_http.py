@@ -106,10 +106,10 @@ def run_extract_step(
     """The extract step's work (HTTP -> Arrow -> Parquet chunks): rows, seconds, peak/growth MB."""
     from dagster import build_op_context
 
-    from dataproc_dagster.chunks import ChunkWriter
-    from dataproc_dagster.http.pagination import page_number
-    from dataproc_dagster.ops.base import StepContext
-    from dataproc_dagster.ops.extractors.http import create_http_extractor
+    from dataproc_dagster.core.chunks import ChunkWriter
+    from dataproc_dagster.pipeline.contracts import StepContext
+    from dataproc_dagster.sources.http.extractor import create_http_extractor
+    from dataproc_dagster.sources.http.pagination import page_number
 
     extractor = create_http_extractor(
         url + "/pages",
@@ -168,9 +168,9 @@ def run_generic_job(url: str, pages: int, concurrency: int, workdir: Path) -> tu
     """The whole ``http_to_clickhouse`` job into the embedded ClickHouse: rows, seconds."""
     os.environ["DATAPROC_DATA_DIR"] = str(workdir / "dataproc")
     os.environ.pop("CLICKHOUSE_URL", None)
-    from dataproc_dagster.jobs.http_to_clickhouse import PIPELINE
-    from dataproc_dagster.resources.clickhouse import ClickHouseResource
-    from dataproc_dagster.settings import get_settings
+    from dataproc_dagster.clickhouse.resource import ClickHouseResource
+    from dataproc_dagster.core.settings import get_settings
+    from dataproc_dagster.sources.http.job import PIPELINE
 
     get_settings.cache_clear()
     clickhouse = ClickHouseResource(url=f"chdb://{workdir / 'dataproc' / 'clickhouse'}")

@@ -20,9 +20,9 @@ from typing import Any
 
 import httpx
 
-from dataproc_dagster.metabase.client import MetabaseClient
-from dataproc_dagster.metabase.discovery import table_metadata
-from dataproc_dagster.metabase.paging import ReadStats, read_table
+from dataproc_dagster.sources.metabase.client import MetabaseClient
+from dataproc_dagster.sources.metabase.discovery import table_metadata
+from dataproc_dagster.sources.metabase.paging import ReadStats, read_table
 
 STANDIN = "dataproc_dagster_tests.servers.metabase_standin"
 

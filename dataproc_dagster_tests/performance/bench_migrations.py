@@ -17,9 +17,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from dataproc_dagster.clickhouse.resource import ClickHouseResource
 from dataproc_dagster.migrations import ClickHouseMigrationManager
 from dataproc_dagster.migrations.files import discover_migrations
-from dataproc_dagster.resources.clickhouse import ClickHouseResource
 
 
 def write_migrations(folder: Path, count: int) -> None:

@@ -95,7 +95,7 @@ def _clickhouse_url(data_dir: str, backend: str) -> str:
 
 
 def _client(data_dir: str, backend: str) -> Any:
-    from dataproc_dagster.resources.clickhouse import ClickHouseResource
+    from dataproc_dagster.clickhouse.resource import ClickHouseResource
 
     resource = ClickHouseResource(url=_clickhouse_url(data_dir, backend))
     return resource._open_embedded() if resource.is_embedded else resource._open_server()
@@ -110,8 +110,8 @@ def _run_pipeline(data_dir: str, backend: str, arrow: bool = False) -> dict[str,
         create_etl_pipeline,
         create_transformer,
     )
-    from dataproc_dagster.resources.clickhouse import ClickHouseResource
-    from dataproc_dagster.settings import get_settings
+    from dataproc_dagster.clickhouse.resource import ClickHouseResource
+    from dataproc_dagster.core.settings import get_settings
 
     pipeline = create_etl_pipeline(
         "bench_pipeline",

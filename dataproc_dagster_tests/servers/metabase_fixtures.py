@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from dataproc_dagster.metabase.client import MetabaseClient
+from dataproc_dagster.sources.metabase.client import MetabaseClient
 from dataproc_dagster_tests.servers.metabase_standin import (
     SAMPLE_COLUMNS,
     MetabaseStandin,

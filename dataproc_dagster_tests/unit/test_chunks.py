@@ -9,8 +9,8 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from dataproc_dagster.chunks import ChunkWriter
-from dataproc_dagster.errors import SchemaError
+from dataproc_dagster.core.chunks import ChunkWriter
+from dataproc_dagster.core.errors import SchemaError
 
 
 def test_rows_are_rechunked_to_the_target_size(tmp_path: Path) -> None:
@@ -69,7 +69,7 @@ def test_nullable_integers_read_back_as_nullable(tmp_path: Path) -> None:
 
 
 def test_missing_chunk_file_says_what_to_do(tmp_path: Path) -> None:
-    from dataproc_dagster.errors import SourceError
+    from dataproc_dagster.core.errors import SourceError
 
     with ChunkWriter(tmp_path / "c", "run-9/extract") as writer:
         writer.write(pd.DataFrame({"n": [1]}))
@@ -83,7 +83,7 @@ def test_old_run_folders_are_pruned(data_dir: Path) -> None:
     import os
     import time
 
-    from dataproc_dagster.ops.steps import prune_old_chunks
+    from dataproc_dagster.pipeline.steps import prune_old_chunks
 
     old, recent = data_dir / "runs" / "old-run", data_dir / "runs" / "recent-run"
     old.mkdir(parents=True)

@@ -6,8 +6,8 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from dataproc_dagster.clickhouse_types import ColumnType, arrow_to_clickhouse
-from dataproc_dagster.errors import SchemaError
+from dataproc_dagster.clickhouse.types import ColumnType, arrow_to_clickhouse
+from dataproc_dagster.core.errors import SchemaError
 
 
 @pytest.mark.parametrize(

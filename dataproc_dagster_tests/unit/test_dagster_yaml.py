@@ -7,7 +7,7 @@ import pytest
 import yaml
 from dagster import DagsterInstance, instance_for_test
 
-from dataproc_dagster.log_setup import LogFileHandler
+from dataproc_dagster.observability.logging import LogFileHandler
 
 DAGSTER_YAML = Path(__file__).resolve().parents[2] / "deploy" / "dagster.yaml"
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from dataproc_dagster.show_table import main as show_table
+from dataproc_dagster.cli.show_table import main as show_table
 
 REPO = Path(__file__).resolve().parents[2]
 README = (REPO / "README.md").read_text()
@@ -15,7 +15,7 @@ DOCS = {p.name: p.read_text() for p in sorted((REPO / "docs").glob("*.md"))}
 
 
 def test_every_schedule_named_in_the_docs_exists() -> None:
-    from dataproc_dagster.definitions import defs
+    from dataproc_dagster.defs.definitions import defs
 
     real = {s.name for s in defs.schedules or []}
     # The pages that name the code location's own schedules (extending.md builds examples).
@@ -41,7 +41,7 @@ def test_readme_explains_what_a_user_meets() -> None:
     assert "342" in README and "no measurement" in README
     assert "DAGSTER_PORT" in README
     assert "Reload definitions" in README
-    assert "python -m dataproc_dagster.show_table" in README
+    assert "python -m dataproc_dagster.cli.show_table" in README
     assert ".dataproc/" in README and ".dagster_home/" in README and "Back up" in README
     assert "FINAL" in README
 
@@ -51,5 +51,5 @@ def test_show_table_has_help(capsys: pytest.CaptureFixture[str]) -> None:
         show_table(["--help"])
     assert exited.value.code == 0
     out = capsys.readouterr().out
-    assert "usage: python -m dataproc_dagster.show_table" in out and "TABLE" in out
+    assert "usage: python -m dataproc_dagster.cli.show_table" in out and "TABLE" in out
     assert "does not exist" not in out

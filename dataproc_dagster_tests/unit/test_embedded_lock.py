@@ -10,13 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from dataproc_dagster.errors import LockTimeoutError
-from dataproc_dagster.resources import embedded_lock
-from dataproc_dagster.resources.embedded_lock import embedded_directory_lock, lock_path_for
+from dataproc_dagster.clickhouse import embedded_lock
+from dataproc_dagster.clickhouse.embedded_lock import embedded_directory_lock, lock_path_for
+from dataproc_dagster.core.errors import LockTimeoutError
 
 HOLD = """
 import sys, time
-from dataproc_dagster.resources.embedded_lock import embedded_directory_lock
+from dataproc_dagster.clickhouse.embedded_lock import embedded_directory_lock
 with embedded_directory_lock(sys.argv[1], timeout=5, holder={"run": "run-123", "step": "load"}):
     print("held", flush=True)
     time.sleep(float(sys.argv[2]))

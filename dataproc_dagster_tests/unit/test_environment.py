@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from dataproc_dagster.environment import restore_process_environment, shell_copies
+from dataproc_dagster.core.environment import restore_process_environment, shell_copies
 
 
 @pytest.fixture

@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 
 from dataproc_dagster import create_clickhouse_loader, create_etl_pipeline, create_extractor
-from dataproc_dagster.errors import ConfigError
-from dataproc_dagster.registry import discover_pipelines
+from dataproc_dagster.core.errors import ConfigError
+from dataproc_dagster.pipeline.registry import discover_pipelines
 
 
 def _extractor() -> object:

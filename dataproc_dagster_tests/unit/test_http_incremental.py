@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from dataproc_dagster.http.incremental import Incremental, LowerBound
+from dataproc_dagster.sources.http.incremental import Incremental, LowerBound
 
 RECORDS = [
     {"id": 1, "updated_at": "2024-01-01T10:00:00Z"},

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataproc_dagster.http.masking import is_secret_name, mask_url, scrub
+from dataproc_dagster.core.redaction import is_secret_name, mask_url, scrub
 
 
 def test_secret_query_parameters_are_masked() -> None:

@@ -6,9 +6,9 @@ from typing import Any
 
 import pytest
 
-from dataproc_dagster.errors import ConfigError, SourceError
-from dataproc_dagster.http.client import Page
-from dataproc_dagster.http.pagination import (
+from dataproc_dagster.core.errors import ConfigError, SourceError
+from dataproc_dagster.sources.http.client import Page
+from dataproc_dagster.sources.http.pagination import (
     PageWalker,
     Paginator,
     cursor,

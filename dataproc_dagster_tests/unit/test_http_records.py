@@ -7,8 +7,8 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
-from dataproc_dagster.errors import SourceError
-from dataproc_dagster.http.records import RecordConverter, flatten_record, select_records
+from dataproc_dagster.core.errors import SourceError
+from dataproc_dagster.sources.http.records import RecordConverter, flatten_record, select_records
 
 PAGE = "http://api.test/items?page=2"
 

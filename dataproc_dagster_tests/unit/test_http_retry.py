@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from dataproc_dagster.http.retry import RetryPolicy, parse_retry_after
+from dataproc_dagster.sources.http.retry import RetryPolicy, parse_retry_after
 
 
 def test_backoff_doubles_up_to_the_cap() -> None:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from dataproc_dagster import log_setup
-from dataproc_dagster.http.masking import mask_url
+from dataproc_dagster.core.redaction import mask_url
+from dataproc_dagster.observability import logging as log_setup
 
 REPO_PATH = "/home/analyst/projects/etl-demo"
 

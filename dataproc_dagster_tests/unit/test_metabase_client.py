@@ -7,9 +7,9 @@ import time
 
 import pytest
 
-from dataproc_dagster.errors import ConfigError, SourceError
-from dataproc_dagster.metabase.client import MetabaseClient, MetabaseQueryError
-from dataproc_dagster.metabase.paging import native_query
+from dataproc_dagster.core.errors import ConfigError, SourceError
+from dataproc_dagster.sources.metabase.client import MetabaseClient, MetabaseQueryError
+from dataproc_dagster.sources.metabase.paging import native_query
 from dataproc_dagster_tests.servers.metabase_fixtures import (
     StandinSetup,
     metabase,

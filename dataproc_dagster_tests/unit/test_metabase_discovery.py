@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from dataproc_dagster.errors import ConfigError, SourceError
-from dataproc_dagster.metabase.discovery import (
+from dataproc_dagster.core.errors import ConfigError, SourceError
+from dataproc_dagster.sources.metabase.discovery import (
     catalog_markdown,
     fields_markdown,
     find_database,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from dataproc_dagster.metabase.types import (
+from dataproc_dagster.sources.metabase.types import (
     clickhouse_type,
     convert_column,
     pandas_dtype,

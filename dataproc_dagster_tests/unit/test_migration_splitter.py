@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from dataproc_dagster.migrations.splitter import SplitError, split_statements
+from dataproc_dagster.clickhouse.splitter import SplitError, split_statements
 
 
 def sqls(text: str) -> list[str]:

@@ -47,7 +47,7 @@ def test_star_import_gives_every_public_name() -> None:
 
 
 def test_the_authoring_vocabulary_is_public() -> None:
-    from dataproc_dagster.http import auth, pagination
+    from dataproc_dagster.sources.http import auth, pagination
 
     wanted = {
         *("page_number", "offset", "cursor", "next_url", "link_header", "single"),
@@ -62,7 +62,7 @@ def test_the_authoring_vocabulary_is_public() -> None:
 
 
 def test_http_retry_policy_does_not_clash_with_dagsters() -> None:
-    from dataproc_dagster.http.retry import RetryPolicy
+    from dataproc_dagster.sources.http.retry import RetryPolicy
 
     assert RetryPolicy is dataproc_dagster.HttpRetryPolicy  # the old name keeps working
     assert dataproc_dagster.HttpRetryPolicy is not dagster.RetryPolicy
@@ -75,7 +75,7 @@ def test_importing_the_package_stays_cheap() -> None:
     probe = (
         "import sys, dataproc_dagster; "
         "print(sorted(m for m in ('chdb', 'dataproc_dagster.migrations', "
-        "'dataproc_dagster.definitions') if m in sys.modules))"
+        "'dataproc_dagster.defs.definitions') if m in sys.modules))"
     )
     out = subprocess.run(
         [sys.executable, "-c", probe], capture_output=True, text=True, check=True, cwd=REPO
@@ -98,6 +98,6 @@ def test_the_docs_check_sees_the_examples() -> None:
     blocks = [block for page in PAGES for block in _python_blocks(page)]
     imports = [module for block in blocks for module in _package_imports(block)]
     assert imports.count("dataproc_dagster") >= 8
-    assert _package_imports("from dataproc_dagster.http.auth import bearer") == [
-        "dataproc_dagster.http.auth"
+    assert _package_imports("from dataproc_dagster.sources.http.auth import bearer") == [
+        "dataproc_dagster.sources.http.auth"
     ]

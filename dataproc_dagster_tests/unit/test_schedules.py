@@ -29,11 +29,11 @@ from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
 from dagster._utils.schedules import cron_string_iterator
 
 from dataproc_dagster import create_clickhouse_loader, create_etl_pipeline, create_file_extractor
-from dataproc_dagster.errors import ConfigError
-from dataproc_dagster.factory import Pipeline
-from dataproc_dagster.registry import discover_pipelines
-from dataproc_dagster.resources.clickhouse import ClickHouseResource
-from dataproc_dagster.resources.metabase import MetabaseResource
+from dataproc_dagster.clickhouse.resource import ClickHouseResource
+from dataproc_dagster.core.errors import ConfigError
+from dataproc_dagster.pipeline.factory import Pipeline
+from dataproc_dagster.pipeline.registry import discover_pipelines
+from dataproc_dagster.sources.metabase.resource import MetabaseResource
 
 BERLIN = ZoneInfo("Europe/Berlin")
 RUN_CONFIG: dict[str, Any] = {
@@ -165,7 +165,7 @@ def test_tick_skips_while_a_run_of_the_job_is_active(
 
 
 def test_a_run_of_another_job_does_not_skip(berlin: Pipeline, instance: DagsterInstance) -> None:
-    from dataproc_dagster.definitions import defs
+    from dataproc_dagster.defs.definitions import defs
 
     other = instance.create_run_for_job(defs.resolve_job_def("penguins"))
     report(instance, other, DagsterEventType.RUN_START)
@@ -230,7 +230,7 @@ def test_dst_change_days_run_exactly_once_a_day(
 def test_integrity_check_schedule_skips_while_a_check_runs(instance: DagsterInstance) -> None:
     from dagster import Definitions
 
-    from dataproc_dagster.jobs import integrity
+    from dataproc_dagster.integrity import job as integrity
 
     schedule = integrity.INTEGRITY_SCHEDULE
     assert schedule.execution_timezone == "UTC"

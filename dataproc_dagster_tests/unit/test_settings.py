@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from dataproc_dagster.errors import ConfigError
-from dataproc_dagster.settings import load_settings
+from dataproc_dagster.core.errors import ConfigError
+from dataproc_dagster.core.settings import load_settings
 
 
 @pytest.fixture(autouse=True)
@@ -90,7 +90,7 @@ def test_a_chdb_url_without_a_directory_uses_the_data_dir(tmp_path: Path) -> Non
 
 
 def test_a_resource_with_a_chdb_url_without_a_directory_is_refused(tmp_path: Path) -> None:
-    from dataproc_dagster.resources.clickhouse import ClickHouseResource
+    from dataproc_dagster.clickhouse.resource import ClickHouseResource
 
     with (
         pytest.raises(ConfigError, match="names no directory"),
@@ -135,7 +135,7 @@ def test_a_data_dir_that_is_a_file_names_the_variable(
 
 @pytest.mark.parametrize("timeout", [-1, 0, 1e12, float("nan")])
 def test_absurd_http_timeouts_name_the_option(timeout: float) -> None:
-    from dataproc_dagster.http.run_config import spec_from_config
+    from dataproc_dagster.sources.http.config import spec_from_config
 
     with pytest.raises(ConfigError) as caught:
         spec_from_config({"url": "https://api.example/items", "timeout": timeout})
@@ -143,7 +143,7 @@ def test_absurd_http_timeouts_name_the_option(timeout: float) -> None:
 
 
 def test_an_http_url_with_a_bad_port_names_the_option() -> None:
-    from dataproc_dagster.http.run_config import spec_from_config
+    from dataproc_dagster.sources.http.config import spec_from_config
 
     with pytest.raises(ConfigError) as caught:
         spec_from_config({"url": "http://host:notaport/items"})

@@ -1,0 +1,61 @@
+"""``dagster`` with the project's defaults: ``python -m dataproc_dagster.cli job execute ...``.
+
+``./run.sh job``, ``dev`` and ``demo`` run Dagster's own command line through this module, which
+adds three things and changes nothing else:
+
+- the process environment wins over ``.env`` (see :mod:`dataproc_dagster.core.environment`);
+- the warnings every command printed and nobody can act on are not shown (the
+  ``job execute`` supersession notice, the yaml logging config beta notice), here and in the
+  processes Dagster starts;
+- an invalid run config (an unknown key, a typo in a choice) prints its message, not a long
+  traceback with the message at the bottom.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import warnings
+from collections.abc import Sequence
+
+from dataproc_dagster.core.environment import env_file_values, shell_copies
+
+# Message starts of the known warnings (PYTHONWARNINGS takes plain message prefixes; no commas).
+KNOWN_WARNINGS = (
+    ("SupersessionWarning", "Function `job_execute_command` is superseded"),
+    ("BetaWarning", "Handling yaml-defined logging configuration is currently in beta"),
+)
+
+
+def quiet_known_warnings(environ: dict[str, str] | os._Environ[str] = os.environ) -> None:
+    """Ignore :data:`KNOWN_WARNINGS` in this process and in the processes it starts."""
+    for _, message in KNOWN_WARNINGS:
+        warnings.filterwarnings("ignore", message=message)
+    filters = [f"ignore:{message}" for _, message in KNOWN_WARNINGS]
+    existing = environ.get("PYTHONWARNINGS")
+    environ["PYTHONWARNINGS"] = ",".join([*filters, *([existing] if existing else [])])
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``dagster ARGS`` with the project's defaults; the exit code of the command."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    quiet_known_warnings()
+    # Copies of the shell's values, for the code location to restore after Dagster has
+    # copied .env over them (here and in every process Dagster starts).
+    os.environ.update(shell_copies(os.environ, env_file_values()))
+
+    from dagster import DagsterInvalidConfigError
+    from dagster._cli import ENV_PREFIX, cli
+
+    try:
+        cli.main(args=args, prog_name="dagster", auto_envvar_prefix=ENV_PREFIX)
+    except DagsterInvalidConfigError as exc:
+        print(f"error: invalid run config: {exc}", file=sys.stderr)
+        return 2
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

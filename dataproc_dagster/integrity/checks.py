@@ -1,0 +1,535 @@
+"""Integrity checks: the original ``run.sh check`` and deploy-time checks, as a library and CLI.
+
+Each check returns a :class:`CheckResult` (passed, failed, warning or skipped, with metadata
+for the Dagster UI). The job ``integrity_check`` (``dataproc_dagster/integrity/job.py``) runs
+them as asset checks; ``python -m dataproc_dagster.integrity.checks`` (``./run.sh check``)
+prints them and exits 1 when one fails. Checks open one connection at a time and close it,
+so they work on the embedded engine, and never print a secret.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from dataproc_dagster.clickhouse.resource import ClickHouseResource, quote_identifier
+from dataproc_dagster.core.errors import DataprocError
+
+PASSED = "passed"
+FAILED = "failed"
+WARNING = "warning"
+SKIPPED = "skipped"
+
+CHECK_CLICKHOUSE = "clickhouse_reachable"
+CHECK_METABASE = "metabase_reachable"
+CHECK_MIGRATIONS = "migrations_up_to_date"
+CHECK_LOADS = "no_unfinished_loads"
+
+
+@dataclass
+class CheckResult:
+    """The outcome of one check.
+
+    Attributes:
+        name: Check name (``clickhouse_reachable``, ``pipeline_tables_<pipeline>``, ...).
+        status: ``passed``, ``failed``, ``warning`` (reported, does not fail) or ``skipped``.
+        summary: One line saying what was found.
+        metadata: Figures for the UI (JSON-serialisable values).
+        fix: What to do when the check did not pass.
+        seconds: How long the check took.
+    """
+
+    name: str
+    status: str
+    summary: str
+    metadata: dict[str, Any] = field(default_factory=dict)
+    fix: str = ""
+    seconds: float = 0.0
+
+    @property
+    def failed(self) -> bool:
+        """True when the check failed (warnings and skips do not fail)."""
+        return self.status == FAILED
+
+    def line(self) -> str:
+        """One report line: status, name, summary and fix."""
+        text = f"[{self.status.upper():7}] {self.name}: {self.summary}"
+        if self.fix and self.status in (FAILED, WARNING):
+            text += f"\n          fix: {self.fix}"
+        return text
+
+    def as_dict(self) -> dict[str, Any]:
+        """The result as plain data (for ``--json``)."""
+        return {
+            "name": self.name,
+            "status": self.status,
+            "summary": self.summary,
+            "fix": self.fix,
+            "seconds": round(self.seconds, 3),
+            "metadata": self.metadata,
+        }
+
+
+def _timed(name: str, body: Callable[[], CheckResult]) -> CheckResult:
+    """Run ``body``; any error becomes a failed result that keeps the error's own fix."""
+    started = time.perf_counter()
+    try:
+        result = body()
+    except DataprocError as exc:
+        result = CheckResult(name, FAILED, exc.message, fix=exc.fix or "", metadata=_where(exc))
+    except Exception as exc:
+        result = CheckResult(name, FAILED, f"{type(exc).__name__}: {_first_line(exc)}")
+    result.seconds = time.perf_counter() - started
+    result.metadata.setdefault("seconds", round(result.seconds, 3))
+    return result
+
+
+def _where(exc: DataprocError) -> dict[str, Any]:
+    return {"source": exc.source} if exc.source else {}
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:500] if text else ""
+
+
+# ClickHouse
+
+
+def check_clickhouse(clickhouse: ClickHouseResource) -> CheckResult:
+    """ClickHouse reachable: engine, server version, database and its table count."""
+
+    def body() -> CheckResult:
+        engine = "embedded chDB" if clickhouse.is_embedded else "ClickHouse server"
+        with clickhouse.get_client(step="integrity_check") as client:
+            version = str(client.query("SELECT version()").result_rows[0][0])
+            database = str(client.query("SELECT currentDatabase()").result_rows[0][0])
+            tables = int(
+                client.query(
+                    "SELECT count() FROM system.tables WHERE database = %(db)s",
+                    parameters={"db": database},
+                ).result_rows[0][0]
+            )
+        return CheckResult(
+            CHECK_CLICKHOUSE,
+            PASSED,
+            f"{engine} {version} answers; database {database} has {tables} table(s)",
+            metadata={
+                "engine": engine,
+                "version": version,
+                "database": database,
+                "tables": tables,
+                "where": clickhouse.describe(),
+            },
+        )
+
+    result = _timed(CHECK_CLICKHOUSE, body)
+    if result.failed:
+        result.metadata.setdefault("where", _safe_describe(clickhouse))
+        result.fix = result.fix or (
+            "check CLICKHOUSE_URL (chdb:///dir or http(s)://host:8123), CLICKHOUSE_USER and "
+            "CLICKHOUSE_PASSWORD, and that the server is up"
+        )
+    return result
+
+
+def _safe_describe(clickhouse: ClickHouseResource) -> str:
+    try:
+        return clickhouse.describe()
+    except DataprocError as exc:
+        return exc.message
+
+
+def check_unfinished_loads(clickhouse: ClickHouseResource) -> CheckResult:
+    """Staging and shadow tables (with age and rows) and ledger entries of unfinished loads.
+
+    A warning, not a failure: the target tables are consistent, and the next load of each table
+    settles what a dead load left (docs/loading.md).
+    """
+    from dataproc_dagster.loading.ledger import LEDGER_TABLE, unfinished, work_tables
+
+    def body() -> CheckResult:
+        tables: list[str] = []
+        loads: list[str] = []
+        with clickhouse.get_client(step="integrity_check") as client:
+            databases = [
+                row[0]
+                for row in client.query(
+                    "SELECT DISTINCT database FROM system.tables WHERE name = %(t)s OR "
+                    "startsWith(name, '_stage_') OR startsWith(name, '_shadow_') "
+                    "ORDER BY database",
+                    parameters={"t": LEDGER_TABLE},
+                ).result_rows
+            ]
+            for database in databases:
+                tables += [
+                    f"{database}.{name} ({rows} rows, {_age(age)} old)"
+                    if age is not None
+                    else f"{database}.{name} ({rows} rows, {_age(age)})"
+                    for name, age, rows in work_tables(client, database)
+                ]
+                loads += [
+                    f"{database}.{e.target} <- {e.dataset_id} ({e.mode}, {e.state}, run "
+                    f"{e.run_id}, owner {e.owner}, updated {_age(e.age_seconds)} ago)"
+                    for e in unfinished(client, database)
+                ]
+        metadata = {"work_tables": tables, "unfinished_loads": loads}
+        if not tables and not loads:
+            return CheckResult(
+                CHECK_LOADS, PASSED, "no staging table and no unfinished load", metadata
+            )
+        parts = []
+        if tables:
+            parts.append(f"{len(tables)} staging/shadow table(s): {'; '.join(tables)}")
+        if loads:
+            parts.append(f"{len(loads)} unfinished load(s): {'; '.join(loads)}")
+        return CheckResult(
+            CHECK_LOADS,
+            WARNING,
+            "; ".join(parts),
+            metadata,
+            "a load running now is listed too; a dead one is settled by the next load of its "
+            "table: resume its run (./run.sh resume RUN_ID) or run the pipeline again",
+        )
+
+    return _timed(CHECK_LOADS, body)
+
+
+def _age(seconds: float | None) -> str:
+    if seconds is None:
+        return "unknown age"
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+# Metabase
+
+
+def check_metabase(metabase: Any) -> CheckResult:
+    """Metabase reachable (``GET /api/health``) and authenticated (``GET /api/user/current``).
+
+    Skipped, with the reason, when ``METABASE_BASE_URL`` is empty.
+
+    Args:
+        metabase: A ``MetabaseResource`` (or ``None`` when the code location has none).
+    """
+    if metabase is None:
+        return CheckResult(CHECK_METABASE, SKIPPED, "no metabase resource in this code location")
+    base_url = metabase.resolved_base_url()
+    if not base_url:
+        return CheckResult(
+            CHECK_METABASE,
+            SKIPPED,
+            "Metabase is not configured (METABASE_BASE_URL is empty)",
+            metadata={"reason": "METABASE_BASE_URL is empty"},
+            fix="set METABASE_BASE_URL and METABASE_API_KEY (or METABASE_USERNAME and "
+            "METABASE_PASSWORD) to check Metabase",
+        )
+
+    def body() -> CheckResult:
+        with metabase.get_client() as client:
+            health = str(client.get_json("/api/health").get("status", "?"))
+            user = client.get_json("/api/user/current")
+            auth = client.auth_method
+        who = user.get("email") or user.get("common_name") or f"user {user.get('id')}"
+        return CheckResult(
+            CHECK_METABASE,
+            PASSED,
+            f"{metabase.describe()} is {health}; authenticated as {who} ({auth})",
+            metadata={
+                "where": metabase.describe(),
+                "health": health,
+                "auth_method": str(auth),
+                "user": str(who),
+                "superuser": bool(user.get("is_superuser", False)),
+            },
+        )
+
+    result = _timed(CHECK_METABASE, body)
+    if result.failed:
+        result.metadata.setdefault("where", metabase.describe())
+        result.fix = result.fix or (
+            "check METABASE_BASE_URL, the API key or login, and that Metabase is up"
+        )
+    return result
+
+
+# Migrations and tables
+
+
+def _manager(clickhouse: ClickHouseResource, folder: Path | None) -> Any:
+    from dataproc_dagster.migrations.runner import ClickHouseMigrationManager
+
+    return ClickHouseMigrationManager(clickhouse, folder=folder, log=lambda _message: None)
+
+
+def check_migrations(clickhouse: ClickHouseResource, folder: Path | None = None) -> CheckResult:
+    """Migrations up to date and unmodified: none pending, failed, edited or without its file."""
+
+    def body() -> CheckResult:
+        status = _manager(clickhouse, folder).get_migration_status()
+        pending = [r["file"] for r in status["migrations"] if r["status"] == "pending"]
+        problems = []
+        if pending:
+            problems.append(f"pending: {', '.join(pending)}")
+        if status["failed"]:
+            labels = [f"{f['version']:04d}_{f['name']} ({f['status']})" for f in status["failed"]]
+            problems.append(f"failed: {', '.join(labels)}")
+        if status["checksum_mismatches"]:
+            problems.append(f"edited after applying: {', '.join(status['checksum_mismatches'])}")
+        if status["missing_files"]:
+            problems.append(f"applied but no file: {', '.join(status['missing_files'])}")
+        metadata = {
+            "current_version": status["current_version"] or 0,
+            "latest_version": status["latest_version"] or 0,
+            "executed_count": status["executed_count"],
+            "pending_count": status["pending_count"],
+            "failed_count": status["failed_count"],
+            "checksum_mismatches": list(status["checksum_mismatches"]),
+            "missing_files": list(status["missing_files"]),
+        }
+        if problems:
+            fix = (
+                "apply them with ./run.sh migrate (or the `migrate` job)"
+                if pending and len(problems) == 1
+                else "see ./run.sh migrate_status; repair failed migrations, restore edited or "
+                "missing files from version control, then ./run.sh migrate"
+            )
+            return CheckResult(CHECK_MIGRATIONS, FAILED, "; ".join(problems), metadata, fix)
+        return CheckResult(
+            CHECK_MIGRATIONS,
+            PASSED,
+            f"{status['executed_count']} migration(s) applied, up to version "
+            f"{status['current_version'] or 0}; none pending, failed or edited",
+            metadata,
+        )
+
+    return _timed(CHECK_MIGRATIONS, body)
+
+
+def table_check_name(pipeline: str) -> str:
+    """The name of a pipeline's target-table check."""
+    return f"pipeline_tables_{pipeline}"
+
+
+def check_pipeline_tables(
+    clickhouse: ClickHouseResource,
+    pipelines: Iterable[Any],
+    folder: Path | None = None,
+) -> list[CheckResult]:
+    """Every pipeline's target tables present, with the columns the migrations define.
+
+    A table the migrations create must exist with their columns and types (else failed). A
+    table only the pipeline creates (its loader or a SQL step, on the first run) is a warning
+    while it does not exist yet.
+
+    Args:
+        clickhouse: The ClickHouse resource.
+        pipelines: ``Pipeline`` objects (``registry.discover_pipelines()``).
+        folder: Migrations folder (default: the project's).
+    """
+    pipelines = [p for p in pipelines if p.targets]
+    if not pipelines:
+        return []
+    try:
+        expected = _expected_tables(clickhouse, folder)
+    except Exception:  # reported by check_migrations; compare presence only
+        expected = {}
+    results = []
+    for pipeline in pipelines:
+        results.append(
+            _timed(
+                table_check_name(pipeline.name),
+                partial(_pipeline_tables, clickhouse, pipeline, expected),
+            )
+        )
+    return results
+
+
+def _expected_tables(
+    clickhouse: ClickHouseResource, folder: Path | None
+) -> dict[str, dict[str, str] | None]:
+    """Tables and typed columns the applied migrations create (``db.table`` -> columns)."""
+    return _manager(clickhouse, folder).expected_schema()
+
+
+def _pipeline_tables(
+    clickhouse: ClickHouseResource, pipeline: Any, expected: dict[str, dict[str, str] | None]
+) -> CheckResult:
+    from dataproc_dagster.migrations.schema import schema_differences
+
+    name = table_check_name(pipeline.name)
+    default_db = clickhouse.database or "default"
+    tables = [t if "." in t else f"{default_db}.{t}" for t in pipeline.targets]
+    found: dict[str, list[str]] = {}
+    problems: list[str] = []
+    not_created: list[str] = []
+    repeated: dict[str, int] = {}
+    with clickhouse.get_client(step="integrity_check") as client:
+        for table in tables:
+            database, bare = table.split(".", 1)
+            columns = [
+                f"{n} {t}"
+                for n, t in client.query(
+                    "SELECT name, type FROM system.columns WHERE database = %(db)s AND "
+                    "table = %(t)s ORDER BY position",
+                    parameters={"db": database, "t": bare},
+                ).result_rows
+            ]
+            if columns:
+                found[table] = columns
+                duplicates = _duplicate_keys(client, database, bare)
+                if duplicates:
+                    repeated[table] = duplicates
+            managed = table in expected
+            if not columns and not managed:
+                not_created.append(table)
+                continue
+            if managed:
+                problems += schema_differences(client, {table: expected[table]})
+            elif not columns:
+                problems.append(f"table {table} is missing")
+    metadata: dict[str, Any] = {
+        "pipeline": pipeline.name,
+        "tables": tables,
+        "columns": found,
+        "managed_by_migrations": [t for t in tables if t in expected],
+    }
+    if problems:
+        return CheckResult(
+            name,
+            FAILED,
+            "; ".join(problems),
+            {**metadata, "problems": problems},
+            "apply pending migrations (./run.sh migrate), or add a migration that gives the "
+            "table the columns the pipeline loads",
+        )
+    if repeated:
+        return CheckResult(
+            name,
+            WARNING,
+            "keys present more than once (upsert tables not merged yet): "
+            + ", ".join(f"{t} ({n} keys)" for t, n in repeated.items())
+            + "; a plain SELECT counts them more than once",
+            {**metadata, "keys_present_more_than_once": repeated},
+            "read upsert tables with FINAL (SELECT ... FROM table FINAL, or SETTINGS final = 1); "
+            "SQL steps and show_table already do; OPTIMIZE TABLE ... FINAL merges them now",
+        )
+    if not_created:
+        return CheckResult(
+            name,
+            WARNING,
+            f"not created yet: {', '.join(not_created)} (the pipeline creates "
+            f"{'it' if len(not_created) == 1 else 'them'} on its first run)",
+            {**metadata, "not_created": not_created},
+            f"run the job {pipeline.name} once, or create the table in a migration",
+        )
+    return CheckResult(
+        name,
+        PASSED,
+        ", ".join(f"{t} ({len(found[t])} columns)" for t in tables) + " present as expected",
+        metadata,
+    )
+
+
+def _duplicate_keys(client: Any, database: str, table: str) -> int:
+    """How many sorting keys of a ReplacingMergeTree (upsert) table have more than one row."""
+    rows = client.query(
+        "SELECT engine, sorting_key FROM system.tables WHERE database = %(db)s AND name = %(t)s",
+        parameters={"db": database, "t": table},
+    ).result_rows
+    if not rows or not str(rows[0][0]).endswith("ReplacingMergeTree") or not rows[0][1]:
+        return 0
+    qualified = f"{quote_identifier(database)}.{quote_identifier(table)}"
+    counted = client.query(
+        f"SELECT countIf(c > 1) FROM (SELECT count() AS c FROM {qualified} GROUP BY {rows[0][1]})"
+    ).result_rows
+    return int(counted[0][0]) if counted else 0
+
+
+# All checks
+
+
+def run_all_checks(
+    *,
+    clickhouse: ClickHouseResource | None = None,
+    metabase: Any = None,
+    pipelines: Sequence[Any] | None = None,
+    migrations_folder: Path | None = None,
+) -> list[CheckResult]:
+    """Run every check, in order, with the code location's resources by default.
+
+    Args:
+        clickhouse: ClickHouse resource (default: from the settings).
+        metabase: Metabase resource (default: from the settings).
+        pipelines: Pipelines whose tables to check (default: every discovered pipeline).
+        migrations_folder: Migrations folder (default: the project's).
+    """
+    from dataproc_dagster.core.settings import get_settings
+    from dataproc_dagster.defs.resources import build_resources
+
+    resources = build_resources(get_settings()) if clickhouse is None or metabase is None else {}
+    clickhouse = clickhouse or resources["clickhouse"]
+    if metabase is None:
+        metabase = resources.get("metabase")
+    if pipelines is None:
+        from dataproc_dagster.pipeline.registry import discover_pipelines
+
+        pipelines = discover_pipelines()
+    results = [
+        check_clickhouse(clickhouse),
+        check_metabase(metabase),
+        check_migrations(clickhouse, migrations_folder),
+        check_unfinished_loads(clickhouse),
+    ]
+    results += check_pipeline_tables(clickhouse, pipelines, migrations_folder)
+    return results
+
+
+def format_report(results: Sequence[CheckResult]) -> str:
+    """The text report: one line per check and a totals line."""
+    lines = [r.line() for r in results]
+    counts = {s: sum(r.status == s for r in results) for s in (PASSED, FAILED, WARNING, SKIPPED)}
+    lines.append(
+        f"{len(results)} checks: {counts[PASSED]} passed, {counts[FAILED]} failed, "
+        f"{counts[WARNING]} warning(s), {counts[SKIPPED]} skipped"
+    )
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m dataproc_dagster.integrity.checks [--json]``: print the checks.
+
+    Returns 1 when one fails.
+    """
+    parser = argparse.ArgumentParser(
+        prog="python -m dataproc_dagster.integrity.checks",
+        description="Integrity checks: ClickHouse, Metabase, migrations, unfinished loads, "
+        "pipeline tables.",
+    )
+    parser.add_argument("--json", action="store_true", help="print the results as JSON")
+    args = parser.parse_args(argv)
+    try:
+        results = run_all_checks()
+    except DataprocError as exc:  # settings or pipelines that do not load
+        print(f"integrity check could not start: {exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps([r.as_dict() for r in results], indent=2, default=str))
+    else:
+        print(format_report(results))
+    return 1 if any(r.failed for r in results) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,4 +1,0 @@
-"""Generic and operational jobs.
-
-Each module may expose JOBS, SCHEDULES, ASSETS, ASSET_CHECKS and SENSORS lists.
-"""

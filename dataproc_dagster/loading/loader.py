@@ -1,0 +1,347 @@
+"""The ClickHouse loader: ``create_clickhouse_loader`` and the op it becomes."""
+
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from dagster import (
+    Array,
+    DagsterInstance,
+    DagsterRunStatus,
+    Field,
+    In,
+    MetadataValue,
+    Noneable,
+    OpDefinition,
+    OpExecutionContext,
+    Out,
+    Output,
+    RetryPolicy,
+    op,
+)
+
+from dataproc_dagster.clickhouse.sql_safety import (
+    check_expression,
+    check_expression_with_engine,
+    check_identifier,
+)
+from dataproc_dagster.core.chunks import ChunkSet
+from dataproc_dagster.core.errors import ConfigError
+from dataproc_dagster.loading.schema_check import DRIFT_POLICIES
+from dataproc_dagster.loading.tables import describe_table
+from dataproc_dagster.loading.writer import WRITE_MODES, LoadSpec, load_chunkset
+from dataproc_dagster.observability.metrics import measure_step
+from dataproc_dagster.pipeline.config_types import choice
+from dataproc_dagster.pipeline.contracts import TargetTable
+from dataproc_dagster.pipeline.steps import (
+    CLICKHOUSE_POOL,
+    ChunkSetType,
+    cleanup_run_chunks,
+    materialization,
+    output_is_asset,
+    pipeline_errors,
+    table_metadata,
+)
+
+LOADER_CONFIG_SCHEMA = {
+    "table": Field(str, description="Target table, `table` or `database.table`"),
+    "mode": Field(
+        choice("WriteMode", WRITE_MODES),
+        default_value="append",
+        description=f"One of {', '.join(WRITE_MODES)}",
+    ),
+    "key_columns": Field(Array(str), default_value=[], description="Key of upsert mode"),
+    "order_by": Field(Array(str), default_value=[], description="ORDER BY for a new table"),
+    "partition_by": Field(
+        Noneable(str), default_value=None, description="PARTITION BY for a new table"
+    ),
+    "schema_drift": Field(
+        choice("SchemaDrift", DRIFT_POLICIES),
+        default_value="freeze",
+        description="freeze, evolve or discard",
+    ),
+}
+
+
+@dataclass(frozen=True)
+class ClickHouseLoader:
+    """Loader spec; build it with :func:`create_clickhouse_loader`."""
+
+    spec: LoadSpec | None
+    from_config: bool = False
+    retry_policy: RetryPolicy | None = None
+    keep_chunks: bool = False
+    on_chunk: Callable[[int, int], None] | None = None
+
+    @property
+    def target(self) -> TargetTable | None:
+        """The target table, when known before the run."""
+        if self.spec is None:
+            return None
+        return TargetTable(self.spec.database, self.spec.table)
+
+    def describe(self) -> str:
+        """The target, for op descriptions."""
+        if self.spec is None:
+            return "ClickHouse table from run config"
+        return f"ClickHouse {self.spec.database}.{self.spec.table} ({self.spec.mode})"
+
+    def build_op(self, pipeline: str, name: str) -> OpDefinition:
+        """The load op of a pipeline."""
+        return make_load_op(pipeline, name, self)
+
+    def resolve(self, config: dict[str, Any], default_database: str) -> LoadSpec:
+        """The load spec, from run config for a config-driven loader."""
+        if not self.from_config:
+            assert self.spec is not None
+            return self.spec
+        database, table = split_table(config["table"], default_database)
+        spec = LoadSpec(
+            database=database,
+            table=table,
+            mode=config.get("mode", "append"),
+            key_columns=tuple(config.get("key_columns") or ()),
+            order_by=tuple(config.get("order_by") or ()),
+            partition_by=config.get("partition_by"),
+            schema_drift=config.get("schema_drift", "freeze"),
+        )
+        spec.validate()
+        check_spec_sql(spec, prefix="run config ")
+        return spec
+
+
+def check_spec_sql(spec: LoadSpec, *, prefix: str = "") -> None:
+    """Refuse names and expressions of ``spec`` that could change the SQL built from them.
+
+    Names are quoted when used, so they only need to be plain text; ``partition_by`` must be
+    exactly one ClickHouse expression (see :mod:`dataproc_dagster.clickhouse.sql_safety`).
+
+    Raises:
+        ConfigError: Naming the option (``prefix`` + its name), the value and the fix.
+    """
+    where = f"{spec.database}.{spec.table}"
+    check_identifier(
+        spec.database, option=f"{prefix}table (database part)", source=where, kind="table"
+    )
+    check_identifier(spec.table, option=f"{prefix}table", source=where, kind="table")
+    for option, names in (("order_by", spec.order_by), ("key_columns", spec.key_columns)):
+        for name in names:
+            check_identifier(name, option=f"{prefix}{option} item", source=where)
+    if spec.version_column is not None:
+        check_identifier(spec.version_column, option=f"{prefix}version_column", source=where)
+    if spec.partition_by is not None:
+        check_expression(spec.partition_by, option=f"{prefix}partition_by", source=where)
+
+
+def split_table(name: str, default_database: str) -> tuple[str, str]:
+    """``db.table`` -> (db, table); a bare name takes ``default_database``."""
+    if "." in name:
+        database, table = name.split(".", 1)
+        return database, table
+    return default_database, name
+
+
+def create_clickhouse_loader(
+    table: str | None = None,
+    *,
+    mode: str = "append",
+    database: str | None = None,
+    order_by: Sequence[str] = (),
+    partition_by: str | None = None,
+    key_columns: Sequence[str] = (),
+    version_column: str | None = None,
+    schema_drift: str = "freeze",
+    create_table: bool = True,
+    allow_empty_replace: bool = False,
+    optimize_after_upsert: bool = False,
+    retry_policy: RetryPolicy | None = None,
+    keep_chunks: bool = False,
+    on_chunk: Callable[[int, int], None] | None = None,
+) -> ClickHouseLoader:
+    """Create a loader that writes a pipeline's chunks into a ClickHouse table.
+
+    Args:
+        table: ``table`` or ``database.table``; ``None`` reads the target from run config
+            (``table``, ``mode``, ``key_columns``, ``order_by``, ``partition_by``,
+            ``schema_drift``), for generic jobs.
+        mode: ``append``, ``replace``, ``replace_partitions`` or ``upsert``
+            (see docs/loading.md).
+        database: Database, when ``table`` does not name it (default ``CLICKHOUSE_DATABASE``).
+        order_by: Sorting key of a table the loader creates.
+        partition_by: Partition expression of a table the loader creates.
+        key_columns: Key of ``upsert``.
+        version_column: Column deciding the latest row in ``upsert`` (default: load time).
+        schema_drift: ``freeze``, ``evolve`` or ``discard`` for columns the table lacks.
+        create_table: Create a missing table from the data's schema.
+        allow_empty_replace: Let ``replace`` with no rows empty the table.
+        optimize_after_upsert: ``OPTIMIZE ... FINAL`` after an upsert.
+        retry_policy: Dagster retry policy of the load step (loads are retry-safe).
+        keep_chunks: Keep the run's chunk files after a successful load.
+        on_chunk: Called after each staged chunk with (index, rows so far); for progress
+            reporting and fault-injection tests.
+
+    Example:
+        >>> loader = create_clickhouse_loader("analytics.events", mode="upsert", key_columns=["id"])
+    """
+    if table is None:
+        return ClickHouseLoader(
+            None,
+            from_config=True,
+            retry_policy=retry_policy,
+            keep_chunks=keep_chunks,
+            on_chunk=on_chunk,
+        )
+    from dataproc_dagster.core.settings import get_settings
+
+    default_db = database or get_settings().clickhouse_database
+    db, name = split_table(table, default_db) if database is None else (database, table)
+    spec = LoadSpec(
+        database=db,
+        table=name,
+        mode=mode,
+        order_by=tuple(order_by),
+        partition_by=partition_by,
+        key_columns=tuple(key_columns),
+        version_column=version_column,
+        schema_drift=schema_drift,
+        create_table=create_table,
+        allow_empty_replace=allow_empty_replace,
+        optimize_after_upsert=optimize_after_upsert,
+    )
+    spec.validate()
+    check_spec_sql(spec)
+    return ClickHouseLoader(
+        spec, retry_policy=retry_policy, keep_chunks=keep_chunks, on_chunk=on_chunk
+    )
+
+
+def check_target_ready(client: Any, spec: LoadSpec, *, from_config: bool) -> None:
+    """Checks that need the engine, run before anything is written.
+
+    ``partition_by`` goes through ClickHouse's own parser; a target database named in run
+    config must exist (a typo there must not create a database).
+
+    Raises:
+        ConfigError: Naming the option, the value and the fix.
+    """
+    prefix = "run config " if from_config else ""
+    where = f"{spec.database}.{spec.table}"
+    if spec.partition_by is not None:
+        check_expression_with_engine(
+            client, spec.partition_by, option=f"{prefix}partition_by", source=where
+        )
+    if from_config:
+        found = client.query(
+            "SELECT count() FROM system.databases WHERE name = {d:String}",
+            parameters={"d": spec.database},
+        ).result_rows
+        if not found or not found[0][0]:
+            raise ConfigError(
+                f"run config table names database {spec.database!r}, which does not exist",
+                source=where,
+                fix=f"create database {spec.database!r} with a migration first, or correct "
+                "the database part of `table` (a bare name uses CLICKHOUSE_DATABASE)",
+            )
+
+
+def _load_facts(spec: LoadSpec, rows: int, columns: Sequence[str]) -> dict[str, Any]:
+    """What the asset checks of the table read back from its materialization."""
+    return {
+        "write_mode": spec.mode,
+        "rows_loaded": rows,
+        "loaded_columns": MetadataValue.json(list(columns)),
+    }
+
+
+def run_succeeded_in(instance: DagsterInstance) -> Callable[[str], bool | None]:
+    """``run_id -> bool | None``: whether the run finished with success; ``None``: unknown run."""
+
+    def succeeded(run_id: str) -> bool | None:
+        run = instance.get_run_by_id(run_id)
+        return None if run is None else run.status == DagsterRunStatus.SUCCESS
+
+    return succeeded
+
+
+def make_load_op(pipeline: str, name: str, loader: ClickHouseLoader) -> OpDefinition:
+    """The op that writes the chunks and records an ``AssetMaterialization`` of the table."""
+
+    @op(
+        name=name,
+        description=f"Load: {loader.describe()}",
+        ins={"chunks": In(ChunkSetType)},
+        out=Out(dict, description="What was loaded (table, mode, rows), for steps after the load"),
+        required_resource_keys={"clickhouse"},
+        config_schema=LOADER_CONFIG_SCHEMA if loader.from_config else None,
+        retry_policy=loader.retry_policy,
+        tags={"kind": "clickhouse", "dataproc/step": "load"},
+        pool=CLICKHOUSE_POOL,
+    )
+    def _load(context: OpExecutionContext, chunks: ChunkSet) -> Iterator[Any]:
+        clickhouse = context.resources.clickhouse
+        source = loader.describe()
+        with pipeline_errors(pipeline, name, source):
+            spec = loader.resolve(dict(context.op_config or {}), clickhouse.database)
+            source = f"ClickHouse {spec.database}.{spec.table}"
+        with (
+            pipeline_errors(pipeline, name, source),
+            measure_step(name, context.log) as metrics,
+            clickhouse.get_client(step=name) as client,
+        ):
+            check_target_ready(client, spec, from_config=loader.from_config)
+            result = load_chunkset(
+                client,
+                chunks,
+                spec,
+                log=context.log,
+                on_chunk=loader.on_chunk,
+                engine_reads_files=clickhouse.is_embedded,
+                run_id=context.run_id,
+                run_succeeded=run_succeeded_in(context.instance),
+                # The embedded engine's directory lock is held for the whole step.
+                exclusive=clickhouse.is_embedded,
+            )
+            metrics.add(result.rows, result.chunks)
+            metrics.extra.update(
+                {
+                    "table": f"{spec.database}.{spec.table}",
+                    "write_mode": spec.mode,
+                    "rows_not_loaded": chunks.rows - result.rows if not result.skipped else 0,
+                    "table_created": result.created,
+                }
+            )
+            if result.skipped:
+                metrics.extra["skipped"] = result.skipped
+            if result.recovered:
+                metrics.extra["recovered"] = "; ".join(result.recovered)
+            if result.columns_added:
+                metrics.extra["columns_added"] = ", ".join(result.columns_added)
+            if result.columns_discarded:
+                metrics.extra["columns_discarded"] = ", ".join(result.columns_discarded)
+            # No rows and no table (a first run against an empty source): nothing to report.
+            exists = describe_table(client, spec.database, spec.table) is not None
+            event = (
+                materialization(
+                    client,
+                    spec.database,
+                    spec.table,
+                    f"{spec.mode} by pipeline {pipeline}",
+                    {"write_mode": spec.mode, "rows_loaded": result.rows},
+                )
+                if exists
+                else None
+            )
+            facts: dict[str, Any] = {}
+            if output_is_asset(context):
+                # The pipeline's asset: the table's figures go on the asset's own materialization.
+                facts = table_metadata(client, spec.database, spec.table) if exists else {}
+                facts.update(_load_facts(spec, result.rows, chunks.columns))
+                event = None
+        if event is not None:
+            yield event
+        summary = {"table": f"{spec.database}.{spec.table}", "mode": spec.mode, "rows": result.rows}
+        yield Output(summary, metadata={**metrics.metadata(), **facts})
+        if not loader.keep_chunks:
+            cleanup_run_chunks(context, chunks)
+
+    return _load

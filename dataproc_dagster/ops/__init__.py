@@ -1,1 +1,0 @@
-"""Op factories and the specs they build."""

@@ -1,1 +1,0 @@
-"""Extractor factories: HTTP, ClickHouse, Metabase."""

@@ -1,0 +1,118 @@
+"""What every pipeline step is made of: extractor, transformer and loader specifications.
+
+A factory such as ``create_http_extractor`` returns a small spec object; ``create_etl_pipeline``
+turns the specs into Dagster ops, so that chunk I/O, metrics, error messages and naming live
+in one place (:mod:`dataproc_dagster.pipeline.steps`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+from dataproc_dagster.clickhouse.resource import ClickHouseResource
+from dataproc_dagster.core.chunks import Chunk
+
+
+@dataclass(frozen=True)
+class TargetTable:
+    """The table a pipeline loads into."""
+
+    database: str
+    table: str
+
+    @property
+    def qualified(self) -> str:
+        """``database.table``."""
+        return f"{self.database}.{self.table}"
+
+
+@dataclass
+class StepContext:
+    """What a step's code sees: names for messages, the Dagster context, resources, config.
+
+    Attributes:
+        pipeline: The pipeline (job) name, for error messages.
+        step: The op name.
+        dagster: The Dagster ``OpExecutionContext``.
+        config: The op's run config (empty when the step declares none).
+        target: The pipeline's target table, when the pipeline has a ClickHouse loader.
+        metadata: Figures the step's code adds (requests, pages, retries); they are shown with
+            the step's output metadata in the UI.
+    """
+
+    pipeline: str
+    step: str
+    dagster: Any
+    config: Mapping[str, Any] = field(default_factory=dict)
+    target: TargetTable | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def log(self) -> Any:
+        """The Dagster logger of the step (messages appear in the run's log in the UI)."""
+        return self.dagster.log
+
+    def resource(self, key: str) -> Any:
+        """A resource of the job by key."""
+        return getattr(self.dagster.resources, key)
+
+    @property
+    def clickhouse(self) -> ClickHouseResource:
+        """The ``clickhouse`` resource."""
+        resource: ClickHouseResource = self.resource("clickhouse")
+        return resource
+
+
+@runtime_checkable
+class Extractor(Protocol):
+    """Produces the rows of a source as a stream of chunks.
+
+    Attributes:
+        kind: Short name of the source kind (``http``, ``clickhouse``, ``metabase``).
+        required_resource_keys: Resource keys the extractor uses.
+        config_schema: Dagster config schema of the op, or ``None``; values arrive in
+            ``ctx.config`` (used by generic jobs launched with run config only).
+    """
+
+    @property
+    def kind(self) -> str:
+        """Short name of the source kind."""
+        ...
+
+    @property
+    def required_resource_keys(self) -> frozenset[str]:
+        """Resource keys the extractor uses."""
+        ...
+
+    @property
+    def config_schema(self) -> Any:
+        """Dagster config schema of the op, or ``None``."""
+        ...
+
+    def describe(self) -> str:
+        """Where the rows come from, with secrets masked."""
+        ...
+
+    def extract(self, ctx: StepContext) -> Iterator[Chunk]:
+        """Yield the rows in chunks (DataFrames or Arrow tables of any size)."""
+        ...
+
+
+@runtime_checkable
+class Loader(Protocol):
+    """Writes a pipeline's chunks somewhere; becomes the pipeline's load op."""
+
+    @property
+    def target(self) -> TargetTable | None:
+        """The ClickHouse table written, when there is one (for incremental extractors)."""
+        ...
+
+    def describe(self) -> str:
+        """Where the rows go."""
+        ...
+
+    def build_op(self, pipeline: str, name: str) -> Any:
+        """The Dagster op that loads a ``ChunkSet`` input named ``chunks``."""
+        ...

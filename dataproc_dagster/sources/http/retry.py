@@ -1,0 +1,117 @@
+"""Retry policy: exponential backoff with jitter, honouring ``Retry-After``."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+
+from dataproc_dagster.core.errors import ConfigError
+
+# The 4xx that say "try again later" (Request Timeout, Too Early, Too Many Requests); every
+# other 4xx describes the request itself and would fail the same way again.
+RETRYABLE_4XX = frozenset({408, 425, 429})
+# A GET is idempotent, so every server-side failure is worth another try by default.
+RETRY_STATUSES = RETRYABLE_4XX | frozenset(range(500, 600))
+
+
+def describe_statuses(statuses: Iterable[int]) -> str:
+    """``408, 425, 429 and every 5xx`` style text for messages and docs."""
+    wanted = set(statuses)
+    every_5xx = set(range(500, 600)) <= wanted
+    shown = sorted(s for s in wanted if not (every_5xx and 500 <= s < 600))
+    parts = [str(s) for s in shown] + (["every 5xx"] if every_5xx else [])
+    if len(parts) > 1:
+        return ", ".join(parts[:-1]) + " and " + parts[-1]
+    return parts[0] if parts else "none"
+
+
+def check_statuses(statuses: Iterable[int], *, source: str = "HTTP retry policy") -> frozenset[int]:
+    """``statuses`` as a frozenset, or :class:`ConfigError` for one that must not be retried.
+
+    Only 408, 425, 429 and 5xx may be retried: any other status describes the request, and
+    sending it again would only fail again (or, for 2xx/3xx, drop a good answer).
+    """
+    wanted = frozenset(int(s) for s in statuses)
+    refused = sorted(s for s in wanted if s not in RETRYABLE_4XX and not 500 <= s < 600)
+    if refused:
+        raise ConfigError(
+            f"retry statuses {', '.join(map(str, refused))} cannot be retried: only 408, 425, "
+            "429 and 5xx statuses say that the same request may succeed later",
+            source=source,
+            fix="list only 408, 425, 429 and 500-599 in the retry statuses (default: "
+            f"{describe_statuses(RETRY_STATUSES)})",
+        )
+    return wanted
+
+
+@dataclass(frozen=True)
+class HttpRetryPolicy:
+    """When and how long to wait before sending a failed HTTP request again.
+
+    Named apart from Dagster's ``RetryPolicy``, which retries a whole step.
+
+    Attributes:
+        max_attempts: Attempts per request, the first one included (1 = no retry).
+        backoff: Base wait in seconds; attempt ``n`` waits about ``backoff * 2 ** (n - 1)``.
+        max_backoff: Cap on one computed wait (a server's ``Retry-After`` may ask for more).
+        max_total_wait: Cap on the summed waits for one request; past it the request fails.
+        jitter: Randomise each computed wait within [50 %, 100 %] so that clients spread out.
+        statuses: HTTP statuses that are retried (default 408, 425, 429 and every 5xx; only
+            those may be listed). Connection errors, timeouts and a successful answer whose
+            body is not JSON (cut off, or mangled by a proxy) are always retried.
+    """
+
+    max_attempts: int = 5
+    backoff: float = 0.5
+    max_backoff: float = 30.0
+    max_total_wait: float = 120.0
+    jitter: bool = True
+    statuses: frozenset[int] = RETRY_STATUSES
+
+    def __post_init__(self) -> None:
+        if self.max_attempts < 1:
+            raise ValueError("max_attempts must be at least 1")
+        if self.backoff < 0 or self.max_backoff < 0 or self.max_total_wait < 0:
+            raise ValueError("backoff, max_backoff and max_total_wait must not be negative")
+        object.__setattr__(self, "statuses", check_statuses(self.statuses))
+
+    def delay(self, attempt: int, retry_after: float | None = None) -> float:
+        """Seconds to wait after failed attempt number ``attempt`` (1-based).
+
+        A server's ``Retry-After`` wins over the computed backoff.
+        """
+        if retry_after is not None:
+            return max(0.0, retry_after)
+        wait = min(self.max_backoff, self.backoff * (2 ** (attempt - 1)))
+        if self.jitter:
+            wait *= random.uniform(0.5, 1.0)
+        return wait
+
+
+# The name this class had first; code that imports it from this module keeps working.
+RetryPolicy = HttpRetryPolicy
+
+
+def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
+    """Seconds asked for by a ``Retry-After`` header: delta-seconds or an HTTP date.
+
+    Returns ``None`` when the header is absent or unreadable.
+    """
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    current = now or datetime.now(UTC)
+    return max(0.0, (when - current).total_seconds())

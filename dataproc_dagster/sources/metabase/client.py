@@ -1,0 +1,540 @@
+"""A small Metabase REST client on httpx: authentication, retries, failure detection.
+
+Everything here follows ``metabase-api.md`` (the project's reference): success of a query is
+decided on ``body["status"]``, never on the HTTP status alone; 401/404 bodies are plain text;
+429/502/503/504, any other 5xx whose body is not a failed-query body (a proxy's error page, an
+unexpected server error) and broken connections are retried with backoff, honouring
+``Retry-After``; a body cut off mid-stream is retried, never read as a short result. Secrets
+(API key, password, session id) are sent in headers only and never appear in a message.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import httpx
+
+from dataproc_dagster.core.config_checks import check_http_url, check_timeout, safe_url
+from dataproc_dagster.core.errors import ConfigError, SourceError
+from dataproc_dagster.observability.logging import register_secret
+from dataproc_dagster.sources.http.retry import parse_retry_after
+
+RETRY_STATUSES = frozenset({429, 502, 503, 504})
+QUERY_PREVIEW_CHARS = 200
+
+
+class MetabaseQueryError(SourceError):
+    """Metabase accepted a query and reported it failed (HTTP 202 or 4xx/5xx, same body)."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        error: str,
+        error_type: str | None,
+        source: str | None = None,
+        fix: str | None = None,
+    ) -> None:
+        self.error = error
+        self.error_type = error_type
+        super().__init__(message, source=source, fix=fix)
+
+
+class _Retryable(Exception):
+    """Internal: the attempt failed in a way worth another try."""
+
+    def __init__(self, reason: str, wait: float | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.wait = wait
+
+
+def mask_url(url: str) -> str:
+    """``url`` without user info, query string or fragment (they may hold secrets)."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    return urlunsplit((parts.scheme, host, parts.path, "", ""))
+
+
+def preview_query(query: Mapping[str, Any]) -> str:
+    """The first 200 characters of a query: the SQL of a native query, else the MBQL as JSON."""
+    native = query.get("native")
+    if isinstance(native, Mapping) and isinstance(native.get("query"), str):
+        text = str(native["query"])
+    else:
+        text = json.dumps(query.get("query", query), separators=(",", ":"), default=str)
+    text = " ".join(text.split())
+    return text if len(text) <= QUERY_PREVIEW_CHARS else text[: QUERY_PREVIEW_CHARS - 3] + "..."
+
+
+class MetabaseClient:
+    """A connection to one Metabase, authenticated by API key or by username + password.
+
+    Use as a context manager (or call :meth:`close`): a session opened by login is closed
+    with ``DELETE /api/session`` at the end.
+
+    Args:
+        base_url: Metabase address, e.g. ``https://metabase.example.com``.
+        api_key: API key (sent as ``X-API-KEY``); takes precedence over username/password.
+        username: Login for a session (``POST /api/session``).
+        password: Password for the session login.
+        timeout: Connect/read timeout in seconds (a whole export may take longer; reads are
+            timed per network read, not per response).
+        max_retries: Further attempts after a retryable failure.
+        backoff: First wait in seconds; doubled per attempt when no ``Retry-After`` is given.
+        max_retry_wait: Longest single wait, seconds, whatever ``Retry-After`` asks.
+        log: Called with one line per retry or re-login (no secrets in it).
+        transport: An httpx transport (tests).
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        api_key: str = "",
+        username: str = "",
+        password: str = "",
+        timeout: float = 30.0,
+        max_retries: int = 5,
+        backoff: float = 0.5,
+        max_retry_wait: float = 60.0,
+        log: Callable[[str], None] | None = None,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        base_url = (base_url or "").strip().rstrip("/")
+        if not base_url or urlsplit(base_url).scheme not in ("http", "https"):
+            raise ConfigError(
+                f"Metabase base URL {safe_url(base_url)!r} is not an http(s):// URL",
+                source="Metabase",
+                fix="set METABASE_BASE_URL (or the resource's base_url) to e.g. "
+                "https://metabase.example.com",
+            )
+        check_http_url(
+            base_url,
+            option="METABASE_BASE_URL (or the resource's base_url)",
+            example="https://metabase.example.com",
+            credentials_fix="remove user:password@ and set METABASE_USERNAME and "
+            "METABASE_PASSWORD, or METABASE_API_KEY",
+        )
+        check_timeout(timeout, option="METABASE_TIMEOUT (or the resource's timeout)")
+        if not api_key and not (username and password):
+            raise ConfigError(
+                "no Metabase credentials: neither an API key nor username + password is set",
+                source=f"Metabase {mask_url(base_url)}",
+                fix="set METABASE_API_KEY, or METABASE_USERNAME and METABASE_PASSWORD",
+            )
+        self.base_url = base_url
+        self.source = f"Metabase {mask_url(base_url)}"
+        # Defence in depth: log records are masked for these values too.
+        register_secret(api_key)
+        register_secret(password)
+        self._api_key = api_key
+        self._username = username
+        self._password = password
+        self._session_id: str | None = None
+        self.max_retries = max(0, max_retries)
+        self.backoff = max(0.0, backoff)
+        self.max_retry_wait = max(0.0, max_retry_wait)
+        self._log = log or (lambda _message: None)
+        self.attempts = 0
+        self.retries = 0
+        self.bytes_received = 0
+        from dataproc_dagster.observability.logging import (
+            http_debug_hooks,  # LOG_LEVEL=DEBUG request lines
+        )
+
+        self._http = httpx.Client(
+            event_hooks=http_debug_hooks(mask_url),
+            base_url=base_url,
+            timeout=httpx.Timeout(timeout),
+            transport=transport,
+            headers={"Accept": "application/json", "Accept-Encoding": "gzip"},
+            follow_redirects=False,
+        )
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    def close(self) -> None:
+        """End the session (if one was opened) and close the connection pool."""
+        try:
+            if self._session_id is not None:
+                # Logout is best effort: the session expires on its own.
+                with contextlib.suppress(httpx.HTTPError):
+                    self._http.delete(
+                        "/api/session", headers={"X-Metabase-Session": self._session_id}
+                    )
+                self._session_id = None
+        finally:
+            self._http.close()
+
+    def __enter__(self) -> MetabaseClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def auth_method(self) -> str:
+        """``api-key`` or ``session``."""
+        return "api-key" if self._api_key else "session"
+
+    # -- authentication -----------------------------------------------------------------
+
+    def login(self) -> None:
+        """Open a session with username + password (``POST /api/session``).
+
+        Raises:
+            SourceError: When Metabase refuses the login; the message carries Metabase's
+                reason (e.g. wrong password, too many attempts), never the password.
+        """
+        body = {"username": self._username, "password": self._password}
+        response = self._send_with_retries("POST", "/api/session", json=body, auth=False)
+        if response.status_code == 200:
+            try:
+                session_id = response.json()["id"]
+            except (ValueError, KeyError, TypeError):
+                raise SourceError(
+                    "login answered 200 without a session id",
+                    source=self.source + "/api/session",
+                    fix="check that METABASE_BASE_URL points at Metabase itself, not a proxy page",
+                ) from None
+            self._session_id = str(session_id)
+            register_secret(self._session_id)
+            return
+        reason = _error_text(response)
+        raise SourceError(
+            f"login as {self._username!r} refused (HTTP {response.status_code}): {reason}",
+            source=self.source + "/api/session",
+            fix="check METABASE_USERNAME / METABASE_PASSWORD (or use METABASE_API_KEY); after "
+            "10 failed logins Metabase makes you wait before the next try",
+        )
+
+    def _auth_headers(self) -> dict[str, str]:
+        if self._api_key:
+            return {"X-API-KEY": self._api_key}
+        if self._session_id is None:
+            self.login()
+        assert self._session_id is not None
+        return {"X-Metabase-Session": self._session_id}
+
+    # -- requests -----------------------------------------------------------------------
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        json_body: Any = None,
+        form: Mapping[str, str] | None = None,
+        parse: Callable[[httpx.Response], Any] | None = None,
+    ) -> Any:
+        """Send an authenticated request and return the parsed answer.
+
+        ``parse`` turns the response into the result; it may raise :class:`_Retryable`
+        (e.g. a body cut off) to have the request tried again. Without it the JSON body of a
+        2xx answer is returned.
+
+        Raises:
+            SourceError: On 401 (after one re-login for sessions), 403, 404, other 4xx/5xx,
+                or when retries are used up.
+        """
+        relogged = False
+        while True:
+            try:
+                return self._send_with_retries(
+                    method, path, params=params, json=json_body, data=form, parse=parse
+                )
+            except _Unauthenticated:
+                if self._api_key:
+                    raise SourceError(
+                        "Metabase answered 401 Unauthenticated: the API key was refused",
+                        source=self.source + path,
+                        fix="check METABASE_API_KEY (keys start with mb_) and that it is not "
+                        "disabled",
+                    ) from None
+                if relogged:
+                    raise SourceError(
+                        "Metabase answered 401 Unauthenticated again right after a fresh login",
+                        source=self.source + path,
+                        fix="check that the user may use the API, or use METABASE_API_KEY",
+                    ) from None
+                # A session expires (MAX_SESSION_AGE) with a bare 401: log in once more.
+                self._log(f"Metabase session expired ({path}): logging in again")
+                self._session_id = None
+                relogged = True
+
+    def get_json(self, path: str, params: Mapping[str, Any] | None = None) -> Any:
+        """``GET`` a JSON document."""
+        return self.request("GET", path, params=params)
+
+    def _send_with_retries(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        json: Any = None,
+        data: Mapping[str, str] | None = None,
+        parse: Callable[[httpx.Response], Any] | None = None,
+        auth: bool = True,
+    ) -> Any:
+        last_reason = ""
+        for attempt in range(self.max_retries + 1):
+            if attempt:
+                self.retries += 1
+            self.attempts += 1
+            headers = self._auth_headers() if auth else {}
+            wait: float | None = None
+            try:
+                response = self._http.request(
+                    method, path, params=params, json=json, data=data, headers=headers
+                )
+                self.bytes_received += len(response.content)
+                status = response.status_code
+                if status in RETRY_STATUSES or (status >= 500 and not _failed_query(response)):
+                    wait = _retry_after(response)
+                    raise _Retryable(f"HTTP {status} {_error_text(response)[:120]}", wait)
+                if not auth:
+                    return response
+                if response.status_code == 401:
+                    raise _Unauthenticated()
+                if parse is not None:
+                    return parse(response)
+                return self._default_parse(response, path)
+            except _Retryable as exc:
+                last_reason, wait = exc.reason, exc.wait
+            except httpx.TimeoutException as exc:
+                last_reason = f"timed out ({type(exc).__name__})"
+            except httpx.TransportError as exc:
+                last_reason = f"connection failed ({type(exc).__name__}: {exc})"
+            if attempt == self.max_retries:
+                break
+            delay = self.backoff * (2**attempt) if wait is None else wait
+            delay = min(delay, self.max_retry_wait)
+            self._log(
+                f"Metabase {method} {path}: {last_reason}; retry {attempt + 1}/"
+                f"{self.max_retries} in {delay:.1f}s"
+            )
+            time.sleep(delay)
+        raise SourceError(
+            f"{method} {path} failed after {self.max_retries + 1} attempts: {last_reason}",
+            source=self.source,
+            fix="check that Metabase (and any proxy in front of it) is up and reachable; "
+            "raise the resource's max_retries or timeout for a slow server",
+        )
+
+    def _default_parse(self, response: httpx.Response, path: str) -> Any:
+        check_status(response, self.source, path)
+        try:
+            return response.json()
+        except ValueError:
+            if response.status_code in (200, 202):
+                raise _Retryable("the response body was cut off or is not JSON") from None
+            raise
+
+    # -- queries ------------------------------------------------------------------------
+
+    def run_query(self, query: Mapping[str, Any], *, database_label: str = "") -> dict[str, Any]:
+        """Run a query through ``POST /api/dataset`` and return the completed body.
+
+        Raises:
+            MetabaseQueryError: When Metabase reports the query failed (HTTP 202 with
+                ``"status": "failed"`` in older releases, 400/500 with the same body now).
+            SourceError: When the body is cut off or unparsable after every retry.
+        """
+        label = database_label or f"database {query.get('database')}"
+
+        def parse(response: httpx.Response) -> dict[str, Any]:
+            return parse_query_response(response, self.source, label, query)
+
+        result: dict[str, Any] = self.request("POST", "/api/dataset", json_body=query, parse=parse)
+        return result
+
+    def export(
+        self, query: Mapping[str, Any], *, fmt: str = "json", database_label: str = ""
+    ) -> Any:
+        """Run a query through the export endpoint ``POST /api/dataset/:fmt`` (no 2000 cap).
+
+        The query is sent as the form field ``query`` (accepted by every release). Returns the
+        decoded JSON array (``fmt="json"``) or the CSV text.
+
+        Raises:
+            MetabaseQueryError: When the export answers a failed-query body.
+        """
+        label = database_label or f"database {query.get('database')}"
+        form = {"query": json.dumps(query, separators=(",", ":"))}
+
+        def parse(response: httpx.Response) -> Any:
+            return parse_export_response(response, self.source, label, query, fmt)
+
+        return self.request("POST", f"/api/dataset/{fmt}", form=form, parse=parse)
+
+
+class _Unauthenticated(Exception):
+    """Internal: a 401 on a protected route."""
+
+
+def _failed_query(response: httpx.Response) -> bool:
+    """Whether the body reports a failed query (reference section 8): an answer, not a fault."""
+    try:
+        body = response.json()
+    except ValueError:
+        return False
+    return isinstance(body, Mapping) and body.get("status") == "failed"
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    return parse_retry_after(response.headers.get("Retry-After"))
+
+
+def _error_text(response: httpx.Response) -> str:
+    """Metabase's reason: plain-text bodies as they are, JSON ``errors`` / ``message`` joined."""
+    try:
+        body = response.json()
+    except ValueError:
+        return " ".join(response.text.split())[:300] or response.reason_phrase
+    if isinstance(body, Mapping):
+        if isinstance(body.get("errors"), Mapping):
+            return "; ".join(f"{k}: {v}" for k, v in body["errors"].items())
+        for key in ("error", "message"):
+            if body.get(key):
+                return str(body[key])[:300]
+    return json.dumps(body)[:300]
+
+
+def check_status(response: httpx.Response, source: str, path: str) -> None:
+    """Raise a clear error for a 4xx/5xx answer outside query execution."""
+    status = response.status_code
+    if status < 400:
+        return
+    reason = _error_text(response)
+    if status == 404:
+        fix = (
+            "the id does not exist in this Metabase, or the route is wrong: check the "
+            "database / table id (list them with the metabase_catalog job)"
+        )
+    elif status == 403:
+        fix = "give the API key's group (or the user) access to this database / table"
+    elif status == 400:
+        fix = "correct the request parameters named above"
+    else:
+        fix = "check Metabase's server log; retry later"
+    raise SourceError(f"HTTP {status} on {path}: {reason}", source=source + path, fix=fix)
+
+
+def _failed_query_error(
+    body: Mapping[str, Any], source: str, label: str, query: Mapping[str, Any], status: int
+) -> MetabaseQueryError:
+    error = str(body.get("error") or "(no error text)")
+    error_type = body.get("error_type")
+    kind = f", {error_type}" if error_type else ""
+    if error_type == "missing-required-permissions":
+        fix = "grant the API key's group (or the user) query access to this database"
+    else:
+        fix = "correct the query (run it in Metabase's editor to see the same error)"
+    return MetabaseQueryError(
+        f"query on {label} failed (HTTP {status}{kind}): {error} | query: {preview_query(query)}",
+        error=error,
+        error_type=error_type if isinstance(error_type, str) else None,
+        source=source + "/api/dataset",
+        fix=fix,
+    )
+
+
+def parse_query_response(
+    response: httpx.Response, source: str, label: str, query: Mapping[str, Any]
+) -> dict[str, Any]:
+    """Decode a ``/api/dataset`` answer; raise on a failed query or a cut-off body.
+
+    Raises:
+        MetabaseQueryError: The body says ``"status": "failed"`` (any HTTP status).
+        _Retryable: The body is cut off or not JSON (retried by the client).
+    """
+    status = response.status_code
+    try:
+        body = response.json()
+    except ValueError:
+        if status in (200, 202):
+            # Older releases append an error object to a half-streamed body (invalid JSON);
+            # never read what came before it as a short result.
+            raise _Retryable(
+                f"the {status} response body of the query on {label} was cut off or is not "
+                f"valid JSON ({len(response.content)} bytes)"
+            ) from None
+        check_status(response, source, "/api/dataset")
+        raise SourceError(
+            f"HTTP {status} with a body that is not JSON", source=source + "/api/dataset"
+        ) from None
+    if isinstance(body, Mapping) and body.get("status") == "failed":
+        raise _failed_query_error(body, source, label, query, status)
+    if status >= 400:
+        check_status(response, source, "/api/dataset")
+    if not isinstance(body, Mapping) or body.get("status") != "completed":
+        shown = body.get("status") if isinstance(body, Mapping) else type(body).__name__
+        raise SourceError(
+            f"query on {label} answered status {shown!r}, not 'completed' | query: "
+            f"{preview_query(query)}",
+            source=source + "/api/dataset",
+            fix="check that METABASE_BASE_URL points at Metabase's API",
+        )
+    data = body.get("data")
+    if not isinstance(data, Mapping) or not isinstance(data.get("rows"), list):
+        raise SourceError(
+            f"completed query on {label} has no data.rows", source=source + "/api/dataset"
+        )
+    return dict(body)
+
+
+def parse_export_response(
+    response: httpx.Response, source: str, label: str, query: Mapping[str, Any], fmt: str
+) -> Any:
+    """Decode an export answer; a JSON object with ``"status": "failed"`` is a failed query."""
+    status = response.status_code
+    path = f"/api/dataset/{fmt}"
+    if fmt != "json":
+        if status >= 400:
+            _raise_failed_or_status(response, source, label, query, path)
+        text = response.text
+        if text.lstrip().startswith("{") and '"status"' in text[:2000]:
+            _raise_failed_or_status(response, source, label, query, path)
+        return text
+    try:
+        body = response.json()
+    except ValueError:
+        if status < 400:
+            raise _Retryable(
+                f"the {status} export body of the query on {label} was cut off or is not "
+                f"valid JSON ({len(response.content)} bytes)"
+            ) from None
+        check_status(response, source, path)
+        raise
+    if isinstance(body, Mapping):
+        if body.get("status") == "failed":
+            raise _failed_query_error(body, source, label, query, status)
+        check_status(response, source, path)
+        raise SourceError(
+            "the export answered a JSON object, expected an array of rows",
+            source=source + path,
+        )
+    check_status(response, source, path)
+    return body
+
+
+def _raise_failed_or_status(
+    response: httpx.Response, source: str, label: str, query: Mapping[str, Any], path: str
+) -> None:
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if isinstance(body, Mapping) and body.get("status") == "failed":
+        raise _failed_query_error(body, source, label, query, response.status_code)
+    check_status(response, source, path)
