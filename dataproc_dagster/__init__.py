@@ -46,7 +46,7 @@ from dataproc_dagster.sources.metabase.extractor import create_metabase_extracto
 from dataproc_dagster.sources.metabase.resource import MetabaseResource
 
 if TYPE_CHECKING:
-    from dataproc_dagster.defs.definitions import defs as defs
+    from dataproc_dagster.definitions import defs as defs
     from dataproc_dagster.migrations.runner import ClickHouseMigrationManager
 
 # Names loaded on first access, with their module: importing the package stays as cheap as
@@ -54,7 +54,7 @@ if TYPE_CHECKING:
 # the CLIs must not pay for it; Dagster finds it through ``dir()``, which lists it.
 _LAZY = {
     "ClickHouseMigrationManager": "dataproc_dagster.migrations.runner",
-    "defs": "dataproc_dagster.defs.definitions",
+    "defs": "dataproc_dagster.definitions",
 }
 
 __all__ = [

@@ -11,7 +11,8 @@ from collections.abc import Sequence
 
 import pandas as pd
 
-from dataproc_dagster.clickhouse.resource import ClickHouseResource, qualified_name, scalar
+from dataproc_dagster.clickhouse.connection import ClickHouseConnection
+from dataproc_dagster.clickhouse.sql import qualified_name, scalar
 from dataproc_dagster.core.errors import DataprocError
 from dataproc_dagster.core.settings import get_settings
 from dataproc_dagster.loading.loader import split_table
@@ -25,7 +26,7 @@ def show(tables: Sequence[str], sample_rows: int = 5) -> int:
     key once even before ClickHouse has merged it.
     """
     settings = get_settings()
-    resource = ClickHouseResource.from_settings(settings)
+    resource = ClickHouseConnection.from_settings(settings)
     print(resource.describe())
     with resource.get_client(step="show_table") as client:
         for name in tables:

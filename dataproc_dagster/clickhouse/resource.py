@@ -1,32 +1,32 @@
-"""``ClickHouseResource``: one URL picks the engine, embedded chDB or a ClickHouse server."""
+"""``ClickHouseResource``: the Dagster resource of a :class:`ClickHouseConnection`."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable, Iterator
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
 
-import clickhouse_connect
 import pandas as pd
 import pyarrow as pa
 from clickhouse_connect.driver.client import Client
-from clickhouse_connect.driver.exceptions import OperationalError
 from dagster import ConfigurableResource, InitResourceContext
 from pydantic import Field, PrivateAttr
 
-from dataproc_dagster.clickhouse.embedded_lock import embedded_directory_lock
-from dataproc_dagster.clickhouse.sql_safety import check_single_statement
-from dataproc_dagster.core.config_checks import refuse_url_credentials, url_parts
-from dataproc_dagster.core.errors import ConfigError, SourceError
-from dataproc_dagster.core.settings import CLICKHOUSE_SCHEMES, FrameworkSettings
-
-Parameters = dict[str, Any] | Sequence[Any] | None
+from dataproc_dagster.clickhouse.connection import (
+    DEFAULT_CONNECT_TIMEOUT,
+    DEFAULT_DATABASE,
+    DEFAULT_LOCK_TIMEOUT,
+    DEFAULT_SEND_RECEIVE_TIMEOUT,
+    DEFAULT_USER,
+    ClickHouseConnection,
+    Parameters,
+)
+from dataproc_dagster.core.settings import FrameworkSettings
 
 
 class ClickHouseResource(ConfigurableResource):
-    """ClickHouse through clickhouse-connect.
+    """ClickHouse through clickhouse-connect, as a Dagster resource.
 
     ``url`` picks the engine: ``chdb:///dir`` runs the embedded ClickHouse engine (chDB) on a
     directory, ``http(s)://host:port`` talks to a server or cluster. Nothing connects when the
@@ -37,17 +37,21 @@ class ClickHouseResource(ConfigurableResource):
     url: str = Field(
         description="chdb:///path for the embedded engine, http(s)://host:port for a server"
     )
-    user: str = Field(default="default", description="User name (server only)")
+    user: str = Field(default=DEFAULT_USER, description="User name (server only)")
     password: str = Field(
         default="",
         description="Password (server only); pass an EnvVar; empty = CLICKHOUSE_PASSWORD",
     )
-    database: str = Field(default="default", description="Default database")
+    database: str = Field(default=DEFAULT_DATABASE, description="Default database")
     lock_timeout: float = Field(
-        default=600.0, description="Seconds a step waits for the embedded directory lock"
+        default=DEFAULT_LOCK_TIMEOUT, description="Seconds a step waits for the embedded lock"
     )
-    connect_timeout: float = Field(default=10.0, description="Connect timeout, seconds (server)")
-    send_receive_timeout: float = Field(default=300.0, description="Read timeout, seconds (server)")
+    connect_timeout: float = Field(
+        default=DEFAULT_CONNECT_TIMEOUT, description="Connect timeout, seconds (server)"
+    )
+    send_receive_timeout: float = Field(
+        default=DEFAULT_SEND_RECEIVE_TIMEOUT, description="Read timeout, seconds (server)"
+    )
 
     _holder: dict[str, str] = PrivateAttr(default_factory=dict)
 
@@ -67,170 +71,54 @@ class ClickHouseResource(ConfigurableResource):
         )
 
     def setup_for_execution(self, context: InitResourceContext) -> None:
-        """Remember which run and step use the engine, to tell waiters who holds it."""
+        """Remember which run uses the engine, to tell waiters who holds it."""
         run_id = context.run.run_id if context.run else ""
         self._holder = {"run": run_id} if run_id else {}
 
     @property
+    def connection(self) -> ClickHouseConnection:
+        """The plain connection this resource stands for."""
+        return ClickHouseConnection(
+            url=self.url,
+            user=self.user,
+            password=self.password,
+            database=self.database,
+            lock_timeout=self.lock_timeout,
+            connect_timeout=self.connect_timeout,
+            send_receive_timeout=self.send_receive_timeout,
+            holder=dict(self._holder),
+        )
+
+    @property
     def is_embedded(self) -> bool:
         """True for the embedded engine (``chdb://``)."""
-        return self._scheme() == "chdb"
+        return self.connection.is_embedded
 
     @property
     def embedded_path(self) -> Path:
         """The chDB directory of an embedded URL."""
-        parts = urlsplit(self.url)
-        raw = (parts.netloc + parts.path) if parts.netloc not in ("", "localhost") else parts.path
-        if not raw.strip("/"):
-            # "chdb://" would put the engine's folders into the working directory, "chdb:///"
-            # into the file system root.
-            raise ConfigError(
-                f"the embedded ClickHouse URL {self.url!r} names no directory",
-                source="CLICKHOUSE_URL",
-                fix="use chdb:///path/to/dir, or leave CLICKHOUSE_URL empty for "
-                "<DATAPROC_DATA_DIR>/clickhouse",
-            )
-        return Path(raw).expanduser().resolve()
+        return self.connection.embedded_path
 
     def describe(self) -> str:
         """Where the data lives, without credentials."""
-        if self.is_embedded:
-            return f"embedded ClickHouse at {self.embedded_path}"
-        parts = urlsplit(self.url)
-        host = parts.hostname or "?"
-        port = f":{parts.port}" if parts.port else ""
-        return f"ClickHouse server {parts.scheme}://{host}{port} (database {self.database})"
+        return self.connection.describe()
 
-    def _scheme(self) -> str:
-        parts = url_parts(
-            self.url,
-            option="CLICKHOUSE_URL",
-            schemes=CLICKHOUSE_SCHEMES,
-            example="chdb:///path (embedded) or http://localhost:8123 (a server)",
-        )
-        # The resource's config is stored with every run: a password in it would be too.
-        refuse_url_credentials(
-            self.url,
-            option="the ClickHouse resource's url",
-            fix="put the user in `user` and the password in CLICKHOUSE_PASSWORD (or "
-            "password=EnvVar('NAME')); CLICKHOUSE_URL itself may hold user:password@, the "
-            "settings move them out of the URL",
-        )
-        return parts.scheme
+    def get_client(self, *, step: str | None = None) -> AbstractContextManager[Client]:
+        """Open a client for a ``with`` block (see :meth:`ClickHouseConnection.get_client`)."""
+        return self.connection.get_client(step=step)
 
-    @contextmanager
-    def get_client(self, *, step: str | None = None) -> Iterator[Client]:
-        """Open a client for the block and close it after.
-
-        On the embedded engine the directory lock is held for the whole block.
-
-        Args:
-            step: Name recorded with the lock, shown to anyone waiting for it.
-
-        Raises:
-            SourceError: When the engine or server cannot be reached.
-            LockTimeoutError: When another process holds the embedded directory too long.
-        """
-        if self.is_embedded:
-            holder = dict(self._holder)
-            if step:
-                holder["step"] = step
-            with embedded_directory_lock(
-                self.embedded_path, timeout=self.lock_timeout, holder=holder
-            ):
-                client = _one_statement_per_call(self._open_embedded())
-                try:
-                    yield client
-                finally:
-                    client.close()
-        else:
-            client = _one_statement_per_call(self._open_server())
-            try:
-                yield client
-            except OperationalError as exc:  # the connection broke, not an SQL error
-                raise SourceError(
-                    f"ClickHouse stopped answering: {_scrub(str(exc), self._password())[:1000]}",
-                    source=self.describe(),
-                    fix="check that the server is up (a local one: `./run.sh clickhouse "
-                    "status`) and re-run the step; a load changes its target only when it "
-                    "publishes, so the target keeps its previous rows",
-                ) from None
-            finally:
-                # Close the pooled keep-alive connections too: client.close() leaves them
-                # open, which holds a stopping server for seconds.
-                client.close_connections()
-                client.close()
-
-    def _open_embedded(self) -> Client:
-        path = self.embedded_path
-        path.mkdir(parents=True, exist_ok=True)
-        try:
-            client = clickhouse_connect.get_client(interface="chdb", path=str(path))
-        except Exception as exc:  # chDB reports engine start failures as ProgrammingError
-            raise SourceError(
-                f"cannot open the embedded ClickHouse: {exc}",
-                source=str(path),
-                fix="make sure no other program has this directory open, or set CLICKHOUSE_URL "
-                "to another chdb:/// directory",
-            ) from exc
-        if self.database and self.database != "default":
-            client.command(f"CREATE DATABASE IF NOT EXISTS {quote_identifier(self.database)}")
-            client.database = self.database
-        return client
-
-    def _password(self) -> str:
-        if self.password:
-            return self.password
-        from dataproc_dagster.core.settings import get_settings
-
-        return get_settings().clickhouse_password.get_secret_value()
-
-    def _open_server(self) -> Client:
-        parts = urlsplit(self.url)
-        options: dict[str, Any] = dict(parse_qsl(parts.query))
-        try:
-            return clickhouse_connect.get_client(
-                host=parts.hostname or "localhost",
-                port=parts.port or (8443 if parts.scheme == "https" else 8123),
-                secure=parts.scheme == "https",
-                username=self.user,
-                password=self._password(),
-                database=self.database,
-                connect_timeout=self.connect_timeout,
-                send_receive_timeout=self.send_receive_timeout,
-                **options,
-            )
-        except Exception as exc:
-            detail = _scrub(str(exc), self._password())
-            raise SourceError(
-                f"cannot reach ClickHouse: {type(exc).__name__}: {detail}",
-                source=self.describe(),
-                fix=_server_fix(detail, self),
-            ) from None
-
-    # Convenience calls; each opens and closes a client. Inside an op that makes several
-    # calls, prefer one ``with resource.get_client() as client`` block.
-
-    def query_df(
-        self, sql: str, parameters: dict[str, Any] | Sequence[Any] | None = None
-    ) -> pd.DataFrame:
+    def query_df(self, sql: str, parameters: Parameters = None) -> pd.DataFrame:
         """Run a query and return the whole result as a DataFrame."""
-        with self.get_client() as client:
-            return client.query_df(sql, parameters=parameters)
+        return self.connection.query_df(sql, parameters)
 
-    def query_rows(
-        self, sql: str, parameters: dict[str, Any] | Sequence[Any] | None = None
-    ) -> list[tuple[Any, ...]]:
+    def query_rows(self, sql: str, parameters: Parameters = None) -> list[tuple[Any, ...]]:
         """Run a query and return its rows as tuples."""
-        with self.get_client() as client:
-            return [tuple(row) for row in client.query(sql, parameters=parameters).result_rows]
+        return self.connection.query_rows(sql, parameters)
 
     def command(self, sql: str, parameters: dict[str, Any] | None = None) -> Any:
         """Run a statement that returns no rows (DDL, ALTER, ...)."""
-        with self.get_client() as client:
-            return client.command(sql, parameters=parameters)
+        return self.connection.command(sql, parameters)
 
-    @contextmanager
     def arrow_batches(
         self,
         sql: str,
@@ -239,122 +127,17 @@ class ClickHouseResource(ConfigurableResource):
         batch_rows: int = 100_000,
         database: str | None = None,
         step: str | None = None,
-    ) -> Iterator[Iterator[pa.RecordBatch]]:
-        """Stream a query's result as Arrow record batches, block by block.
-
-        On a server this is clickhouse-connect's ``query_arrow_stream``. On the embedded engine
-        clickhouse-connect materializes Arrow results whole, so the query runs through chDB's
-        own Arrow stream instead, which keeps memory flat in the result size. ``batch_rows`` is
-        the block size asked for; the engine may return somewhat larger or smaller blocks.
-        """
-        if not self.is_embedded:
-            with self.get_client(step=step) as client:
-                if database:
-                    client.database = database
-                settings = {"max_block_size": batch_rows}
-                with client.query_arrow_stream(sql, parameters, settings=settings) as stream:
-                    yield iter(stream)
-            return
-        import chdb
-        from clickhouse_connect.driver.binding import bind_query
-
-        holder = dict(self._holder)
-        if step:
-            holder["step"] = step
-        check_single_statement(sql, source=self.describe())
-        final_sql, bound = bind_query(sql, parameters)
-        params = {k.removeprefix("param_"): v for k, v in bound.items()}
-        with embedded_directory_lock(self.embedded_path, timeout=self.lock_timeout, holder=holder):
-            self.embedded_path.mkdir(parents=True, exist_ok=True)
-            connection = chdb.connect(str(self.embedded_path))
-            try:
-                target_db = database or self.database
-                if target_db and target_db != "default":
-                    connection.query(f"USE {quote_identifier(target_db)}")
-                result = connection.send_query(str(final_sql), "Arrow", params=params)
-                try:
-                    yield iter(result.record_batch(rows_per_batch=batch_rows))
-                finally:
-                    result.close()
-            finally:
-                connection.close()
+    ) -> AbstractContextManager[Iterator[pa.RecordBatch]]:
+        """Stream a query's result as Arrow record batches (see the connection's method)."""
+        return self.connection.arrow_batches(
+            sql, parameters, batch_rows=batch_rows, database=database, step=step
+        )
 
     def insert_chunks(
-        self, table: str, chunks: Iterable[pd.DataFrame | pa.Table], database: str | None = None
+        self,
+        table: str,
+        chunks: Iterable[pd.DataFrame | pa.Table],
+        database: str | None = None,
     ) -> int:
         """Insert each chunk with one call; return the rows sent."""
-        rows = 0
-        with self.get_client() as client:
-            for chunk in chunks:
-                if isinstance(chunk, pa.Table):
-                    client.insert_arrow(table, chunk, database=database)
-                else:
-                    client.insert_df(table, chunk, database=database)
-                rows += len(chunk)
-        return rows
-
-
-def scalar(client: Client, sql: str, parameters: dict[str, Any] | None = None) -> int:
-    """Run a query returning one integer (``SELECT count() ...``)."""
-    rows = client.query(sql, parameters=parameters).result_rows
-    return int(rows[0][0]) if rows else 0
-
-
-def quote_identifier(name: str) -> str:
-    """Quote a ClickHouse identifier with backticks."""
-    return "`" + name.replace("\\", "\\\\").replace("`", "\\`") + "`"
-
-
-def qualified_name(table: str, database: str | None = None) -> str:
-    """``database.table`` with both parts quoted; ``table`` may already hold ``db.name``."""
-    if database is None and "." in table:
-        database, table = table.split(".", 1)
-    if database:
-        return f"{quote_identifier(database)}.{quote_identifier(table)}"
-    return quote_identifier(table)
-
-
-def _one_statement_per_call(client: Client) -> Client:
-    """Make ``client.command`` and ``client.query`` refuse text holding several statements.
-
-    The embedded engine runs every statement of one call; a value from configuration that
-    smuggled in ``; DROP TABLE ...`` would run too. Binding happens after the check, so bound
-    values may hold anything.
-    """
-    for name in ("command", "query"):
-        original = getattr(client, name)
-
-        def guarded(sql: str, *args: Any, _original: Any = original, **kwargs: Any) -> Any:
-            check_single_statement(sql, source="ClickHouse command")
-            return _original(sql, *args, **kwargs)
-
-        setattr(client, name, guarded)
-    return client
-
-
-def _server_fix(detail: str, resource: ClickHouseResource) -> str:
-    """The fix for a failed connection, from the server's or the network's message."""
-    text = detail.lower()
-    if "authentication failed" in text or "code: 516" in text or "code: 192" in text:
-        return (
-            f"check CLICKHOUSE_USER (now {resource.user!r}) and CLICKHOUSE_PASSWORD; the user "
-            "must exist on the server with that password"
-        )
-    if "unknown_database" in text or "code: 81" in text:
-        return (
-            f"create the database (CREATE DATABASE {resource.database}) or set "
-            "CLICKHOUSE_DATABASE to an existing one"
-        )
-    if "ssl" in text or "certificate" in text or "wrong version number" in text:
-        return (
-            "use https:// for the server's TLS port (usually 8443) and http:// for its plain "
-            "port (8123); for a private CA add ?ca_cert=/path/ca.pem to the URL"
-        )
-    return (
-        "make sure the server is up and CLICKHOUSE_URL names its host and HTTP port (a local "
-        "server: `./run.sh clickhouse start`, then use the URL it prints)"
-    )
-
-
-def _scrub(text: str, secret: str) -> str:
-    return text.replace(secret, "***") if secret else text
+        return self.connection.insert_chunks(table, chunks, database)

@@ -19,7 +19,8 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from dataproc_dagster.clickhouse.resource import ClickHouseResource, quote_identifier
+from dataproc_dagster.clickhouse.connection import ClickHouseConnection
+from dataproc_dagster.clickhouse.sql import quote_identifier
 from dataproc_dagster.core.errors import DataprocError
 
 PASSED = "passed"
@@ -103,7 +104,7 @@ def _first_line(exc: BaseException) -> str:
 # ClickHouse
 
 
-def check_clickhouse(clickhouse: ClickHouseResource) -> CheckResult:
+def check_clickhouse(clickhouse: ClickHouseConnection) -> CheckResult:
     """ClickHouse reachable: engine, server version, database and its table count."""
 
     def body() -> CheckResult:
@@ -140,14 +141,14 @@ def check_clickhouse(clickhouse: ClickHouseResource) -> CheckResult:
     return result
 
 
-def _safe_describe(clickhouse: ClickHouseResource) -> str:
+def _safe_describe(clickhouse: ClickHouseConnection) -> str:
     try:
         return clickhouse.describe()
     except DataprocError as exc:
         return exc.message
 
 
-def check_unfinished_loads(clickhouse: ClickHouseResource) -> CheckResult:
+def check_unfinished_loads(clickhouse: ClickHouseConnection) -> CheckResult:
     """Staging and shadow tables (with age and rows) and ledger entries of unfinished loads.
 
     A warning, not a failure: the target tables are consistent, and the next load of each table
@@ -267,13 +268,13 @@ def check_metabase(metabase: Any) -> CheckResult:
 # Migrations and tables
 
 
-def _manager(clickhouse: ClickHouseResource, folder: Path | None) -> Any:
+def _manager(clickhouse: ClickHouseConnection, folder: Path | None) -> Any:
     from dataproc_dagster.migrations.runner import ClickHouseMigrationManager
 
     return ClickHouseMigrationManager(clickhouse, folder=folder, log=lambda _message: None)
 
 
-def check_migrations(clickhouse: ClickHouseResource, folder: Path | None = None) -> CheckResult:
+def check_migrations(clickhouse: ClickHouseConnection, folder: Path | None = None) -> CheckResult:
     """Migrations up to date and unmodified: none pending, failed, edited or without its file."""
 
     def body() -> CheckResult:
@@ -323,7 +324,7 @@ def table_check_name(pipeline: str) -> str:
 
 
 def check_pipeline_tables(
-    clickhouse: ClickHouseResource,
+    clickhouse: ClickHouseConnection,
     pipelines: Iterable[Any],
     folder: Path | None = None,
 ) -> list[CheckResult]:
@@ -357,14 +358,14 @@ def check_pipeline_tables(
 
 
 def _expected_tables(
-    clickhouse: ClickHouseResource, folder: Path | None
+    clickhouse: ClickHouseConnection, folder: Path | None
 ) -> dict[str, dict[str, str] | None]:
     """Tables and typed columns the applied migrations create (``db.table`` -> columns)."""
     return _manager(clickhouse, folder).expected_schema()
 
 
 def _pipeline_tables(
-    clickhouse: ClickHouseResource, pipeline: Any, expected: dict[str, dict[str, str] | None]
+    clickhouse: ClickHouseConnection, pipeline: Any, expected: dict[str, dict[str, str] | None]
 ) -> CheckResult:
     from dataproc_dagster.migrations.schema import schema_differences
 
@@ -462,7 +463,7 @@ def _duplicate_keys(client: Any, database: str, table: str) -> int:
 
 def run_all_checks(
     *,
-    clickhouse: ClickHouseResource | None = None,
+    clickhouse: ClickHouseConnection | None = None,
     metabase: Any = None,
     pipelines: Sequence[Any] | None = None,
     migrations_folder: Path | None = None,
@@ -476,7 +477,7 @@ def run_all_checks(
         migrations_folder: Migrations folder (default: the project's).
     """
     from dataproc_dagster.core.settings import get_settings
-    from dataproc_dagster.defs.resources import build_resources
+    from dataproc_dagster.resources import build_resources
 
     resources = build_resources(get_settings()) if clickhouse is None or metabase is None else {}
     clickhouse = clickhouse or resources["clickhouse"]

@@ -166,7 +166,7 @@ def build_integrity_checks(
         description="ClickHouse, Metabase, migrations and every pipeline's target tables.",
     )
     def integrity_checks(context: AssetCheckExecutionContext) -> Iterator[AssetCheckResult]:
-        clickhouse = context.resources.clickhouse
+        clickhouse = context.resources.clickhouse.connection
         selected = context.selected_asset_check_keys
 
         def wanted(key: AssetKey, name: str) -> bool:

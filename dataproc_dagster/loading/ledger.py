@@ -26,7 +26,7 @@ from typing import Any
 
 from clickhouse_connect.driver.client import Client
 
-from dataproc_dagster.clickhouse.resource import qualified_name, quote_identifier, scalar
+from dataproc_dagster.clickhouse.sql import qualified_name, quote_identifier, scalar
 
 LEDGER_TABLE = "_dataproc_loads"
 STAGING, STAGED, PUBLISHING, PUBLISHED, ABANDONED = (

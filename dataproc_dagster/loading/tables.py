@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import pyarrow as pa
 from clickhouse_connect.driver.client import Client
 
-from dataproc_dagster.clickhouse.resource import qualified_name, quote_identifier, scalar
+from dataproc_dagster.clickhouse.sql import qualified_name, quote_identifier, scalar
 from dataproc_dagster.clickhouse.sql_safety import check_expression
 from dataproc_dagster.clickhouse.types import ColumnType, arrow_to_clickhouse
 

@@ -26,7 +26,7 @@ from typing import Any, Literal
 import pyarrow as pa
 from clickhouse_connect.driver.client import Client
 
-from dataproc_dagster.clickhouse.resource import qualified_name, quote_identifier
+from dataproc_dagster.clickhouse.sql import qualified_name, quote_identifier
 from dataproc_dagster.core.chunks import ChunkSet
 from dataproc_dagster.core.errors import ConfigError, DataprocError, LoadError, SchemaError
 from dataproc_dagster.loading.ledger import (

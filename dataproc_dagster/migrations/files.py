@@ -10,8 +10,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from dataproc_dagster.clickhouse.resource import quote_identifier
 from dataproc_dagster.clickhouse.splitter import SplitError, Statement, split_statements
+from dataproc_dagster.clickhouse.sql import quote_identifier
 from dataproc_dagster.migrations.errors import MigrationFileError
 
 FILE_NAME = re.compile(

@@ -18,8 +18,12 @@ from typing import Any
 
 from clickhouse_connect.driver.client import Client
 
-from dataproc_dagster.clickhouse.resource import ClickHouseResource
-from dataproc_dagster.core.settings import FrameworkSettings, check_env_file, get_settings
+from dataproc_dagster.clickhouse.connection import (
+    ClickHouseConnection,
+    HasConnection,
+    as_connection,
+)
+from dataproc_dagster.core.settings import check_env_file, get_settings
 from dataproc_dagster.migrations.config import MigrationSettings, default_migrations_dir
 from dataproc_dagster.migrations.errors import (
     MigrationFailedError,
@@ -51,8 +55,8 @@ class ClickHouseMigrationManager:
     """Runs the migration files of a folder against the ClickHouse of a resource.
 
     Args:
-        clickhouse: The ClickHouse resource (embedded chDB or a server); by default one built
-            from the framework settings (``CLICKHOUSE_URL``, ...).
+        clickhouse: A ClickHouse connection or resource (embedded chDB or a server); by
+            default one built from the framework settings (``CLICKHOUSE_URL``, ...).
         folder: The migrations folder (default: ``MIGRATIONS_DIR`` or top-level ``migrations/``).
         settings: Table name, cluster and lock timings (default: read from the environment).
         log: Where progress messages go (default: this module's logger).
@@ -61,14 +65,18 @@ class ClickHouseMigrationManager:
 
     def __init__(
         self,
-        clickhouse: ClickHouseResource | None = None,
+        clickhouse: ClickHouseConnection | HasConnection | None = None,
         *,
         folder: Path | str | None = None,
         settings: MigrationSettings | None = None,
         log: Callable[[str], None] | None = None,
         run_id: str = "",
     ) -> None:
-        self.clickhouse = clickhouse or resource_from_settings(get_settings())
+        self.clickhouse = (
+            as_connection(clickhouse)
+            if clickhouse is not None
+            else ClickHouseConnection.from_settings(get_settings(), with_password=True)
+        )
         if settings is None:
             check_env_file()
         self.settings = settings or MigrationSettings()
@@ -581,17 +589,6 @@ class ClickHouseMigrationManager:
                 sql = render(statement.sql, database=self.database, cluster=self.cluster)
                 plan.append({"migration": migration.label, "number": number, "sql": sql})
         return plan
-
-
-def resource_from_settings(settings: FrameworkSettings) -> ClickHouseResource:
-    """A ClickHouse resource for use outside Dagster (the password is read here, never logged)."""
-    return ClickHouseResource(
-        url=settings.clickhouse_url,
-        user=settings.clickhouse_user,
-        password=settings.clickhouse_password.get_secret_value(),
-        database=settings.clickhouse_database,
-        lock_timeout=settings.clickhouse_lock_timeout,
-    )
 
 
 def describe_dirty(row: dict[str, Any]) -> str:

@@ -20,7 +20,7 @@ from typing import Any
 
 from clickhouse_connect.driver.client import Client
 
-from dataproc_dagster.clickhouse.resource import qualified_name, quote_identifier
+from dataproc_dagster.clickhouse.sql import qualified_name, quote_identifier
 from dataproc_dagster.migrations.errors import MigrationLockError
 
 # Statuses of a migration row.

@@ -42,7 +42,7 @@ from dagster import (
 )
 from dagster._utils.schedules import cron_string_iterator
 
-from dataproc_dagster.clickhouse.resource import qualified_name, quote_identifier
+from dataproc_dagster.clickhouse.sql import qualified_name, quote_identifier
 from dataproc_dagster.pipeline.steps import CLICKHOUSE_POOL
 
 CHECK_ROWS = "rows_loaded"

@@ -1,4 +1,4 @@
-"""The pipeline registry: discovers pipeline modules under ``dataproc_dagster/defs/pipelines/``.
+"""The pipeline registry: discovers pipeline modules under ``dataproc_dagster/pipelines/``.
 
 A pipeline module defines one or more :class:`~dataproc_dagster.pipeline.factory.Pipeline`
 objects at module level (``pipeline = create_etl_pipeline(...)``). A module that fails to import,
@@ -22,7 +22,7 @@ from dagster import AssetSpec
 from dataproc_dagster.core.errors import ConfigError, DataprocError
 from dataproc_dagster.pipeline.factory import Pipeline
 
-PIPELINES_PACKAGE = "dataproc_dagster.defs.pipelines"
+PIPELINES_PACKAGE = "dataproc_dagster.pipelines"
 
 
 def pipelines_in(module: ModuleType) -> list[Pipeline]:

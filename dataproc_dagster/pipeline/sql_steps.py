@@ -22,7 +22,7 @@ from dagster import (
     op,
 )
 
-from dataproc_dagster.clickhouse.resource import qualified_name, quote_identifier
+from dataproc_dagster.clickhouse.sql import qualified_name, quote_identifier
 from dataproc_dagster.clickhouse.sql_safety import (
     check_expression,
     check_identifier,

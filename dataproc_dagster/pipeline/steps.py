@@ -30,7 +30,7 @@ from dagster import (
 )
 from dagster._core.storage.tags import REPOSITORY_LABEL_TAG
 
-from dataproc_dagster.clickhouse.resource import qualified_name, scalar
+from dataproc_dagster.clickhouse.sql import qualified_name, scalar
 from dataproc_dagster.core.chunks import ChunkSet, ChunkWriter
 from dataproc_dagster.core.errors import DataprocError, SchemaError
 from dataproc_dagster.core.settings import get_settings

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from dataproc_dagster.defs.definitions import build_definitions
+from dataproc_dagster.definitions import build_definitions
 from dataproc_dagster_tests.helpers.cli import dagster_executable, run_dagster
 
 

@@ -43,7 +43,7 @@ def test_dg_check_defs_passes(tmp_path: Path) -> None:
 
 
 def test_dg_list_defs_json_shows_the_code_location(tmp_path: Path) -> None:
-    from dataproc_dagster.defs.definitions import defs
+    from dataproc_dagster.definitions import defs
 
     code, out, err = _dg(["list", "defs", "--json"], tmp_path)
 

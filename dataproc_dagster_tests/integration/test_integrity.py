@@ -16,10 +16,10 @@ from typing import Any
 
 import pytest
 from dagster import AssetCheckSeverity, Definitions, ExecuteInProcessResult
+from dataproc_dagster.pipelines.penguins import pipeline as penguins
 
 from dataproc_dagster.clickhouse.resource import ClickHouseResource
 from dataproc_dagster.core.settings import get_settings
-from dataproc_dagster.defs.pipelines.penguins import pipeline as penguins
 from dataproc_dagster.integrity import checks as integrity
 from dataproc_dagster.integrity import job as integrity_job
 from dataproc_dagster.migrations.runner import ClickHouseMigrationManager

@@ -95,7 +95,7 @@ def careless_step(context: OpExecutionContext) -> None:
         "calling %s with Authorization: Bearer %s as analyst / password=%s", url, TOKEN, PASSWORD
     )
     context.log.info(f"token {TOKEN}, key {API_KEY}, password {PASSWORD}")
-    logging.getLogger("dataproc_dagster.defs.pipelines.careless.sub").error(
+    logging.getLogger("dataproc_dagster.pipelines.careless.sub").error(
         "retrying %s", f"https://user:{PASSWORD}@example.com/x?token={TOKEN}"
     )
 
@@ -232,7 +232,7 @@ def test_descriptive_names_are_not_secrets(monkeypatch: pytest.MonkeyPatch) -> N
 
 
 def test_definitions_configure_logging() -> None:
-    from dataproc_dagster.defs.definitions import build_definitions
+    from dataproc_dagster.definitions import build_definitions
 
     build_definitions()
     assert log_setup.is_configured()

@@ -211,7 +211,7 @@ def test_migrate_rollback_takes_count_from_run_config(
 def test_project_migrations_create_the_table_the_sample_pipeline_loads(
     clickhouse: ClickHouseResource, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from dataproc_dagster.defs.pipelines.penguins import pipeline as penguins
+    from dataproc_dagster.pipelines.penguins import pipeline as penguins
 
     monkeypatch.delenv("MIGRATIONS_DIR", raising=False)
     assert run(clickhouse, "migrate").success

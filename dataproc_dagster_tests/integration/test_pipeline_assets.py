@@ -34,7 +34,7 @@ STATS = AssetKey(["clickhouse", "default", "penguin_species_stats"])
 def asset_graph_snapshot() -> dict[str, Any]:
     """Keys, deps, groups, kinds, checks (blocking or not) and job membership of the code
     location, in a stable JSON-friendly shape."""
-    from dataproc_dagster.defs.definitions import defs
+    from dataproc_dagster.definitions import defs
 
     repo = defs.get_repository_def()
     graph = repo.asset_graph

@@ -19,7 +19,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 PROBE = """
 import json, sys
-from dataproc_dagster.defs.definitions import defs
+from dataproc_dagster.definitions import defs
 from dataproc_dagster.clickhouse.resource import ClickHouseResource
 job = defs.get_job_def("http_to_clickhouse")
 config = {"ops": {"http_to_clickhouse__extract": {"config": json.loads(sys.argv[1])}}}

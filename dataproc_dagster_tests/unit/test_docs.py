@@ -15,7 +15,7 @@ DOCS = {p.name: p.read_text() for p in sorted((REPO / "docs").glob("*.md"))}
 
 
 def test_every_schedule_named_in_the_docs_exists() -> None:
-    from dataproc_dagster.defs.definitions import defs
+    from dataproc_dagster.definitions import defs
 
     real = {s.name for s in defs.schedules or []}
     # The pages that name the code location's own schedules (extending.md builds examples).

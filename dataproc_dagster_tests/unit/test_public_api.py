@@ -75,7 +75,7 @@ def test_importing_the_package_stays_cheap() -> None:
     probe = (
         "import sys, dataproc_dagster; "
         "print(sorted(m for m in ('chdb', 'dataproc_dagster.migrations', "
-        "'dataproc_dagster.defs.definitions') if m in sys.modules))"
+        "'dataproc_dagster.definitions') if m in sys.modules))"
     )
     out = subprocess.run(
         [sys.executable, "-c", probe], capture_output=True, text=True, check=True, cwd=REPO

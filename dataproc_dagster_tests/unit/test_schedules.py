@@ -165,7 +165,7 @@ def test_tick_skips_while_a_run_of_the_job_is_active(
 
 
 def test_a_run_of_another_job_does_not_skip(berlin: Pipeline, instance: DagsterInstance) -> None:
-    from dataproc_dagster.defs.definitions import defs
+    from dataproc_dagster.definitions import defs
 
     other = instance.create_run_for_job(defs.resolve_job_def("penguins"))
     report(instance, other, DagsterEventType.RUN_START)

@@ -191,7 +191,7 @@ class HttpExtractor:
                 fix="use the extractor in a pipeline with a ClickHouse loader, or set "
                 "Incremental(table='db.table')",
             )
-        return read_lower_bound(ctx.clickhouse, target, incremental, step=ctx.step)
+        return read_lower_bound(ctx.clickhouse.connection, target, incremental, step=ctx.step)
 
 
 def _load_table_from_run_config(ctx: StepContext) -> str | None:

@@ -11,11 +11,8 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
 
-from dataproc_dagster.clickhouse.resource import (
-    ClickHouseResource,
-    qualified_name,
-    quote_identifier,
-)
+from dataproc_dagster.clickhouse.connection import ClickHouseConnection
+from dataproc_dagster.clickhouse.sql import qualified_name, quote_identifier
 from dataproc_dagster.clickhouse.sql_safety import check_identifier
 from dataproc_dagster.core.errors import ConfigError
 from dataproc_dagster.pipeline.contracts import TargetTable
@@ -106,7 +103,7 @@ class LowerBound:
 
 
 def read_lower_bound(
-    clickhouse: ClickHouseResource,
+    clickhouse: ClickHouseConnection,
     target: TargetTable | str,
     incremental: Incremental,
     *,
