@@ -32,7 +32,7 @@ Usage: ./run.sh COMMAND [ARGS]
   migrate_status            show migration status
   migrate_rollback N        roll back the last N migrations
   bench                     benchmarks (print figures; not pass/fail)
-  lint                      ruff + mypy (test runs them first too)
+  lint                      ruff, mypy and the import contract (test runs them first too)
 USAGE
 }
 
@@ -125,10 +125,11 @@ case "$cmd" in
        { [ "$target" = "dataproc_dagster_tests" ] || [ "$target" = "dataproc_dagster_tests/e2e" ]; }; then
       "$ROOT/dataproc_dagster_tests/e2e/ensure_browser.sh" || echo "run.sh: no browser; UI screenshot tests will say why they skip" >&2
     fi
-    echo "==> ruff check, ruff format --check, mypy"
+    echo "==> ruff check, ruff format --check, mypy, import contract"
     ruff check dataproc_dagster dataproc_dagster_tests
     ruff format --check dataproc_dagster dataproc_dagster_tests
     mypy dataproc_dagster
+    lint-imports --no-cache
     set +e
     python -m pytest "$target" "$@" --strict-markers \
       --json-report --json-report-file=reports/test-report.json \
@@ -194,7 +195,7 @@ case "$cmd" in
     ;;
   check)
     ensure_venv
-    exec python -m dataproc_dagster.integrity.checks "$@"
+    exec python -m dataproc_dagster.cli.integrity "$@"
     ;;
   migrate)
     ensure_venv
@@ -223,6 +224,7 @@ case "$cmd" in
     ruff check dataproc_dagster dataproc_dagster_tests
     ruff format --check dataproc_dagster dataproc_dagster_tests
     mypy dataproc_dagster
+    lint-imports --no-cache
     ;;
   help|-h|--help) usage ;;
   *) usage; exit 2 ;;

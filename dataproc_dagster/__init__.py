@@ -8,6 +8,7 @@ Everything a pipeline author writes imports from here::
     )
 """
 
+import importlib
 from typing import TYPE_CHECKING
 
 from dataproc_dagster.clickhouse.resource import ClickHouseResource
@@ -99,8 +100,6 @@ def __getattr__(name: str) -> object:
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'dataproc_dagster' has no attribute {name!r}")
-    import importlib
-
     return getattr(importlib.import_module(module), name)
 
 

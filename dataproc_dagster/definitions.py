@@ -19,7 +19,7 @@ from dataproc_dagster.migrations import job as migrations_job
 from dataproc_dagster.observability.logging import configure_logging
 from dataproc_dagster.pipeline.factory import Pipeline
 from dataproc_dagster.pipeline.registry import discover_pipelines
-from dataproc_dagster.resources import build_resources
+from dataproc_dagster.resources import build_resources, register_resource_secrets
 from dataproc_dagster.sources.http import job as http_job
 from dataproc_dagster.sources.metabase import job as metabase_job
 
@@ -66,7 +66,8 @@ def build_definitions() -> Definitions:
     settings = get_settings()
     resources = build_resources(settings)
     # LOG_LEVEL and secret masking, in every process that loads the code location.
-    configure_logging(settings, resources)
+    register_resource_secrets(resources)
+    configure_logging(settings)
     pipelines = discover_pipelines()
     extra = _collect_job_modules()
     assets, checks = pipeline_assets(pipelines)

@@ -44,6 +44,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # copied .env over them (here and in every process Dagster starts).
     os.environ.update(shell_copies(os.environ, env_file_values()))
 
+    # Dagster is imported only now, after the environment above is in place.
     from dagster import DagsterInvalidConfigError
     from dagster._cli import ENV_PREFIX, cli
 

@@ -15,6 +15,9 @@ import os
 import sys
 from pathlib import Path
 
+import dagster
+from dagster import DagsterInstance
+
 from dataproc_dagster.core.errors import ConfigError
 
 MARKER = ".dataproc-storage-ready"
@@ -30,9 +33,6 @@ def prepare_instance(home: Path | str | None = None) -> bool:
     Raises:
         ConfigError: When ``DAGSTER_HOME`` is not set or is not a folder.
     """
-    import dagster
-    from dagster import DagsterInstance
-
     folder = Path(home or os.environ.get("DAGSTER_HOME") or "")
     if not str(folder) or (folder.exists() and not folder.is_dir()):
         raise ConfigError(

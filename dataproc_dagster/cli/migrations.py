@@ -92,6 +92,7 @@ def _report_to_dagster(manager: ClickHouseMigrationManager, result: dict[str, An
     if not os.environ.get("DAGSTER_HOME"):
         return
     try:
+        # Only with DAGSTER_HOME set: the command stays quick (and Dagster-free) without it.
         from dagster import DagsterInstance
 
         from dataproc_dagster.migrations.job import report_schema_runless

@@ -13,9 +13,9 @@ import pandas as pd
 
 from dataproc_dagster.clickhouse.connection import ClickHouseConnection
 from dataproc_dagster.clickhouse.sql import qualified_name, scalar
+from dataproc_dagster.clickhouse.tables import split_table
 from dataproc_dagster.core.errors import DataprocError
 from dataproc_dagster.core.settings import get_settings
-from dataproc_dagster.loading.loader import split_table
 from dataproc_dagster.pipeline.sql_steps import READ_MERGED
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from dataproc_dagster.clickhouse.splitter import SplitError, split_statements
 from dataproc_dagster.core.errors import ConfigError
 
 MAX_IDENTIFIER_CHARS = 200
@@ -149,8 +150,6 @@ def check_single_statement(sql: str, *, source: str | None = None) -> str:
     Raises:
         ConfigError: When it holds several statements or an unterminated quote.
     """
-    from dataproc_dagster.clickhouse.splitter import SplitError, split_statements
-
     try:
         count = len(split_statements(sql))
     except SplitError as exc:

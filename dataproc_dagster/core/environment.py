@@ -16,6 +16,10 @@ import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
+from dotenv import dotenv_values
+
+from dataproc_dagster.core.settings import get_settings
+
 ENV_FILE = ".env"
 SHELL_PREFIX = "DATAPROC_SHELL__"
 _INITIAL_ENVIRONMENT = Path("/proc/self/environ")
@@ -26,8 +30,6 @@ def env_file_values(env_file: str | os.PathLike[str] = ENV_FILE) -> dict[str, st
     path = Path(env_file)
     if not path.is_file():
         return {}
-    from dotenv import dotenv_values
-
     return {name: value for name, value in dotenv_values(path).items() if value is not None}
 
 
@@ -73,7 +75,5 @@ def restore_process_environment(env_file: str | os.PathLike[str] = ENV_FILE) -> 
             os.environ[name] = value
             restored.append(name)
     if restored:
-        from dataproc_dagster.core.settings import get_settings
-
         get_settings.cache_clear()
     return sorted(restored)

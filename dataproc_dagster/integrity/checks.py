@@ -1,17 +1,14 @@
-"""Integrity checks: the original ``run.sh check`` and deploy-time checks, as a library and CLI.
+"""Integrity checks: the ``./run.sh check`` and deploy-time checks, as a library.
 
 Each check returns a :class:`CheckResult` (passed, failed, warning or skipped, with metadata
 for the Dagster UI). The job ``integrity_check`` (``dataproc_dagster/integrity/job.py``) runs
-them as asset checks; ``python -m dataproc_dagster.integrity.checks`` (``./run.sh check``)
+them as asset checks; ``python -m dataproc_dagster.cli.integrity`` (``./run.sh check``)
 prints them and exits 1 when one fails. Checks open one connection at a time and close it,
 so they work on the embedded engine, and never print a secret.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
-import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -19,9 +16,16 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from dataproc_dagster.clickhouse.connection import ClickHouseConnection
+from dataproc_dagster.clickhouse.connection import (
+    ClickHouseConnection,
+    HasConnection,
+    as_connection,
+)
 from dataproc_dagster.clickhouse.sql import quote_identifier
 from dataproc_dagster.core.errors import DataprocError
+from dataproc_dagster.loading.ledger import LEDGER_TABLE, unfinished, work_tables
+from dataproc_dagster.migrations.runner import ClickHouseMigrationManager
+from dataproc_dagster.migrations.schema import schema_differences
 
 PASSED = "passed"
 FAILED = "failed"
@@ -154,7 +158,6 @@ def check_unfinished_loads(clickhouse: ClickHouseConnection) -> CheckResult:
     A warning, not a failure: the target tables are consistent, and the next load of each table
     settles what a dead load left (docs/loading.md).
     """
-    from dataproc_dagster.loading.ledger import LEDGER_TABLE, unfinished, work_tables
 
     def body() -> CheckResult:
         tables: list[str] = []
@@ -269,8 +272,6 @@ def check_metabase(metabase: Any) -> CheckResult:
 
 
 def _manager(clickhouse: ClickHouseConnection, folder: Path | None) -> Any:
-    from dataproc_dagster.migrations.runner import ClickHouseMigrationManager
-
     return ClickHouseMigrationManager(clickhouse, folder=folder, log=lambda _message: None)
 
 
@@ -367,8 +368,6 @@ def _expected_tables(
 def _pipeline_tables(
     clickhouse: ClickHouseConnection, pipeline: Any, expected: dict[str, dict[str, str] | None]
 ) -> CheckResult:
-    from dataproc_dagster.migrations.schema import schema_differences
-
     name = table_check_name(pipeline.name)
     default_db = clickhouse.database or "default"
     tables = [t if "." in t else f"{default_db}.{t}" for t in pipeline.targets]
@@ -463,37 +462,27 @@ def _duplicate_keys(client: Any, database: str, table: str) -> int:
 
 def run_all_checks(
     *,
-    clickhouse: ClickHouseConnection | None = None,
-    metabase: Any = None,
-    pipelines: Sequence[Any] | None = None,
+    clickhouse: ClickHouseConnection | HasConnection,
+    metabase: Any,
+    pipelines: Sequence[Any],
     migrations_folder: Path | None = None,
 ) -> list[CheckResult]:
-    """Run every check, in order, with the code location's resources by default.
+    """Run every check, in order.
 
     Args:
-        clickhouse: ClickHouse resource (default: from the settings).
-        metabase: Metabase resource (default: from the settings).
-        pipelines: Pipelines whose tables to check (default: every discovered pipeline).
+        clickhouse: The ClickHouse connection (or resource).
+        metabase: The Metabase resource.
+        pipelines: Pipelines whose tables to check.
         migrations_folder: Migrations folder (default: the project's).
     """
-    from dataproc_dagster.core.settings import get_settings
-    from dataproc_dagster.resources import build_resources
-
-    resources = build_resources(get_settings()) if clickhouse is None or metabase is None else {}
-    clickhouse = clickhouse or resources["clickhouse"]
-    if metabase is None:
-        metabase = resources.get("metabase")
-    if pipelines is None:
-        from dataproc_dagster.pipeline.registry import discover_pipelines
-
-        pipelines = discover_pipelines()
+    connection = as_connection(clickhouse)
     results = [
-        check_clickhouse(clickhouse),
+        check_clickhouse(connection),
         check_metabase(metabase),
-        check_migrations(clickhouse, migrations_folder),
-        check_unfinished_loads(clickhouse),
+        check_migrations(connection, migrations_folder),
+        check_unfinished_loads(connection),
     ]
-    results += check_pipeline_tables(clickhouse, pipelines, migrations_folder)
+    results += check_pipeline_tables(connection, pipelines, migrations_folder)
     return results
 
 
@@ -506,31 +495,3 @@ def format_report(results: Sequence[CheckResult]) -> str:
         f"{counts[WARNING]} warning(s), {counts[SKIPPED]} skipped"
     )
     return "\n".join(lines)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m dataproc_dagster.integrity.checks [--json]``: print the checks.
-
-    Returns 1 when one fails.
-    """
-    parser = argparse.ArgumentParser(
-        prog="python -m dataproc_dagster.integrity.checks",
-        description="Integrity checks: ClickHouse, Metabase, migrations, unfinished loads, "
-        "pipeline tables.",
-    )
-    parser.add_argument("--json", action="store_true", help="print the results as JSON")
-    args = parser.parse_args(argv)
-    try:
-        results = run_all_checks()
-    except DataprocError as exc:  # settings or pipelines that do not load
-        print(f"integrity check could not start: {exc}", file=sys.stderr)
-        return 1
-    if args.json:
-        print(json.dumps([r.as_dict() for r in results], indent=2, default=str))
-    else:
-        print(format_report(results))
-    return 1 if any(r.failed for r in results) else 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -8,10 +8,11 @@ from typing import Any
 import pandas as pd
 from dagster import In, OpDefinition, OpExecutionContext, Out, Output, RetryPolicy, op
 
+from dataproc_dagster.clickhouse.tables import TargetTable
 from dataproc_dagster.core.chunks import ChunkSet
 from dataproc_dagster.core.errors import ConfigError
 from dataproc_dagster.observability.metrics import measure_step
-from dataproc_dagster.pipeline.contracts import StepContext, TargetTable
+from dataproc_dagster.pipeline.contracts import StepContext
 from dataproc_dagster.pipeline.steps import ChunkSetType, pipeline_errors
 
 LoadFunction = Callable[..., Any]

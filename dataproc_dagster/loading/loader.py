@@ -25,14 +25,14 @@ from dataproc_dagster.clickhouse.sql_safety import (
     check_expression_with_engine,
     check_identifier,
 )
+from dataproc_dagster.clickhouse.tables import TargetTable, describe_table, split_table
 from dataproc_dagster.core.chunks import ChunkSet
 from dataproc_dagster.core.errors import ConfigError
+from dataproc_dagster.core.settings import get_settings
 from dataproc_dagster.loading.schema_check import DRIFT_POLICIES
-from dataproc_dagster.loading.tables import describe_table
 from dataproc_dagster.loading.writer import WRITE_MODES, LoadSpec, load_chunkset
 from dataproc_dagster.observability.metrics import measure_step
 from dataproc_dagster.pipeline.config_types import choice
-from dataproc_dagster.pipeline.contracts import TargetTable
 from dataproc_dagster.pipeline.steps import (
     CLICKHOUSE_POOL,
     ChunkSetType,
@@ -133,14 +133,6 @@ def check_spec_sql(spec: LoadSpec, *, prefix: str = "") -> None:
         check_expression(spec.partition_by, option=f"{prefix}partition_by", source=where)
 
 
-def split_table(name: str, default_database: str) -> tuple[str, str]:
-    """``db.table`` -> (db, table); a bare name takes ``default_database``."""
-    if "." in name:
-        database, table = name.split(".", 1)
-        return database, table
-    return default_database, name
-
-
 def create_clickhouse_loader(
     table: str | None = None,
     *,
@@ -191,8 +183,6 @@ def create_clickhouse_loader(
             keep_chunks=keep_chunks,
             on_chunk=on_chunk,
         )
-    from dataproc_dagster.core.settings import get_settings
-
     default_db = database or get_settings().clickhouse_database
     db, name = split_table(table, default_db) if database is None else (database, table)
     spec = LoadSpec(

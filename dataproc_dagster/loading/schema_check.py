@@ -16,6 +16,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from dataproc_dagster.clickhouse.tables import TableInfo
 from dataproc_dagster.clickhouse.types import (
     COMPATIBLE,
     ColumnType,
@@ -24,7 +25,6 @@ from dataproc_dagster.clickhouse.types import (
 )
 from dataproc_dagster.core.chunks import read_chunk
 from dataproc_dagster.core.errors import SchemaError
-from dataproc_dagster.loading.tables import TableInfo
 
 DriftPolicy = Literal["evolve", "freeze", "discard"]
 DRIFT_POLICIES: tuple[str, ...] = ("evolve", "freeze", "discard")

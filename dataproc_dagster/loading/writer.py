@@ -27,6 +27,13 @@ import pyarrow as pa
 from clickhouse_connect.driver.client import Client
 
 from dataproc_dagster.clickhouse.sql import qualified_name, quote_identifier
+from dataproc_dagster.clickhouse.tables import (
+    TableInfo,
+    active_partitions,
+    create_table_sql,
+    describe_table,
+    drop_table,
+)
 from dataproc_dagster.core.chunks import ChunkSet
 from dataproc_dagster.core.errors import ConfigError, DataprocError, LoadError, SchemaError
 from dataproc_dagster.loading.ledger import (
@@ -57,13 +64,6 @@ from dataproc_dagster.loading.schema_check import (
     check_chunk,
     check_file,
     plan_drift,
-)
-from dataproc_dagster.loading.tables import (
-    TableInfo,
-    active_partitions,
-    create_table_sql,
-    describe_table,
-    drop_table,
 )
 
 WriteMode = Literal["append", "replace", "replace_partitions", "upsert"]

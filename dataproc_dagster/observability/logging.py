@@ -24,7 +24,7 @@ import os
 import re
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -130,25 +130,6 @@ def secret_values_of(value: str) -> list[str]:
     return [value] if len(value) >= MIN_SECRET_LENGTH else []
 
 
-def register_resource_secrets(resources: Mapping[str, Any]) -> None:
-    """Register the secret fields (``password``, ``api_key``, ``secret``, ...) of resources.
-
-    A field given as ``EnvVar("NAME")`` registers the variable's current value, not its name.
-    """
-    from dagster import EnvVar
-
-    for resource in resources.values():
-        fields = getattr(type(resource), "model_fields", {})
-        for field_name in fields:
-            if field_name != "secret" and not is_secret_key(field_name):
-                continue
-            value = getattr(resource, field_name, None)
-            if isinstance(value, EnvVar):
-                register_secret(os.environ.get(str(value)))
-            elif isinstance(value, str):
-                register_secret(value)
-
-
 def known_secrets() -> list[str]:
     """Secret values to mask: registered ones and the values of secret-named variables.
 
@@ -226,9 +207,7 @@ def is_configured() -> bool:
     return _installed
 
 
-def configure_logging(
-    settings: FrameworkSettings | None = None, resources: Mapping[str, Any] | None = None
-) -> None:
+def configure_logging(settings: FrameworkSettings | None = None) -> None:
     """Apply ``LOG_LEVEL`` to the framework loggers and install secret masking (idempotent).
 
     Called when the code location's definitions load, so it holds in the webserver, the daemon,
@@ -236,7 +215,6 @@ def configure_logging(
 
     Args:
         settings: Framework settings (default: the process-wide ones).
-        resources: The code location's resources, whose secret fields are registered.
     """
     settings = settings or get_settings()
     # Settings may come from .env, which is not in os.environ.
@@ -246,8 +224,6 @@ def configure_logging(
         settings.metabase_password,
     ):
         register_secret(secret.get_secret_value())
-    if resources:
-        register_resource_secrets(resources)
     get_logger().setLevel(settings.log_level_number)
     _install_record_masking()
 

@@ -43,6 +43,8 @@ from dagster import (
 from dagster._utils.schedules import cron_string_iterator
 
 from dataproc_dagster.clickhouse.sql import qualified_name, quote_identifier
+from dataproc_dagster.migrations.runner import ClickHouseMigrationManager
+from dataproc_dagster.migrations.schema import schema_differences
 from dataproc_dagster.pipeline.steps import CLICKHOUSE_POOL
 
 CHECK_ROWS = "rows_loaded"
@@ -250,8 +252,6 @@ def evaluate_table_checks(
 
 def _migration_columns(clickhouse: Any, qualified: str) -> tuple[bool, dict[str, str] | None]:
     """(managed by migrations, their columns) for a table; unmanaged when they cannot be read."""
-    from dataproc_dagster.migrations.runner import ClickHouseMigrationManager
-
     try:
         expected = ClickHouseMigrationManager(clickhouse).expected_schema()
     except Exception:  # no migrations folder or state table: the pipeline's columns decide
@@ -286,8 +286,6 @@ def _columns_result(
     expected: tuple[bool, dict[str, str] | None],
     facts: dict[str, Any],
 ) -> AssetCheckResult:
-    from dataproc_dagster.migrations.schema import schema_differences
-
     qualified = f"{table.database}.{table.table}"
     managed, migration_columns = expected
     metadata: dict[str, Any] = {

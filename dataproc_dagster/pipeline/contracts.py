@@ -12,20 +12,8 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 from dataproc_dagster.clickhouse.resource import ClickHouseResource
+from dataproc_dagster.clickhouse.tables import TargetTable
 from dataproc_dagster.core.chunks import Chunk
-
-
-@dataclass(frozen=True)
-class TargetTable:
-    """The table a pipeline loads into."""
-
-    database: str
-    table: str
-
-    @property
-    def qualified(self) -> str:
-        """``database.table``."""
-        return f"{self.database}.{self.table}"
 
 
 @dataclass

@@ -36,6 +36,7 @@ from dagster._core.execution.build_resources import wrap_resources_for_execution
 from dagster._utils.schedules import is_valid_cron_string
 
 from dataproc_dagster.core.errors import ConfigError
+from dataproc_dagster.core.settings import get_settings
 from dataproc_dagster.pipeline.assets import (
     SOURCE_KINDS,
     TableAsset,
@@ -293,8 +294,6 @@ def _asset_pipeline(
     group_name: str,
     allow_empty_loads: bool,
 ) -> Pipeline:
-    from dataproc_dagster.core.settings import get_settings
-
     default_db = get_settings().clickhouse_database
     text = description or _describe(extractor, wrapped, loader, sql_steps)
     asset_tags = {"dataproc/pipeline": name}

@@ -28,9 +28,8 @@ from dataproc_dagster.clickhouse.sql_safety import (
     check_identifier,
     check_single_statement,
 )
+from dataproc_dagster.clickhouse.tables import count_rows, describe_table, drop_table, split_table
 from dataproc_dagster.core.errors import LoadError
-from dataproc_dagster.loading.loader import split_table
-from dataproc_dagster.loading.tables import count_rows, describe_table, drop_table
 from dataproc_dagster.observability.metrics import measure_step
 from dataproc_dagster.pipeline.steps import (
     CLICKHOUSE_POOL,

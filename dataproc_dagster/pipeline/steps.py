@@ -31,12 +31,13 @@ from dagster import (
 from dagster._core.storage.tags import REPOSITORY_LABEL_TAG
 
 from dataproc_dagster.clickhouse.sql import qualified_name, scalar
+from dataproc_dagster.clickhouse.tables import TargetTable
 from dataproc_dagster.core.chunks import ChunkSet, ChunkWriter
 from dataproc_dagster.core.errors import DataprocError, SchemaError
 from dataproc_dagster.core.settings import get_settings
 from dataproc_dagster.observability.logging import mask_secrets
 from dataproc_dagster.observability.metrics import StepMetrics, measure_step
-from dataproc_dagster.pipeline.contracts import Extractor, StepContext, TargetTable
+from dataproc_dagster.pipeline.contracts import Extractor, StepContext
 
 CLICKHOUSE_POOL = "clickhouse"
 # The code location's name in workspace.yaml and for `dagster dev -m dataproc_dagster`.

@@ -10,7 +10,8 @@ import pyarrow as pa
 import pytest
 from dagster import build_op_context
 
-from dataproc_dagster.pipeline.contracts import StepContext, TargetTable
+from dataproc_dagster.clickhouse.tables import TargetTable
+from dataproc_dagster.pipeline.contracts import StepContext
 from dataproc_dagster.sources.http.extractor import HttpExtractor
 from dataproc_dagster_tests.servers.http_api import ApiState, RunningApi, serve_api
 

@@ -1,5 +1,5 @@
 """Integrity checks against the real embedded ClickHouse and a stand-in Metabase: the library,
-the ``python -m dataproc_dagster.integrity.checks`` CLI (``./run.sh check``) and the Dagster
+the ``python -m dataproc_dagster.cli.integrity`` CLI (``./run.sh check``) and the Dagster
 job."""
 
 from __future__ import annotations
@@ -16,13 +16,13 @@ from typing import Any
 
 import pytest
 from dagster import AssetCheckSeverity, Definitions, ExecuteInProcessResult
-from dataproc_dagster.pipelines.penguins import pipeline as penguins
 
 from dataproc_dagster.clickhouse.resource import ClickHouseResource
 from dataproc_dagster.core.settings import get_settings
 from dataproc_dagster.integrity import checks as integrity
 from dataproc_dagster.integrity import job as integrity_job
 from dataproc_dagster.migrations.runner import ClickHouseMigrationManager
+from dataproc_dagster.pipelines.penguins import pipeline as penguins
 from dataproc_dagster.sources.metabase.resource import MetabaseResource
 from dataproc_dagster_tests.servers.metabase_standin import MetabaseStandin
 
@@ -50,7 +50,7 @@ def by_name(results: list[integrity.CheckResult]) -> dict[str, integrity.CheckRe
 def run_cli(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
     # cwd outside the repository so that no developer's .env leaks into the test
     return subprocess.run(
-        [sys.executable, "-m", "dataproc_dagster.integrity.checks", *args],
+        [sys.executable, "-m", "dataproc_dagster.cli.integrity", *args],
         cwd=cwd,
         env=dict(os.environ),
         capture_output=True,

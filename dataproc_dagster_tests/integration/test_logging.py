@@ -23,6 +23,7 @@ from dagster._serdes import serialize_value
 from dataproc_dagster.core.settings import get_settings, load_settings
 from dataproc_dagster.integrity import checks as integrity
 from dataproc_dagster.observability import logging as log_setup
+from dataproc_dagster.resources import register_resource_secrets
 from dataproc_dagster.sources.http.resource import HttpResource
 from dataproc_dagster.sources.metabase.resource import MetabaseResource
 from dataproc_dagster_tests.servers.http_api import ApiState, serve_api
@@ -222,7 +223,7 @@ def test_descriptive_names_are_not_secrets(monkeypatch: pytest.MonkeyPatch) -> N
         base_url="http://x", auth_kind="api_key", api_key_name="X-Api-Key",
         api_key_location="header", secret="real-key-123456",
     )  # fmt: skip
-    log_setup.register_resource_secrets({"api": resource})
+    register_resource_secrets({"api": resource})
     monkeypatch.setenv("SHOP_API_KEY_HEADER", "X-Shop-Key")
     monkeypatch.setenv("SHOP_TOKEN_URL", "https://auth.example/oauth")
     text = "sent header X-Api-Key and X-Shop-Key to https://auth.example/oauth with real-key-123456"

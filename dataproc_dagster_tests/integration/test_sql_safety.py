@@ -12,8 +12,8 @@ from dagster import ExecuteInProcessResult
 from dataproc_dagster import create_clickhouse_loader
 from dataproc_dagster.clickhouse.resource import ClickHouseResource
 from dataproc_dagster.clickhouse.sql_safety import check_expression, check_identifier
+from dataproc_dagster.clickhouse.tables import create_table_sql
 from dataproc_dagster.core.errors import ConfigError
-from dataproc_dagster.loading.tables import create_table_sql
 from dataproc_dagster.sources.http.job import PIPELINE as HTTP_PIPELINE
 from dataproc_dagster.sources.metabase.job import METABASE_TO_CLICKHOUSE
 from dataproc_dagster.sources.metabase.resource import MetabaseResource

@@ -20,6 +20,7 @@ import httpx
 
 from dataproc_dagster.core.errors import SourceError
 from dataproc_dagster.core.redaction import mask_url, scrub
+from dataproc_dagster.observability.logging import async_http_debug_hooks, http_debug_hooks
 from dataproc_dagster.sources.http.auth import NO_AUTH, HttpAuth
 from dataproc_dagster.sources.http.retry import HttpRetryPolicy, parse_retry_after
 
@@ -90,10 +91,6 @@ class HttpSource:
 
     def client(self, *, connections: int = 1) -> httpx.Client:
         """A sync client for these settings (close it, or use ``with``)."""
-        from dataproc_dagster.observability.logging import (
-            http_debug_hooks,  # LOG_LEVEL=DEBUG request lines
-        )
-
         return httpx.Client(
             event_hooks=http_debug_hooks(self.mask),
             timeout=self.timeout,
@@ -103,10 +100,6 @@ class HttpSource:
 
     def async_client(self, *, connections: int) -> httpx.AsyncClient:
         """An async client allowing ``connections`` parallel connections."""
-        from dataproc_dagster.observability.logging import (
-            async_http_debug_hooks,  # LOG_LEVEL=DEBUG lines
-        )
-
         return httpx.AsyncClient(
             event_hooks=async_http_debug_hooks(self.mask),
             timeout=self.timeout,

@@ -16,6 +16,7 @@ from dataproc_dagster.sources.http.auth import AUTH_KINDS, HttpAuth
 from dataproc_dagster.sources.http.incremental import Incremental
 from dataproc_dagster.sources.http.pagination import PAGINATION_STYLES, Paginator
 from dataproc_dagster.sources.http.retry import HttpRetryPolicy, check_statuses
+from dataproc_dagster.sources.http.spec import HttpSourceSpec
 
 AUTH_SCHEMA = Shape(
     {
@@ -152,14 +153,12 @@ HTTP_EXTRACT_CONFIG_SCHEMA: dict[str, Field] = {
 }
 
 
-def spec_from_config(config: Mapping[str, Any]) -> Any:
+def spec_from_config(config: Mapping[str, Any]) -> HttpSourceSpec:
     """An ``HttpSourceSpec`` from the op config of a generic HTTP extract step.
 
     Raises:
         ConfigError: For invalid values, naming the option and the accepted form.
     """
-    from dataproc_dagster.sources.http.extractor import HttpSourceSpec
-
     auth_cfg = dict(config.get("auth") or {})
     auth = HttpAuth(
         kind=auth_cfg.get("kind", "none"),

@@ -8,88 +8,23 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import Any
 
 import pyarrow as pa
 
-from dataproc_dagster.core.config_checks import check_http_url, check_timeout
 from dataproc_dagster.core.errors import ConfigError, DataprocError
 from dataproc_dagster.core.redaction import is_secret_name
 from dataproc_dagster.pipeline.contracts import StepContext
 from dataproc_dagster.sources.http.auth import NO_AUTH, HttpAuth
 from dataproc_dagster.sources.http.client import HttpSource
+from dataproc_dagster.sources.http.config import HTTP_EXTRACT_CONFIG_SCHEMA, spec_from_config
 from dataproc_dagster.sources.http.fetching import iter_pages
 from dataproc_dagster.sources.http.incremental import Incremental, LowerBound, read_lower_bound
 from dataproc_dagster.sources.http.pagination import PageWalker, Paginator, single
 from dataproc_dagster.sources.http.records import RecordConverter
 from dataproc_dagster.sources.http.retry import HttpRetryPolicy
-
-
-@dataclass(frozen=True)
-class HttpSourceSpec:
-    """Every option of one HTTP endpoint; see :func:`create_http_extractor`."""
-
-    url: str
-    headers: Mapping[str, str] = field(default_factory=dict)
-    timeout: float | None = None
-    auth: HttpAuth = NO_AUTH
-    paginator: Paginator = field(default_factory=single)
-    records_path: str | None = None
-    params: Mapping[str, Any] = field(default_factory=dict)
-    incremental: Incremental | None = None
-    concurrency: int = 4
-    max_depth: int = 3
-    list_mode: str = "auto"
-    retry: HttpRetryPolicy | None = None
-    resource_key: str | None = None
-
-    def __post_init__(self) -> None:
-        if not self.url:
-            raise ConfigError(
-                "the HTTP extractor needs a url",
-                source="HTTP extractor",
-                fix="pass url='https://api.example.com/items'",
-            )
-        if self.concurrency < 1:
-            raise ConfigError(
-                f"concurrency must be at least 1, got {self.concurrency}",
-                source="HTTP extractor",
-                fix="set concurrency=1 for sequential paging, or a small number such as 4",
-            )
-        if self.list_mode not in ("auto", "json"):
-            raise ConfigError(
-                f"list_mode must be 'auto' or 'json', got {self.list_mode!r}",
-                source="HTTP extractor",
-                fix="use list_mode='auto' (Array columns when possible) or 'json'",
-            )
-        if self.max_depth < 0:
-            raise ConfigError(
-                "max_depth must not be negative",
-                source="HTTP extractor",
-                fix="set max_depth=0 to keep nested objects as JSON text",
-            )
-        if self.timeout is not None:
-            check_timeout(self.timeout, option="HTTP extractor timeout")
-        if "://" in self.url:
-            check_http_url(
-                self.url,
-                option="HTTP extractor url",
-                example="https://api.example.com/items",
-                credentials_fix="remove user:password@ and use auth (kind: basic, username, "
-                "secret_env)",
-            )
-        if self.resource_key is None and "://" not in self.url:
-            raise ConfigError(
-                f"url {self.url!r} is relative but no http resource is named",
-                source="HTTP extractor",
-                fix="pass a full URL, or resource_key='http' with a base_url on that resource",
-            )
-
-    def describe(self, source: HttpSource | None = None) -> str:
-        """The URL (secrets masked) and the paging style."""
-        url = source.mask(self.url) if source else HttpSource(auth=self.auth).mask(self.url)
-        return f"GET {url} ({self.paginator.describe()})"
+from dataproc_dagster.sources.http.spec import HttpSourceSpec
 
 
 class HttpExtractor:
@@ -309,8 +244,6 @@ def create_configurable_http_extractor() -> HttpExtractor:
     Used by the generic ``http_to_clickhouse`` job; the options are those of
     :func:`create_http_extractor` (see docs/http-extractor.md).
     """
-    from dataproc_dagster.sources.http.config import HTTP_EXTRACT_CONFIG_SCHEMA, spec_from_config
-
     return HttpExtractor(
         None, config_schema=HTTP_EXTRACT_CONFIG_SCHEMA, config_parser=spec_from_config
     )

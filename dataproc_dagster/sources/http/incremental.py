@@ -14,8 +14,8 @@ from typing import Any
 from dataproc_dagster.clickhouse.connection import ClickHouseConnection
 from dataproc_dagster.clickhouse.sql import qualified_name, quote_identifier
 from dataproc_dagster.clickhouse.sql_safety import check_identifier
+from dataproc_dagster.clickhouse.tables import TargetTable
 from dataproc_dagster.core.errors import ConfigError
-from dataproc_dagster.pipeline.contracts import TargetTable
 from dataproc_dagster.sources.http.pagination import get_path
 
 

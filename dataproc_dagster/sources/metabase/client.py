@@ -21,7 +21,7 @@ import httpx
 
 from dataproc_dagster.core.config_checks import check_http_url, check_timeout, safe_url
 from dataproc_dagster.core.errors import ConfigError, SourceError
-from dataproc_dagster.observability.logging import register_secret
+from dataproc_dagster.observability.logging import http_debug_hooks, register_secret
 from dataproc_dagster.sources.http.retry import parse_retry_after
 
 RETRY_STATUSES = frozenset({429, 502, 503, 504})
@@ -146,10 +146,6 @@ class MetabaseClient:
         self.attempts = 0
         self.retries = 0
         self.bytes_received = 0
-        from dataproc_dagster.observability.logging import (
-            http_debug_hooks,  # LOG_LEVEL=DEBUG request lines
-        )
-
         self._http = httpx.Client(
             event_hooks=http_debug_hooks(mask_url),
             base_url=base_url,

@@ -1,4 +1,4 @@
-"""Reading and creating ClickHouse tables for the loader."""
+"""ClickHouse tables: names, reading their columns, creating, counting and dropping them."""
 
 from __future__ import annotations
 
@@ -11,6 +11,27 @@ from clickhouse_connect.driver.client import Client
 from dataproc_dagster.clickhouse.sql import qualified_name, quote_identifier, scalar
 from dataproc_dagster.clickhouse.sql_safety import check_expression
 from dataproc_dagster.clickhouse.types import ColumnType, arrow_to_clickhouse
+
+
+@dataclass(frozen=True)
+class TargetTable:
+    """The table a pipeline loads into."""
+
+    database: str
+    table: str
+
+    @property
+    def qualified(self) -> str:
+        """``database.table``."""
+        return f"{self.database}.{self.table}"
+
+
+def split_table(name: str, default_database: str) -> tuple[str, str]:
+    """``db.table`` -> (db, table); a bare name takes ``default_database``."""
+    if "." in name:
+        database, table = name.split(".", 1)
+        return database, table
+    return default_database, name
 
 
 @dataclass(frozen=True)
