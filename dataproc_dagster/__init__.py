@@ -23,6 +23,7 @@ from dataproc_dagster.core.errors import (
 from dataproc_dagster.core.settings import get_settings
 from dataproc_dagster.loading.custom import create_loader
 from dataproc_dagster.loading.loader import create_clickhouse_loader
+from dataproc_dagster.migrations.runner import ClickHouseMigrationManager
 from dataproc_dagster.observability.metrics import measure_step
 from dataproc_dagster.pipeline.factory import Pipeline, create_etl_pipeline
 from dataproc_dagster.pipeline.sql_steps import create_sql_step
@@ -48,13 +49,11 @@ from dataproc_dagster.sources.metabase.resource import MetabaseResource
 
 if TYPE_CHECKING:
     from dataproc_dagster.definitions import defs as defs
-    from dataproc_dagster.migrations.runner import ClickHouseMigrationManager
 
-# Names loaded on first access, with their module: importing the package stays as cheap as
-# the factories need. ``defs`` discovers and builds every job, so pipeline modules, tests and
-# the CLIs must not pay for it; Dagster finds it through ``dir()``, which lists it.
+# Names loaded on first access, with their module. ``defs`` discovers and builds every job,
+# so pipeline modules, tests and the CLIs must not pay for it; Dagster finds it through
+# ``dir()``, which lists it.
 _LAZY = {
-    "ClickHouseMigrationManager": "dataproc_dagster.migrations.runner",
     "defs": "dataproc_dagster.definitions",
 }
 

@@ -12,7 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from dataproc_dagster_tests.integration.http_support import api_fixture  # noqa: F401
+from dataproc_dagster_tests.helpers.http_support import api_fixture  # noqa: F401
 from dataproc_dagster_tests.servers.http_api import RunningApi
 
 REPO = Path(__file__).resolve().parents[2]

@@ -17,14 +17,14 @@ from dataproc_dagster.sources.http.incremental import Incremental
 from dataproc_dagster.sources.http.job import PIPELINE
 from dataproc_dagster.sources.http.pagination import offset
 from dataproc_dagster_tests.helpers.cli import job_execute_command, run_dagster
-from dataproc_dagster_tests.integration.http_support import api_fixture  # noqa: F401
+from dataproc_dagster_tests.helpers.http_support import api_fixture  # noqa: F401
 from dataproc_dagster_tests.servers.http_api import RunningApi, make_record
 
 JOB = PIPELINE.job
 EXTRACT = "http_to_clickhouse__extract"
 LOAD = "http_to_clickhouse__load"
 TOKEN = "tok-7f3a9c-secret"
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[4]
 
 
 def run_config(api: RunningApi, **extract: Any) -> dict[str, Any]:

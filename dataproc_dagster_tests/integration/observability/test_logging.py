@@ -26,10 +26,11 @@ from dataproc_dagster.observability import logging as log_setup
 from dataproc_dagster.resources import register_resource_secrets
 from dataproc_dagster.sources.http.resource import HttpResource
 from dataproc_dagster.sources.metabase.resource import MetabaseResource
+from dataproc_dagster_tests.helpers.cli import REPO
 from dataproc_dagster_tests.servers.http_api import ApiState, serve_api
 from dataproc_dagster_tests.servers.metabase_standin import MetabaseStandin
 
-DAGSTER_YAML = Path(log_setup.__file__).resolve().parents[1] / "deploy" / "dagster.yaml"
+DAGSTER_YAML = REPO / "deploy" / "dagster.yaml"
 API_KEY = "ak_live_51f0c9e2d7b84a36"
 PASSWORD = "pw-Zq81-horse-staple"
 TOKEN = "tok_3c1f5e7a9b2d4f6e8a0b"

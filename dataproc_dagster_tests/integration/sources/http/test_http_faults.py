@@ -13,7 +13,7 @@ from dataproc_dagster.sources.http.extractor import HttpExtractor, create_http_e
 from dataproc_dagster.sources.http.pagination import page_number, single
 from dataproc_dagster.sources.http.resource import HttpResource
 from dataproc_dagster.sources.http.retry import RetryPolicy
-from dataproc_dagster_tests.integration.http_support import (  # noqa: F401
+from dataproc_dagster_tests.helpers.http_support import (  # noqa: F401
     api_fixture,
     extract_all,
     step_context,

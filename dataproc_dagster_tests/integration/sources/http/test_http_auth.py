@@ -10,7 +10,7 @@ from dataproc_dagster.sources.http.auth import HttpAuth, api_key, basic, bearer
 from dataproc_dagster.sources.http.extractor import create_http_extractor
 from dataproc_dagster.sources.http.pagination import page_number
 from dataproc_dagster.sources.http.resource import HttpResource
-from dataproc_dagster_tests.integration.http_support import (  # noqa: F401
+from dataproc_dagster_tests.helpers.http_support import (  # noqa: F401
     api_fixture,
     extract_all,
     step_context,

@@ -15,7 +15,7 @@ from dataproc_dagster.sources.http.pagination import (
     page_number,
     single,
 )
-from dataproc_dagster_tests.integration.http_support import api_fixture, extract_all  # noqa: F401
+from dataproc_dagster_tests.helpers.http_support import api_fixture, extract_all  # noqa: F401
 from dataproc_dagster_tests.servers.http_api import RunningApi
 
 ALL_IDS = list(range(1, 251))

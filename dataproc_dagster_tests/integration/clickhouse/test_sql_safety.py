@@ -17,8 +17,8 @@ from dataproc_dagster.core.errors import ConfigError
 from dataproc_dagster.sources.http.job import PIPELINE as HTTP_PIPELINE
 from dataproc_dagster.sources.metabase.job import METABASE_TO_CLICKHOUSE
 from dataproc_dagster.sources.metabase.resource import MetabaseResource
+from dataproc_dagster_tests.helpers.http_support import api_fixture
 from dataproc_dagster_tests.helpers.pipelines import failure_message
-from dataproc_dagster_tests.integration.http_support import api_fixture
 from dataproc_dagster_tests.servers.http_api import RunningApi
 from dataproc_dagster_tests.servers.metabase_fixtures import StandinSetup, metabase
 

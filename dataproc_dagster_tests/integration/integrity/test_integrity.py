@@ -24,9 +24,10 @@ from dataproc_dagster.integrity import job as integrity_job
 from dataproc_dagster.migrations.runner import ClickHouseMigrationManager
 from dataproc_dagster.pipelines.penguins import pipeline as penguins
 from dataproc_dagster.sources.metabase.resource import MetabaseResource
+from dataproc_dagster_tests.helpers.cli import REPO
 from dataproc_dagster_tests.servers.metabase_standin import MetabaseStandin
 
-PROJECT_MIGRATIONS = Path(integrity.__file__).resolve().parents[1] / "migrations"
+PROJECT_MIGRATIONS = REPO / "migrations"
 
 
 @pytest.fixture(autouse=True)

@@ -32,7 +32,7 @@ from dataproc_dagster_tests.servers.metabase_fixtures import (
 )
 from dataproc_dagster_tests.servers.metabase_standin import JS_MAX_SAFE, sample_rows
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[4]
 EXTRACT = "metabase_to_clickhouse__extract"
 LOAD = "metabase_to_clickhouse__load"
 

@@ -397,7 +397,7 @@ def test_default_manager_uses_the_settings_and_the_project_migrations(data_dir: 
     runner = ClickHouseMigrationManager()
 
     assert runner.clickhouse.embedded_path == (data_dir / "clickhouse").resolve()
-    assert runner.folder == Path(__file__).resolve().parents[2] / "migrations"
+    assert runner.folder == Path(__file__).resolve().parents[3] / "migrations"
     status = runner.get_migration_status()
     assert status["migrations"][0]["file"] == "0001_create_penguins.up.sql"
     assert runner.apply()["applied"][0] == "0001_create_penguins"
