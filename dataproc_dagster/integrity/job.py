@@ -35,8 +35,8 @@ from dagster import (
 
 from dataproc_dagster.core.settings import get_settings
 from dataproc_dagster.integrity import checks as integrity
-from dataproc_dagster.pipeline.factory import build_schedule
 from dataproc_dagster.pipeline.registry import discover_pipelines
+from dataproc_dagster.pipeline.schedules import build_schedule
 from dataproc_dagster.pipeline.steps import CLICKHOUSE_POOL
 
 JOB_NAME = "integrity_check"

@@ -40,6 +40,8 @@ from dagster import (
     graph_multi_asset,
     multi_asset_check,
 )
+
+# Dagster's cron iterator (with its DST rules): no public equivalent gives a schedule's ticks.
 from dagster._utils.schedules import cron_string_iterator
 
 from dataproc_dagster.clickhouse.sql import qualified_name, quote_identifier

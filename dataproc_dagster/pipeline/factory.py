@@ -6,34 +6,25 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from typing import TYPE_CHECKING, Any
 
 from dagster import (
     AssetKey,
     AssetSelection,
     AssetSpec,
-    DagsterRunStatus,
     Definitions,
+    DependencyDefinition,
     ExecuteInProcessResult,
     ExecutorDefinition,
     GraphDefinition,
     JobDefinition,
-    RunRequest,
-    RunsFilter,
+    NodeInvocation,
+    OpDefinition,
     ScheduleDefinition,
-    ScheduleEvaluationContext,
-    SkipReason,
     define_asset_job,
     in_process_executor,
     multiprocess_executor,
 )
-from dagster._core.definitions.dependency import DependencyDefinition, NodeInvocation
-from dagster._core.definitions.unresolved_asset_job_definition import (
-    UnresolvedAssetJobDefinition,
-)
-from dagster._core.execution.build_resources import wrap_resources_for_execution
-from dagster._utils.schedules import is_valid_cron_string
 
 from dataproc_dagster.core.errors import ConfigError
 from dataproc_dagster.core.settings import get_settings
@@ -48,21 +39,22 @@ from dataproc_dagster.pipeline.assets import (
     tables_read,
 )
 from dataproc_dagster.pipeline.contracts import Extractor, Loader
+from dataproc_dagster.pipeline.schedules import check_schedule, optional_schedule
 from dataproc_dagster.pipeline.sql_steps import SqlStep, make_sql_asset, make_sql_op
 from dataproc_dagster.pipeline.steps import make_extract_op, make_transform_op
 from dataproc_dagster.pipeline.transformers import Transformer, create_transformer
+
+if TYPE_CHECKING:
+    # What define_asset_job returns; Dagster exports no public name for the type.
+    from dagster._core.definitions.unresolved_asset_job_definition import (
+        UnresolvedAssetJobDefinition,
+    )
 
 EXECUTORS: dict[str, ExecutorDefinition] = {
     "in_process": in_process_executor,
     "multiprocess": multiprocess_executor,
 }
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
-ACTIVE_STATUSES = [
-    DagsterRunStatus.QUEUED,
-    DagsterRunStatus.NOT_STARTED,
-    DagsterRunStatus.STARTING,
-    DagsterRunStatus.STARTED,
-]
 
 
 @dataclass(frozen=True)
@@ -94,10 +86,6 @@ class Pipeline:
 
     def resolve_job(self, resources: Mapping[str, Any] | None = None) -> JobDefinition:
         """The job as Dagster runs it, with ``resources`` bound (for tests and scripts)."""
-        if isinstance(self.job, JobDefinition):
-            return self.job.with_top_level_resources(
-                wrap_resources_for_execution(dict(resources or {}))
-            )
         defs = Definitions(
             assets=[*self.sources, *self.assets],
             asset_checks=list(self.asset_checks),
@@ -119,62 +107,6 @@ def _check_name(name: str) -> None:
             f"invalid pipeline name {name!r}",
             fix="use letters, digits and underscores, starting with a letter",
         )
-
-
-def _check_schedule(name: str, cron: str, timezone: str) -> None:
-    if not is_valid_cron_string(cron):
-        raise ConfigError(
-            f"invalid cron string {cron!r}",
-            pipeline=name,
-            fix="use five fields: minute hour day-of-month month day-of-week, e.g. '0 6 * * *'",
-        )
-    try:
-        ZoneInfo(timezone)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise ConfigError(
-            f"invalid schedule timezone {timezone!r}",
-            pipeline=name,
-            fix="use an IANA time zone such as UTC or Europe/Berlin",
-        ) from None
-
-
-def build_schedule(
-    job: JobDefinition | UnresolvedAssetJobDefinition,
-    cron: str,
-    timezone: str,
-    *,
-    run_config: Mapping[str, Any] | None = None,
-    name: str | None = None,
-) -> ScheduleDefinition:
-    """A schedule that skips a tick while an earlier run of the job is queued or running."""
-    job_name = job.name
-
-    def evaluate(context: ScheduleEvaluationContext) -> RunRequest | SkipReason:
-        active = context.instance.get_run_records(
-            RunsFilter(job_name=job_name, statuses=ACTIVE_STATUSES), limit=1
-        )
-        if active:
-            run = active[0].dagster_run
-            return SkipReason(
-                f"run {run.run_id} of {job_name} is still {run.status.value.lower()}; "
-                "skipping this tick so runs do not pile up"
-            )
-        tick = context.scheduled_execution_time
-        key = tick.isoformat() if tick else None
-        return RunRequest(
-            run_key=key,
-            run_config=dict(run_config or {}),
-            tags={"dataproc/scheduled_for": key or ""},
-        )
-
-    return ScheduleDefinition(
-        name=name or f"{job_name}_schedule",
-        cron_schedule=cron,
-        execution_timezone=timezone,
-        job=job,
-        execution_fn=evaluate,
-        description=f"Runs {job_name} at '{cron}' ({timezone}); skips while a run is active.",
-    )
 
 
 def create_etl_pipeline(
@@ -245,7 +177,7 @@ def create_etl_pipeline(
     if extractor is None and not sql_steps:
         raise ConfigError("the pipeline has no steps", pipeline=name)
     if schedule is not None:
-        _check_schedule(name, schedule, timezone)
+        check_schedule(name, schedule, timezone)
 
     if getattr(loader, "from_config", False):
         return _op_pipeline(
@@ -318,14 +250,7 @@ def _asset_pipeline(
         kinds = {"clickhouse" if target is not None else "python"}
         kinds |= {"pandas"} if wrapped else set()
         kinds |= {extractor.kind} if extractor.kind in ("http", "metabase") else set()
-        extract = make_extract_op(
-            name, f"{name}__extract", extractor, target=target, chunk_rows=chunk_rows
-        )
-        transforms = [
-            make_transform_op(name, f"{name}__transform_{index}_{_slug(step.name)}", step)
-            for index, step in enumerate(wrapped, start=1)
-        ]
-        load = loader.build_op(name, f"{name}__load")
+        extract, transforms, load = _etl_ops(name, extractor, loader, wrapped, chunk_rows)
 
         def body(upstream: list[Any]) -> Any:
             chunks = extract(source=upstream) if upstream else extract()
@@ -379,8 +304,7 @@ def _asset_pipeline(
             tags=asset_tags,
             metadata={"dagster/table_name": f"{database}.{table}"},
         )
-        op_name = f"{name}__{_slug(sql.name or 'sql_' + sql.table)}_{index}"
-        assets.append(make_sql_asset(name, op_name, sql, spec))
+        assets.append(make_sql_asset(name, _sql_op_name(name, sql, index), sql, spec))
         checks.append(table_checks(name, TableAsset(key, database, table, loaded=False)))
         previous = key
     keys = [k for a in assets for k in a.keys]
@@ -396,7 +320,7 @@ def _asset_pipeline(
         tags={"dataproc/pipeline": name, **dict(tags or {})},
         executor_def=_executor(name, executor),
     )
-    sched = _schedule(job, schedule, timezone, schedule_run_config)
+    sched = optional_schedule(job, schedule, timezone, schedule_run_config)
     return Pipeline(
         name=name,
         job=job,
@@ -430,22 +354,15 @@ def _op_pipeline(
     deps: dict[Any, dict[str, DependencyDefinition]] = {}
     previous: str | None = None
     if extractor is not None and loader is not None:
-        extract = make_extract_op(
-            name, f"{name}__extract", extractor, target=loader.target, chunk_rows=chunk_rows
-        )
+        extract, transforms, load = _etl_ops(name, extractor, loader, wrapped, chunk_rows)
         nodes.append(extract)
         previous = extract.name
-        for index, step in enumerate(wrapped, start=1):
-            op_def = make_transform_op(name, f"{name}__transform_{index}_{_slug(step.name)}", step)
+        for op_def in [*transforms, load]:
             nodes.append(op_def)
             deps[NodeInvocation(op_def.name)] = {"chunks": DependencyDefinition(previous)}
             previous = op_def.name
-        load = loader.build_op(name, f"{name}__load")
-        nodes.append(load)
-        deps[NodeInvocation(load.name)] = {"chunks": DependencyDefinition(previous)}
-        previous = load.name
     for index, sql in enumerate(sql_steps, start=1):
-        op_def = make_sql_op(name, f"{name}__{_slug(sql.name or 'sql_' + sql.table)}_{index}", sql)
+        op_def = make_sql_op(name, _sql_op_name(name, sql, index), sql)
         nodes.append(op_def)
         deps[NodeInvocation(op_def.name)] = (
             {"after": DependencyDefinition(previous)} if previous else {}
@@ -463,7 +380,7 @@ def _op_pipeline(
         tags={"dataproc/pipeline": name, **dict(tags or {})},
         executor_def=_executor(name, executor),
     )
-    sched = _schedule(job, schedule, timezone, schedule_run_config)
+    sched = optional_schedule(job, schedule, timezone, schedule_run_config)
     return Pipeline(
         name=name,
         job=job,
@@ -473,10 +390,26 @@ def _op_pipeline(
     )
 
 
-def _schedule(
-    job: Any, cron: str | None, timezone: str, run_config: Mapping[str, Any] | None
-) -> ScheduleDefinition | None:
-    return build_schedule(job, cron, timezone, run_config=run_config) if cron else None
+def _etl_ops(
+    name: str,
+    extractor: Extractor,
+    loader: Loader,
+    transformers: Sequence[Transformer],
+    chunk_rows: int | None,
+) -> tuple[OpDefinition, list[OpDefinition], OpDefinition]:
+    """The extract, transform and load ops of a pipeline, named ``<pipeline>__<step>``."""
+    extract = make_extract_op(
+        name, f"{name}__extract", extractor, target=loader.target, chunk_rows=chunk_rows
+    )
+    transforms = [
+        make_transform_op(name, f"{name}__transform_{index}_{_slug(step.name)}", step)
+        for index, step in enumerate(transformers, start=1)
+    ]
+    return extract, transforms, loader.build_op(name, f"{name}__load")
+
+
+def _sql_op_name(name: str, sql: SqlStep, index: int) -> str:
+    return f"{name}__{_slug(sql.name or 'sql_' + sql.table)}_{index}"
 
 
 def _executor(name: str, executor: str | ExecutorDefinition) -> ExecutorDefinition:

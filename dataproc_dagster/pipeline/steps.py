@@ -28,7 +28,6 @@ from dagster import (
     check_dagster_type,
     op,
 )
-from dagster._core.storage.tags import REPOSITORY_LABEL_TAG
 
 from dataproc_dagster.clickhouse.sql import qualified_name, scalar
 from dataproc_dagster.clickhouse.tables import TargetTable
@@ -42,6 +41,9 @@ from dataproc_dagster.pipeline.contracts import Extractor, StepContext
 CLICKHOUSE_POOL = "clickhouse"
 # The code location's name in workspace.yaml and for `dagster dev -m dataproc_dagster`.
 CODE_LOCATION = "dataproc_dagster"
+# The run tag Dagster sets on runs launched from a code location (its value is part of the
+# instance's stored data, so it is stable across versions).
+REPOSITORY_LABEL_TAG = ".dagster/repository"
 REPOSITORY_LABEL = f"__repository__@{CODE_LOCATION}"
 KEEP_FAILED_RUN_CHUNKS_DAYS = 7.0
 
