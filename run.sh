@@ -156,11 +156,11 @@ case "$cmd" in
         echo "==> started a local ClickHouse server at $url (stopped when dev exits)"
       fi
       export CLICKHOUSE_URL="$url"
-      python -m dataproc_dagster.pipeline.pools
+      python -m dataproc_dagster.cli.pools
       python -m dataproc_dagster.cli dev -m dataproc_dagster -h 127.0.0.1 -p "${DAGSTER_PORT:-3000}" "$@"
       exit $?
     fi
-    python -m dataproc_dagster.pipeline.pools
+    python -m dataproc_dagster.cli.pools
     exec python -m dataproc_dagster.cli dev -m dataproc_dagster -h 127.0.0.1 -p "${DAGSTER_PORT:-3000}" "$@"
     ;;
   clickhouse)
@@ -173,7 +173,7 @@ case "$cmd" in
     prepare_instance
     [ $# -ge 1 ] || { echo "usage: ./run.sh job NAME [config.yaml]" >&2; exit 2; }
     name="$1"; shift
-    python -m dataproc_dagster.pipeline.pools >/dev/null
+    python -m dataproc_dagster.cli.pools >/dev/null
     console="$(console_config)"
     if [ $# -ge 1 ]; then
       # A logger setting in the user's file wins: later -c files override earlier ones.

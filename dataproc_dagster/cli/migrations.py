@@ -21,7 +21,7 @@ from dataproc_dagster.migrations.runner import ClickHouseMigrationManager, descr
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m dataproc_dagster.migrations",
+        prog="python -m dataproc_dagster.cli.migrations",
         description="ClickHouse migrations from NNNN_name.up.sql / .down.sql files.",
     )
     common = argparse.ArgumentParser(add_help=False)

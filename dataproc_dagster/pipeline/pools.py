@@ -4,17 +4,15 @@ Every step that opens ClickHouse declares the pool ``clickhouse``. The embedded 
 process at a time, so its limit is 1; a ClickHouse server takes several loads at once. The limit
 is ``CLICKHOUSE_POOL_LIMIT``, or (when 0) 1 on the embedded engine and 4 on a server.
 ``./run.sh dev`` and ``./run.sh job`` write it into the Dagster instance
-(``python -m dataproc_dagster.pipeline.pools``), like
+(``python -m dataproc_dagster.cli.pools``), like
 ``dagster instance concurrency set clickhouse N``.
 """
 
 from __future__ import annotations
 
-import sys
-
 from dagster import DagsterInstance
 
-from dataproc_dagster.core.settings import FrameworkSettings, get_settings
+from dataproc_dagster.core.settings import FrameworkSettings
 from dataproc_dagster.pipeline.steps import CLICKHOUSE_POOL
 
 EMBEDDED_POOL_LIMIT = 1
@@ -34,17 +32,3 @@ def apply_pool_limit(instance: DagsterInstance, settings: FrameworkSettings) -> 
     limit = clickhouse_pool_limit(settings)
     instance.event_log_storage.set_concurrency_slots(CLICKHOUSE_POOL, limit)
     return limit
-
-
-def main() -> int:
-    """Apply the limit to the instance in ``DAGSTER_HOME`` and say what it is."""
-    settings = get_settings()
-    with DagsterInstance.get() as instance:
-        limit = apply_pool_limit(instance, settings)
-    engine = "embedded engine" if settings.clickhouse_url.startswith("chdb:") else "server"
-    print(f"pool {CLICKHOUSE_POOL}: {limit} step(s) at once (ClickHouse {engine})")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

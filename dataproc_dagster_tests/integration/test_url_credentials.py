@@ -131,7 +131,7 @@ def test_a_job_logs_in_with_the_url_credentials_and_stores_no_password(
         assert _grep_tree(data, PASSWORD) == []
 
     cli = subprocess.run(
-        [sys.executable, "-m", "dataproc_dagster.migrations", "status"],
+        [sys.executable, "-m", "dataproc_dagster.cli.migrations", "status"],
         cwd=REPO,
         env={**cli_env(data, home), **env},
         capture_output=True,

@@ -13,7 +13,7 @@ import pytest
 
 from dataproc_dagster.clickhouse.resource import ClickHouseResource
 
-CLI = [sys.executable, "-m", "dataproc_dagster.migrations"]
+CLI = [sys.executable, "-m", "dataproc_dagster.cli.migrations"]
 
 
 def write(folder: Path, name: str, text: str) -> None:

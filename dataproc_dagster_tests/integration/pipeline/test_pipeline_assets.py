@@ -206,7 +206,7 @@ def test_generic_load_lands_on_the_pipeline_asset(
 def test_migrations_cli_records_the_schema_in_the_instance(data_dir: Path, tmp_path: Path) -> None:
     home = tmp_path / "dagster_home"
     done = subprocess.run(
-        [sys.executable, "-m", "dataproc_dagster.migrations", "up"],
+        [sys.executable, "-m", "dataproc_dagster.cli.migrations", "up"],
         cwd=REPO,
         env=cli_env(data_dir, home),
         capture_output=True,
