@@ -25,7 +25,8 @@ from dataproc_dagster.loading.custom import create_loader
 from dataproc_dagster.loading.loader import create_clickhouse_loader
 from dataproc_dagster.migrations.runner import ClickHouseMigrationManager
 from dataproc_dagster.observability.metrics import measure_step
-from dataproc_dagster.pipeline.factory import Pipeline, create_etl_pipeline
+from dataproc_dagster.pipeline.factory import create_etl_pipeline
+from dataproc_dagster.pipeline.jobs import Pipeline
 from dataproc_dagster.pipeline.sql_steps import create_sql_step
 from dataproc_dagster.pipeline.transformers import create_transformer
 from dataproc_dagster.sources.clickhouse import create_clickhouse_extractor

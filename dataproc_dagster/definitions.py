@@ -17,7 +17,7 @@ from dataproc_dagster.core.settings import get_settings
 from dataproc_dagster.integrity import job as integrity_job
 from dataproc_dagster.migrations import job as migrations_job
 from dataproc_dagster.observability.logging import configure_logging
-from dataproc_dagster.pipeline.factory import Pipeline
+from dataproc_dagster.pipeline.jobs import Pipeline
 from dataproc_dagster.pipeline.registry import discover_pipelines
 from dataproc_dagster.resources import build_resources, register_resource_secrets
 from dataproc_dagster.sources.http import job as http_job

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import pyarrow as pa
 from clickhouse_connect.driver.client import Client
 from dagster import ConfigurableResource, InitResourceContext
 from pydantic import Field, PrivateAttr
@@ -118,26 +116,3 @@ class ClickHouseResource(ConfigurableResource):
     def command(self, sql: str, parameters: dict[str, Any] | None = None) -> Any:
         """Run a statement that returns no rows (DDL, ALTER, ...)."""
         return self.connection.command(sql, parameters)
-
-    def arrow_batches(
-        self,
-        sql: str,
-        parameters: Parameters = None,
-        *,
-        batch_rows: int = 100_000,
-        database: str | None = None,
-        step: str | None = None,
-    ) -> AbstractContextManager[Iterator[pa.RecordBatch]]:
-        """Stream a query's result as Arrow record batches (see the connection's method)."""
-        return self.connection.arrow_batches(
-            sql, parameters, batch_rows=batch_rows, database=database, step=step
-        )
-
-    def insert_chunks(
-        self,
-        table: str,
-        chunks: Iterable[pd.DataFrame | pa.Table],
-        database: str | None = None,
-    ) -> int:
-        """Insert each chunk with one call; return the rows sent."""
-        return self.connection.insert_chunks(table, chunks, database)

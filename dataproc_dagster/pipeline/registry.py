@@ -1,6 +1,6 @@
 """The pipeline registry: discovers pipeline modules under ``dataproc_dagster/pipelines/``.
 
-A pipeline module defines one or more :class:`~dataproc_dagster.pipeline.factory.Pipeline`
+A pipeline module defines one or more :class:`~dataproc_dagster.pipeline.jobs.Pipeline`
 objects at module level (``pipeline = create_etl_pipeline(...)``). A module that fails to import,
 or two pipelines with the same name, fail loading with a message naming the module.
 
@@ -20,7 +20,7 @@ from typing import Any
 from dagster import AssetSpec
 
 from dataproc_dagster.core.errors import ConfigError, DataprocError
-from dataproc_dagster.pipeline.factory import Pipeline
+from dataproc_dagster.pipeline.jobs import Pipeline
 
 PIPELINES_PACKAGE = "dataproc_dagster.pipelines"
 

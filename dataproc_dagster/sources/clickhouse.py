@@ -38,7 +38,7 @@ class ClickHouseExtractor:
             dict(self.parameters) if isinstance(self.parameters, Mapping) else self.parameters
         )
         try:
-            with ctx.clickhouse.arrow_batches(
+            with ctx.clickhouse.connection.arrow_batches(
                 self.query,
                 parameters,
                 batch_rows=BATCH_ROWS,

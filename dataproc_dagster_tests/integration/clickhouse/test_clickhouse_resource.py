@@ -16,7 +16,7 @@ def test_chunked_insert_query_and_streamed_batches(clickhouse: ClickHouseResourc
             {"n": pa.array(range(150_000, 300_000), pa.int64()), "label": ["arrow"] * 150_000}
         ),
     ]
-    assert clickhouse.insert_chunks("nums", chunks) == 300_000
+    assert clickhouse.connection.insert_chunks("nums", chunks) == 300_000
 
     counts = clickhouse.query_df(
         "SELECT label, count() AS c FROM nums GROUP BY label ORDER BY label"
@@ -24,7 +24,7 @@ def test_chunked_insert_query_and_streamed_batches(clickhouse: ClickHouseResourc
     assert counts.to_dict("list") == {"label": ["arrow", "df"], "c": [150_000, 150_000]}
 
     sizes = []
-    with clickhouse.arrow_batches(
+    with clickhouse.connection.arrow_batches(
         "SELECT n FROM nums WHERE n >= {low:Int64} ORDER BY n", {"low": 50_000}, batch_rows=60_000
     ) as batches:
         total = 0

@@ -31,7 +31,7 @@ from dagster._utils.schedules import cron_string_iterator
 from dataproc_dagster import create_clickhouse_loader, create_etl_pipeline, create_file_extractor
 from dataproc_dagster.clickhouse.resource import ClickHouseResource
 from dataproc_dagster.core.errors import ConfigError
-from dataproc_dagster.pipeline.factory import Pipeline
+from dataproc_dagster.pipeline.jobs import Pipeline
 from dataproc_dagster.pipeline.registry import discover_pipelines
 from dataproc_dagster.sources.metabase.resource import MetabaseResource
 
