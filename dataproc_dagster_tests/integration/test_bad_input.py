@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import http.server
 import socket
-import threading
 from pathlib import Path
 
 import pandas as pd
@@ -20,6 +18,7 @@ from dataproc_dagster.clickhouse.resource import ClickHouseResource
 from dataproc_dagster.core.errors import ConfigError
 from dataproc_dagster.core.settings import get_settings
 from dataproc_dagster_tests.helpers.pipelines import failure_message, run_pipeline
+from dataproc_dagster_tests.servers.refusing_clickhouse import refusing_clickhouse
 
 
 def _run(clickhouse: ClickHouseResource, pipeline: object) -> object:
@@ -137,47 +136,26 @@ def test_password_from_dotenv_reaches_the_server_but_no_message(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The resource config holds no password; it is read from .env when a step connects."""
-    seen: list[str] = []
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def _deny(self) -> None:
-            seen.append(
-                self.headers.get("X-ClickHouse-Key") or self.headers.get("Authorization") or ""
+    with refusing_clickhouse() as (address, logins):
+        try:
+            monkeypatch.chdir(tmp_path)
+            (tmp_path / ".env").write_text(
+                f"CLICKHOUSE_URL=http://{address}\nCLICKHOUSE_PASSWORD=dotenv-pw-42\n"
             )
-            body = (
-                b"Code: 516. DB::Exception: default: Authentication failed. (AUTHENTICATION_FAILED)"
+            monkeypatch.delenv("CLICKHOUSE_URL", raising=False)
+            monkeypatch.delenv("CLICKHOUSE_PASSWORD", raising=False)
+            get_settings.cache_clear()
+            resource = ClickHouseResource.from_settings(get_settings())
+            assert resource.password == ""  # nothing secret in the config the UI shows
+            result = run_pipeline(
+                resource, [pd.DataFrame({"id": [1]})], create_clickhouse_loader("t")
             )
-            self.send_response(401)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        do_GET = do_POST = _deny
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        monkeypatch.chdir(tmp_path)
-        (tmp_path / ".env").write_text(
-            f"CLICKHOUSE_URL=http://127.0.0.1:{server.server_port}\nCLICKHOUSE_PASSWORD=dotenv-pw-42\n"
-        )
-        monkeypatch.delenv("CLICKHOUSE_URL", raising=False)
-        monkeypatch.delenv("CLICKHOUSE_PASSWORD", raising=False)
-        get_settings.cache_clear()
-        resource = ClickHouseResource.from_settings(get_settings())
-        assert resource.password == ""  # nothing secret in the config the UI shows
-        result = run_pipeline(resource, [pd.DataFrame({"id": [1]})], create_clickhouse_loader("t"))
-        assert not result.success
-        message = failure_message(result)
-        assert "dotenv-pw-42" not in message
-        assert any("dotenv-pw-42" in header or header.startswith("Basic ") for header in seen)
-    finally:
-        server.shutdown()
-        get_settings.cache_clear()
+            assert not result.success
+            message = failure_message(result)
+            assert "dotenv-pw-42" not in message
+            assert "default:dotenv-pw-42" in logins  # the .env password was used to log in
+        finally:
+            get_settings.cache_clear()
 
 
 def test_secret_in_a_user_exception_never_reaches_the_event_log(

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import base64
-import http.server
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,39 +13,16 @@ from dataproc_dagster.clickhouse.resource import ClickHouseResource
 from dataproc_dagster.core.errors import ConfigError
 from dataproc_dagster.core.settings import load_settings
 from dataproc_dagster_tests.helpers.cli import REPO, cli_env, job_execute_command, run_dagster
+from dataproc_dagster_tests.servers.refusing_clickhouse import refusing_clickhouse
 
 PASSWORD = "Pw-9f4e1c-url-secret"
 
 
 @pytest.fixture
 def fake_server() -> Iterator[tuple[str, list[str]]]:
-    """An HTTP server on 127.0.0.1 that refuses every login and records the credentials."""
-    seen: list[str] = []
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def _deny(self) -> None:
-            header = self.headers.get("Authorization") or ""
-            if header.startswith("Basic "):
-                seen.append(base64.b64decode(header[6:]).decode())
-            body = b"Code: 516. DB::Exception: etl: Authentication failed. (AUTHENTICATION_FAILED)"
-            self.send_response(401)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        do_GET = do_POST = _deny
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"127.0.0.1:{server.server_port}", seen
-    finally:
-        server.shutdown()
-        server.server_close()
+    """A ClickHouse address that refuses every login, and the logins it saw."""
+    with refusing_clickhouse() as server:
+        yield server
 
 
 def _grep_tree(folder: Path, needle: str) -> list[str]:

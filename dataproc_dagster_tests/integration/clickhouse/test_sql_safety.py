@@ -48,6 +48,24 @@ def sentinel(clickhouse: ClickHouseResource) -> ClickHouseResource:
     return clickhouse
 
 
+def _run_http_job(
+    api: RunningApi, clickhouse: ClickHouseResource, load: dict[str, Any]
+) -> ExecuteInProcessResult:
+    """The generic HTTP job reading the test API's pages, with ``load`` as its load config."""
+    return HTTP_PIPELINE.job.execute_in_process(
+        run_config={
+            "ops": {
+                "http_to_clickhouse__extract": {
+                    "config": {"url": api.url + "/pages", "records_path": "data.items"}
+                },
+                "http_to_clickhouse__load": {"config": load},
+            }
+        },
+        resources={"clickhouse": clickhouse},
+        raise_on_error=False,
+    )
+
+
 def _assert_refused(
     result: ExecuteInProcessResult, clickhouse: ClickHouseResource, option: str
 ) -> None:
@@ -61,20 +79,7 @@ def _assert_refused(
 def test_the_reported_injection_fails_before_any_table_is_created(
     api: RunningApi, sentinel: ClickHouseResource
 ) -> None:
-    result = HTTP_PIPELINE.job.execute_in_process(
-        run_config={
-            "ops": {
-                "http_to_clickhouse__extract": {
-                    "config": {"url": api.url + "/pages", "records_path": "data.items"}
-                },
-                "http_to_clickhouse__load": {
-                    "config": {"table": "pinj2", "partition_by": INJECTION}
-                },
-            }
-        },
-        resources={"clickhouse": sentinel},
-        raise_on_error=False,
-    )
+    result = _run_http_job(api, sentinel, {"table": "pinj2", "partition_by": INJECTION})
     _assert_refused(result, sentinel, "partition_by")
     message = failure_message(result)
     assert "SETTINGS" in message and INJECTION in message
@@ -84,18 +89,7 @@ def test_the_reported_injection_fails_before_any_table_is_created(
 def test_http_job_refuses_hostile_load_config(
     api: RunningApi, sentinel: ClickHouseResource, option: str, load: dict[str, Any]
 ) -> None:
-    result = HTTP_PIPELINE.job.execute_in_process(
-        run_config={
-            "ops": {
-                "http_to_clickhouse__extract": {
-                    "config": {"url": api.url + "/pages", "records_path": "data.items"}
-                },
-                "http_to_clickhouse__load": {"config": load},
-            }
-        },
-        resources={"clickhouse": sentinel},
-        raise_on_error=False,
-    )
+    result = _run_http_job(api, sentinel, load)
     _assert_refused(result, sentinel, option)
 
 
@@ -126,24 +120,15 @@ def test_metabase_job_refuses_hostile_load_config(
 def test_a_valid_partition_expression_still_loads(
     api: RunningApi, clickhouse: ClickHouseResource
 ) -> None:
-    result = HTTP_PIPELINE.job.execute_in_process(
-        run_config={
-            "ops": {
-                "http_to_clickhouse__extract": {
-                    "config": {"url": api.url + "/pages", "records_path": "data.items"}
-                },
-                "http_to_clickhouse__load": {
-                    "config": {
-                        "table": "items",
-                        "mode": "replace_partitions",
-                        "partition_by": "intDiv(id, 100)",
-                        "order_by": ["id"],
-                    }
-                },
-            }
+    result = _run_http_job(
+        api,
+        clickhouse,
+        {
+            "table": "items",
+            "mode": "replace_partitions",
+            "partition_by": "intDiv(id, 100)",
+            "order_by": ["id"],
         },
-        resources={"clickhouse": clickhouse},
-        raise_on_error=False,
     )
     assert result.success, failure_message(result)
     rows = clickhouse.query_rows(
