@@ -9,8 +9,8 @@ from typing import Any
 from dagster import EnvVar
 
 from dataproc_dagster.clickhouse.resource import ClickHouseResource
+from dataproc_dagster.core.redaction import is_secret_key, register_secret
 from dataproc_dagster.core.settings import FrameworkSettings
-from dataproc_dagster.observability.logging import is_secret_key, register_secret
 from dataproc_dagster.sources.http.resource import HttpResource
 from dataproc_dagster.sources.metabase.resource import MetabaseResource
 

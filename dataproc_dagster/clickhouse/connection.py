@@ -26,6 +26,7 @@ from dataproc_dagster.clickhouse.sql import quote_identifier
 from dataproc_dagster.clickhouse.sql_safety import check_single_statement
 from dataproc_dagster.core.config_checks import refuse_url_credentials, url_parts
 from dataproc_dagster.core.errors import ConfigError, SourceError
+from dataproc_dagster.core.redaction import scrub
 from dataproc_dagster.core.settings import CLICKHOUSE_SCHEMES, FrameworkSettings, get_settings
 
 Parameters = dict[str, Any] | Sequence[Any] | None
@@ -164,7 +165,7 @@ class ClickHouseConnection:
                 yield client
             except OperationalError as exc:  # the connection broke, not an SQL error
                 raise SourceError(
-                    f"ClickHouse stopped answering: {_scrub(str(exc), self._password())[:1000]}",
+                    f"ClickHouse stopped answering: {scrub(str(exc), (self._password(),))[:1000]}",
                     source=self.describe(),
                     fix="check that the server is up (a local one: `./run.sh clickhouse "
                     "status`) and re-run the step; a load changes its target only when it "
@@ -214,7 +215,7 @@ class ClickHouseConnection:
                 **options,
             )
         except Exception as exc:
-            detail = _scrub(str(exc), self._password())
+            detail = scrub(str(exc), (self._password(),))
             raise SourceError(
                 f"cannot reach ClickHouse: {type(exc).__name__}: {detail}",
                 source=self.describe(),
@@ -363,7 +364,3 @@ def _server_fix(detail: str, resource: ClickHouseConnection) -> str:
         "make sure the server is up and CLICKHOUSE_URL names its host and HTTP port (a local "
         "server: `./run.sh clickhouse start`, then use the URL it prints)"
     )
-
-
-def _scrub(text: str, secret: str) -> str:
-    return text.replace(secret, "***") if secret else text

@@ -21,7 +21,7 @@ def url_parts(value: str, *, option: str, schemes: tuple[str, ...], example: str
     Raises:
         ConfigError: Naming ``option`` and the value with its credentials masked.
     """
-    shown = safe_url(value)
+    shown = mask_url(value)
     try:
         parts = urlsplit(value)
         parts.port  # noqa: B018 - raises ValueError for a port that is not a number
@@ -55,7 +55,7 @@ def refuse_url_credentials(value: str, *, option: str, fix: str) -> str:
         return value  # url_parts reports malformed URLs
     if parts.username is not None or parts.password is not None:
         raise ConfigError(
-            f"{option} must not hold credentials (got {safe_url(value)!r}); they would be "
+            f"{option} must not hold credentials (got {mask_url(value)!r}); they would be "
             "stored in run configuration and shown in the UI",
             fix=fix,
         )
@@ -83,16 +83,6 @@ def split_credentials(value: str) -> tuple[str, str | None, str | None]:
     user = unquote(parts.username) if parts.username else None
     password = unquote(parts.password) if parts.password is not None else None
     return bare, user, password
-
-
-def safe_url(value: object) -> str:
-    """``value`` with credentials and secret query parameters masked, for messages."""
-    text = str(value)
-    if "@" in text and "://" not in text.split("@", 1)[0]:
-        # A malformed URL can still hold "user:password@": keep only what follows the "@".
-        scheme = text.split("://", 1)[0] + "://" if "://" in text else ""
-        return scheme + "***@" + text.rsplit("@", 1)[1]
-    return mask_url(text)
 
 
 def check_timeout(value: object, *, option: str, maximum: float = MAX_TIMEOUT_SECONDS) -> float:

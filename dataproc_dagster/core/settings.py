@@ -15,8 +15,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from dataproc_dagster.core.config_checks import MAX_TIMEOUT_SECONDS, safe_url, split_credentials
+from dataproc_dagster.core.config_checks import MAX_TIMEOUT_SECONDS, split_credentials
 from dataproc_dagster.core.errors import ConfigError
+from dataproc_dagster.core.redaction import mask_url
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 CLICKHOUSE_SCHEMES = ("chdb", "http", "https")
@@ -176,7 +177,7 @@ def load_settings(**overrides: object) -> FrameworkSettings:
             shown = (
                 "***"
                 if _is_secret(name)
-                else repr(safe_url(value))
+                else repr(mask_url(value))
                 if isinstance(value, str)
                 else repr(value)
             )

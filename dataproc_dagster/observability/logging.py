@@ -6,10 +6,9 @@
   log (the UI's log view) next to ``context.log`` messages.
 - :func:`configure_logging` sets the ``dataproc_dagster`` level from ``LOG_LEVEL`` and installs
   secret masking: every log record of the framework, of Dagster's ``context.log`` and of httpx
-  has the values of secret environment variables (names ending in ``PASSWORD``, ``TOKEN``,
-  ``SECRET``, ``KEY`` ...; never ``PWD``, paths or URLs without credentials), the framework's
-  secret settings, registered secrets, ``Bearer`` tokens and secret URL parameters replaced by
-  ``***`` before any handler sees it.
+  goes through :func:`~dataproc_dagster.core.redaction.mask_secrets` (the values of secret
+  environment variables, the framework's secret settings, registered secrets, ``Bearer`` tokens
+  and secret URL parameters become ``***``) before any handler sees it.
 - :class:`LogFileHandler` writes the run logs to files:
   ``logs/system/application.log`` (every run) and ``logs/jobs/<job>.log`` (one per job). It is
   enabled in ``dagster.yaml`` under ``python_logs.dagster_handler_config``.
@@ -24,47 +23,18 @@ import os
 import re
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
-from dataproc_dagster.core.redaction import MASK, is_secret_name, mask_url
+from dataproc_dagster.core.redaction import mask_secrets, mask_url, register_secret
 from dataproc_dagster.core.settings import FrameworkSettings, get_settings
 
 ROOT_LOGGER = "dataproc_dagster"
 # Loggers whose records are masked: the framework's, Dagster's (``context.log`` and the events
 # it writes) and httpx's (it logs every request URL at INFO).
 MASKED_LOGGERS = (ROOT_LOGGER, "dagster", "httpx", "httpcore")
-MIN_SECRET_LENGTH = 6
-# Names that look secret but describe one (``api_key_location=header``, ``TOKEN_URL``).
-_NOT_SECRET_SUFFIXES = (
-    "_name", "_location", "_header", "_param", "_kind", "_type", "_file", "_path", "_dir",
-    "_url", "_timeout", "_ttl", "_lifetime",
-)  # fmt: skip
-
-# A bearer token, not a word: "the bearer secret" stays readable.
-_BEARER = re.compile(r"(?i)\b(bearer)\s+(?![A-Za-z]+\b)[A-Za-z0-9._~+/=-]{6,}")
-# ``name: value`` / ``name=value`` pairs of credential headers and settings, with an optional
-# auth scheme (``Authorization: Basic dXNlcjpwYXNz``).
-_HEADER = re.compile(
-    r"(?i)\b(x-api-key|x-metabase-session|authorization|api[_-]?key|apikey|password|passwd"
-    r"|secret|token)(\s*[:=]\s*)(['\"]?)((?:bearer|basic|token)\s+)?"
-    r"(?!(?:bearer|basic|token)\b)(?!\*\*\*)[^\s'\",;&)]{4,}"
-)
-_URL = re.compile(r"https?://[^\s'\"<>`]+")
-# Characters that end a sentence or close a bracket around a URL rather than belong to it.
-_URL_TRAILERS = ".,;:!?"
-_CLOSERS = {")": "(", "]": "[", "}": "{"}
-# Environment variables whose value is a credential: the name ends in one of these words
-# (``SHOP_API_TOKEN``, ``CLICKHOUSE_PASSWORD``, ``MYSQL_PWD``). ``PWD`` and ``OLDPWD`` are the
-# shell's working directories, never secrets.
-_SECRET_VARIABLE = re.compile(
-    r"(?:.*_)?(?:PASSWORD|PASSWD|PASS|TOKEN|SECRET|API_?KEY|KEY|CREDENTIALS?|SIGNATURE)"
-    r"|.+_PWD"
-)
-
 # Dagster events written to the log files (besides every message at INFO and up).
 FILE_EVENTS = frozenset(
     {
@@ -82,7 +52,6 @@ FILE_EVENTS = frozenset(
 )
 
 _lock = threading.Lock()
-_registered: set[str] = set()
 _installed = False
 
 
@@ -93,80 +62,6 @@ def get_logger(name: str = "") -> logging.Logger:
         name: Dotted suffix, e.g. ``http`` or ``integrity``; empty for the package logger.
     """
     return logging.getLogger(f"{ROOT_LOGGER}.{name}" if name else ROOT_LOGGER)
-
-
-def register_secret(value: str | None) -> None:
-    """Mask ``value`` in every log record from now on (values shorter than 6 are ignored)."""
-    if value and len(value) >= MIN_SECRET_LENGTH:
-        with _lock:
-            _registered.add(value)
-
-
-def is_secret_key(name: str) -> bool:
-    """True for a variable or field name that holds a credential (not one describing it)."""
-    return is_secret_name(name) and not name.lower().endswith(_NOT_SECRET_SUFFIXES)
-
-
-def is_secret_variable(name: str) -> bool:
-    """True for an environment variable whose name says it holds a credential."""
-    return _SECRET_VARIABLE.fullmatch(name.upper()) is not None
-
-
-def secret_values_of(value: str) -> list[str]:
-    """The parts of a secret variable's value to mask: the value, or a URL's password only.
-
-    A path or a URL without credentials is not masked: hiding it would hide every file name
-    and address under it, and neither is a credential.
-    """
-    value = value.strip()
-    if "://" in value:
-        try:
-            password = urlsplit(value).password
-        except ValueError:
-            return [value]
-        return [password] if password and len(password) >= MIN_SECRET_LENGTH else []
-    if value.startswith(("/", "~/", "./", "../")):
-        return []
-    return [value] if len(value) >= MIN_SECRET_LENGTH else []
-
-
-def known_secrets() -> list[str]:
-    """Secret values to mask: registered ones and the values of secret-named variables.
-
-    The environment is read on every call, so a variable set after start-up is masked too.
-    """
-    values = set(_registered)
-    for name, value in os.environ.items():
-        if is_secret_variable(name):
-            values.update(secret_values_of(value))
-    return sorted(values, key=len, reverse=True)
-
-
-def mask_secrets(text: str, secrets: Iterable[str] | None = None) -> str:
-    """``text`` with secret values, bearer tokens, credential headers and URL secrets masked."""
-    for secret in known_secrets() if secrets is None else secrets:
-        if secret in text:
-            text = text.replace(secret, MASK)
-    if "://" in text:
-        text = _URL.sub(_mask_url_match, text)
-    text = _BEARER.sub(lambda m: f"{m.group(1)} {MASK}", text)
-    return _HEADER.sub(lambda m: f"{m[1]}{m[2]}{m[3]}{m[4] or ''}{MASK}", text)
-
-
-def _mask_url_match(match: re.Match[str]) -> str:
-    """Mask one URL found in a message, leaving the brackets and punctuation around it."""
-    url = match.group(0)
-    end = len(url)
-    while end > 0:
-        last = url[end - 1]
-        opener = _CLOSERS.get(last)
-        if last in _URL_TRAILERS or (
-            opener is not None and url.count(opener, 0, end) < url.count(last, 0, end)
-        ):
-            end -= 1
-            continue
-        break
-    return mask_url(url[:end]) + url[end:]
 
 
 def _mask_record(record: logging.LogRecord) -> None:

@@ -33,8 +33,8 @@ from dataproc_dagster.clickhouse.sql import qualified_name, scalar
 from dataproc_dagster.clickhouse.tables import TargetTable
 from dataproc_dagster.core.chunks import ChunkSet, ChunkWriter
 from dataproc_dagster.core.errors import DataprocError, SchemaError
+from dataproc_dagster.core.redaction import contains_secret, mask_secrets
 from dataproc_dagster.core.settings import get_settings
-from dataproc_dagster.observability.logging import mask_secrets
 from dataproc_dagster.observability.metrics import StepMetrics, measure_step
 from dataproc_dagster.pipeline.contracts import Extractor, StepContext
 
@@ -110,8 +110,7 @@ def _chain_holds_secret(exc: BaseException) -> bool:
     current: BaseException | None = exc
     while current is not None and id(current) not in seen:
         seen.add(id(current))
-        text = str(current)
-        if mask_secrets(text) != text:
+        if contains_secret(str(current)):
             return True
         current = current.__cause__ or current.__context__
     return False

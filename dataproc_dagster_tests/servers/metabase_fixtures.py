@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from dataproc_dagster.sources.metabase.client import MetabaseClient
+from dataproc_dagster.sources.metabase.client import MetabaseClient, metabase_retry_policy
 from dataproc_dagster_tests.servers.metabase_standin import (
     SAMPLE_COLUMNS,
     MetabaseStandin,
@@ -40,8 +40,20 @@ class StandinSetup:
         return self.server.base_url
 
     def client(self, **options: Any) -> MetabaseClient:
-        """A client with the API key and quick retries."""
-        defaults: dict[str, Any] = {"api_key": self.server.api_key, "backoff": 0.01}
+        """A client with the API key and quick retries.
+
+        ``max_retries``, ``backoff`` and ``max_retry_wait`` are the resource's retry options,
+        turned into the shared retry policy as the resource does.
+        """
+        retry = {
+            name: options.pop(name)
+            for name in ("max_retries", "backoff", "max_retry_wait")
+            if name in options
+        }
+        defaults: dict[str, Any] = {
+            "api_key": self.server.api_key,
+            "retry": metabase_retry_policy(**{"backoff": 0.01, **retry}),
+        }
         defaults.update(options)
         return MetabaseClient(self.url, **defaults)
 

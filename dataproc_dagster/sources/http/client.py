@@ -91,12 +91,7 @@ class HttpSource:
 
     def client(self, *, connections: int = 1) -> httpx.Client:
         """A sync client for these settings (close it, or use ``with``)."""
-        return httpx.Client(
-            event_hooks=http_debug_hooks(self.mask),
-            timeout=self.timeout,
-            follow_redirects=True,
-            limits=httpx.Limits(max_connections=connections, max_keepalive_connections=connections),
-        )
+        return http_client(mask=self.mask, timeout=self.timeout, connections=connections)
 
     def async_client(self, *, connections: int) -> httpx.AsyncClient:
         """An async client allowing ``connections`` parallel connections."""
@@ -163,15 +158,10 @@ class HttpSource:
         return self._decode(request, response, attempt, waited)
 
     def _may_retry(self, attempt: int, delay: float, waited: float) -> bool:
-        return attempt < self.retry.max_attempts and waited + delay <= self.retry.max_total_wait
+        return self.retry.may_retry(attempt, delay, waited)
 
     def _gave_up(self, attempt: int, delay: float) -> str:
-        if attempt >= self.retry.max_attempts:
-            return f"after {attempt} attempt(s)"
-        return (
-            f"after {attempt} attempt(s); the next wait of {delay:.1f}s would pass "
-            f"max_total_wait ({self.retry.max_total_wait:g}s)"
-        )
+        return f"after {attempt} attempt(s){self.retry.wait_budget_note(attempt, delay)}"
 
     def _after_error(
         self, request: httpx.Request, exc: httpx.TransportError, attempt: int, waited: float
@@ -288,6 +278,41 @@ class HttpSource:
     def _log(self, message: str) -> None:
         if self.log is not None:
             self.log(scrub(message, self.secrets))
+
+
+def http_client(
+    *,
+    mask: Callable[[str], str],
+    timeout: float,
+    connections: int = 1,
+    base_url: str = "",
+    headers: Mapping[str, str] | None = None,
+    follow_redirects: bool = True,
+    transport: httpx.BaseTransport | None = None,
+) -> httpx.Client:
+    """The framework's sync httpx client: DEBUG request lines with masked URLs, one pool size.
+
+    Both the HTTP extractor and the Metabase client build their connections here, so that
+    timeouts, pooling and the request log lines work the same way for every source.
+
+    Args:
+        mask: Turns a URL into the form shown in logs (secrets masked).
+        timeout: Seconds for connect and for each network read.
+        connections: Pool size (connections kept alive and at most open).
+        base_url: Prefix of relative request URLs.
+        headers: Headers sent with every request.
+        follow_redirects: Follow 3xx answers.
+        transport: An httpx transport (tests).
+    """
+    return httpx.Client(
+        event_hooks=http_debug_hooks(mask),
+        base_url=base_url,
+        headers=headers,
+        timeout=timeout,
+        follow_redirects=follow_redirects,
+        transport=transport,
+        limits=httpx.Limits(max_connections=connections, max_keepalive_connections=connections),
+    )
 
 
 def _param(value: Any) -> str:

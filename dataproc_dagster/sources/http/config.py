@@ -14,7 +14,7 @@ from dagster import Array, Field, Map, Noneable, Permissive, Shape
 from dataproc_dagster.pipeline.config_types import choice
 from dataproc_dagster.sources.http.auth import AUTH_KINDS, HttpAuth
 from dataproc_dagster.sources.http.incremental import Incremental
-from dataproc_dagster.sources.http.pagination import PAGINATION_STYLES, Paginator
+from dataproc_dagster.sources.http.pagination import PAGINATION_STYLES, paginator_from_config
 from dataproc_dagster.sources.http.retry import HttpRetryPolicy, check_statuses
 from dataproc_dagster.sources.http.spec import HttpSourceSpec
 
@@ -167,7 +167,7 @@ def spec_from_config(config: Mapping[str, Any]) -> HttpSourceSpec:
         name=auth_cfg.get("name"),
         location=auth_cfg.get("location", "header"),
     )
-    paginator = Paginator(**dict(config.get("paginator") or {}))
+    paginator = paginator_from_config(config.get("paginator") or {})
     retry = _retry_from_config(config.get("retry"))
     inc_cfg = config.get("incremental")
     incremental = None

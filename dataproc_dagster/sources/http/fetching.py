@@ -9,7 +9,7 @@ from typing import Any
 
 from dataproc_dagster.core.errors import SourceError
 from dataproc_dagster.sources.http.client import HttpSource, Page
-from dataproc_dagster.sources.http.pagination import PageRequest, PageWalker
+from dataproc_dagster.sources.http.pagination import OffsetPaginator, PageRequest, PageWalker
 from dataproc_dagster.sources.http.records import select_records
 
 
@@ -86,7 +86,7 @@ def _parallel(
             records = select_records(page.payload, records_path, where=page.url)
             if not records:
                 return
-            if paginator.style == "offset" and previous_count < paginator.size:
+            if isinstance(paginator, OffsetPaginator) and previous_count < paginator.size:
                 # A short page before the last one means the server caps the limit below
                 # page_size; the offsets planned from page_size would skip records.
                 raise SourceError(

@@ -59,6 +59,9 @@ class HttpRetryPolicy:
         max_backoff: Cap on one computed wait (a server's ``Retry-After`` may ask for more).
         max_total_wait: Cap on the summed waits for one request; past it the request fails.
         jitter: Randomise each computed wait within [50 %, 100 %] so that clients spread out.
+            A server's ``Retry-After`` is used as it is.
+        max_retry_after: Cap on the wait a server's ``Retry-After`` asks for; ``None`` honours
+            it up to ``max_total_wait`` (past it the request fails instead of waiting).
         statuses: HTTP statuses that are retried (default 408, 425, 429 and every 5xx; only
             those may be listed). Connection errors, timeouts and a successful answer whose
             body is not JSON (cut off, or mangled by a proxy) are always retried.
@@ -70,25 +73,48 @@ class HttpRetryPolicy:
     max_total_wait: float = 120.0
     jitter: bool = True
     statuses: frozenset[int] = RETRY_STATUSES
+    max_retry_after: float | None = None
 
     def __post_init__(self) -> None:
         if self.max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")
-        if self.backoff < 0 or self.max_backoff < 0 or self.max_total_wait < 0:
-            raise ValueError("backoff, max_backoff and max_total_wait must not be negative")
+        if min(self.backoff, self.max_backoff, self.max_total_wait, self.max_retry_after or 0) < 0:
+            raise ValueError(
+                "backoff, max_backoff, max_total_wait and max_retry_after must not be negative"
+            )
         object.__setattr__(self, "statuses", check_statuses(self.statuses))
 
     def delay(self, attempt: int, retry_after: float | None = None) -> float:
         """Seconds to wait after failed attempt number ``attempt`` (1-based).
 
-        A server's ``Retry-After`` wins over the computed backoff.
+        A server's ``Retry-After`` wins over the computed backoff (capped at
+        ``max_retry_after`` when that is set).
         """
         if retry_after is not None:
-            return max(0.0, retry_after)
+            wait = max(0.0, retry_after)
+            return wait if self.max_retry_after is None else min(wait, self.max_retry_after)
         wait = min(self.max_backoff, self.backoff * (2 ** (attempt - 1)))
         if self.jitter:
             wait *= random.uniform(0.5, 1.0)
         return wait
+
+    def may_retry(self, attempt: int, delay: float, waited: float) -> bool:
+        """Whether failed attempt ``attempt`` may be followed by a wait of ``delay`` seconds.
+
+        Args:
+            attempt: The attempt that failed (1-based).
+            delay: The wait before the next attempt (from :meth:`delay`).
+            waited: Seconds already waited for this request.
+        """
+        return attempt < self.max_attempts and waited + delay <= self.max_total_wait
+
+    def wait_budget_note(self, attempt: int, delay: float) -> str:
+        """Why the retries stopped before ``max_attempts``: ``""`` when they were all used."""
+        if attempt >= self.max_attempts:
+            return ""
+        return (
+            f"; the next wait of {delay:.1f}s would pass max_total_wait ({self.max_total_wait:g}s)"
+        )
 
 
 # The name this class had first; code that imports it from this module keeps working.

@@ -1,31 +1,72 @@
 """A small Metabase REST client on httpx: authentication, retries, failure detection.
 
 Everything here follows ``metabase-api.md`` (the project's reference): success of a query is
-decided on ``body["status"]``, never on the HTTP status alone; 401/404 bodies are plain text;
-429/502/503/504, any other 5xx whose body is not a failed-query body (a proxy's error page, an
-unexpected server error) and broken connections are retried with backoff, honouring
-``Retry-After``; a body cut off mid-stream is retried, never read as a short result. Secrets
-(API key, password, session id) are sent in headers only and never appear in a message.
+decided on ``body["status"]``, never on the HTTP status alone; 401/404 bodies are plain text.
+The connection, the retry policy and the redaction are the HTTP extractor's
+(:func:`~dataproc_dagster.sources.http.client.http_client`,
+:class:`~dataproc_dagster.sources.http.retry.HttpRetryPolicy`,
+:mod:`dataproc_dagster.core.redaction`): the policy's statuses (408, 425, 429 and every 5xx)
+are retried, except a 5xx other than 502/503/504 whose body is a failed-query body (Metabase's
+answer about the query); so are broken connections and a body cut off mid-stream (never read
+as a short result), with jittered backoff honouring ``Retry-After``. Secrets (API key,
+password, session id) are sent in headers only and never appear in a message.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import math
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import httpx
 
-from dataproc_dagster.core.config_checks import check_http_url, check_timeout, safe_url
+from dataproc_dagster.core.config_checks import check_http_url, check_timeout
 from dataproc_dagster.core.errors import ConfigError, SourceError
-from dataproc_dagster.observability.logging import http_debug_hooks, register_secret
-from dataproc_dagster.sources.http.retry import parse_retry_after
+from dataproc_dagster.core.redaction import mask_url, register_secret, scrub
+from dataproc_dagster.sources.http.client import http_client
+from dataproc_dagster.sources.http.retry import HttpRetryPolicy, parse_retry_after
 
-RETRY_STATUSES = frozenset({429, 502, 503, 504})
 QUERY_PREVIEW_CHARS = 200
+# Retried statuses that say the query was not run (overload, gateway, rate limit): retried even
+# with a failed-query body (a saturated connection pool answers 503 with one). Any other 5xx
+# with a failed-query body is Metabase's answer about the query and would fail again.
+_NOT_THE_QUERY = frozenset({408, 425, 429, 502, 503, 504})
+# The Metabase retry options (resource fields, run config) and their defaults.
+DEFAULT_MAX_RETRIES = 5
+DEFAULT_RETRY_BACKOFF = 0.5
+DEFAULT_MAX_RETRY_WAIT = 60.0
+
+
+def metabase_retry_policy(
+    max_retries: int = DEFAULT_MAX_RETRIES,
+    backoff: float = DEFAULT_RETRY_BACKOFF,
+    max_retry_wait: float = DEFAULT_MAX_RETRY_WAIT,
+) -> HttpRetryPolicy:
+    """The shared :class:`HttpRetryPolicy` for the Metabase retry options.
+
+    ``max_retries`` counts the attempts after the first (``max_attempts = max_retries + 1``);
+    ``max_retry_wait`` caps every single wait, a server's ``Retry-After`` included, so the
+    summed waits never pass ``max_retries * max_retry_wait``. Computed waits are jittered.
+
+    Args:
+        max_retries: Further attempts after a retryable failure (negative = 0).
+        backoff: First wait in seconds, doubled per attempt (negative = 0).
+        max_retry_wait: Longest single wait in seconds, whatever ``Retry-After`` asks.
+    """
+    retries = max(0, max_retries)
+    cap = max(0.0, max_retry_wait)
+    return HttpRetryPolicy(
+        max_attempts=retries + 1,
+        backoff=max(0.0, backoff),
+        max_backoff=cap,
+        max_retry_after=cap,
+        # Each wait is capped instead, so the summed waits stay under max_retries * cap.
+        max_total_wait=math.inf,
+    )
 
 
 class MetabaseQueryError(SourceError):
@@ -48,19 +89,10 @@ class MetabaseQueryError(SourceError):
 class _Retryable(Exception):
     """Internal: the attempt failed in a way worth another try."""
 
-    def __init__(self, reason: str, wait: float | None = None) -> None:
+    def __init__(self, reason: str, retry_after: float | None = None) -> None:
         super().__init__(reason)
         self.reason = reason
-        self.wait = wait
-
-
-def mask_url(url: str) -> str:
-    """``url`` without user info, query string or fragment (they may hold secrets)."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
-    return urlunsplit((parts.scheme, host, parts.path, "", ""))
+        self.retry_after = retry_after
 
 
 def preview_query(query: Mapping[str, Any]) -> str:
@@ -87,9 +119,8 @@ class MetabaseClient:
         password: Password for the session login.
         timeout: Connect/read timeout in seconds (a whole export may take longer; reads are
             timed per network read, not per response).
-        max_retries: Further attempts after a retryable failure.
-        backoff: First wait in seconds; doubled per attempt when no ``Retry-After`` is given.
-        max_retry_wait: Longest single wait, seconds, whatever ``Retry-After`` asks.
+        retry: When to retry (default :func:`metabase_retry_policy`: 5 retries, 0.5 s
+            doubling, at most 60 s per wait).
         log: Called with one line per retry or re-login (no secrets in it).
         transport: An httpx transport (tests).
     """
@@ -102,16 +133,14 @@ class MetabaseClient:
         username: str = "",
         password: str = "",
         timeout: float = 30.0,
-        max_retries: int = 5,
-        backoff: float = 0.5,
-        max_retry_wait: float = 60.0,
+        retry: HttpRetryPolicy | None = None,
         log: Callable[[str], None] | None = None,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
         base_url = (base_url or "").strip().rstrip("/")
         if not base_url or urlsplit(base_url).scheme not in ("http", "https"):
             raise ConfigError(
-                f"Metabase base URL {safe_url(base_url)!r} is not an http(s):// URL",
+                f"Metabase base URL {mask_url(base_url)!r} is not an http(s):// URL",
                 source="Metabase",
                 fix="set METABASE_BASE_URL (or the resource's base_url) to e.g. "
                 "https://metabase.example.com",
@@ -139,21 +168,31 @@ class MetabaseClient:
         self._username = username
         self._password = password
         self._session_id: str | None = None
-        self.max_retries = max(0, max_retries)
-        self.backoff = max(0.0, backoff)
-        self.max_retry_wait = max(0.0, max_retry_wait)
-        self._log = log or (lambda _message: None)
+        self.retry = retry or metabase_retry_policy()
+        self._log_line = log
         self.attempts = 0
         self.retries = 0
         self.bytes_received = 0
-        self._http = httpx.Client(
-            event_hooks=http_debug_hooks(mask_url),
+        self._http = http_client(
+            mask=self.mask,
+            timeout=timeout,
             base_url=base_url,
-            timeout=httpx.Timeout(timeout),
             transport=transport,
             headers={"Accept": "application/json", "Accept-Encoding": "gzip"},
+            # A redirect would send the credentials' next request (a POST) to another place.
             follow_redirects=False,
         )
+
+    def mask(self, url: str) -> str:
+        """``url`` with secret query parameters and the client's secret values masked."""
+        return scrub(mask_url(url), self._secrets())
+
+    def _secrets(self) -> tuple[str, ...]:
+        return (self._api_key, self._password, self._session_id or "")
+
+    def _log(self, message: str) -> None:
+        if self._log_line is not None:
+            self._log_line(scrub(message, self._secrets()))
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -282,22 +321,25 @@ class MetabaseClient:
         parse: Callable[[httpx.Response], Any] | None = None,
         auth: bool = True,
     ) -> Any:
-        last_reason = ""
-        for attempt in range(self.max_retries + 1):
-            if attempt:
+        attempt, waited = 0, 0.0
+        while True:
+            attempt += 1
+            if attempt > 1:
                 self.retries += 1
             self.attempts += 1
             headers = self._auth_headers() if auth else {}
-            wait: float | None = None
+            retry_after: float | None = None
             try:
                 response = self._http.request(
                     method, path, params=params, json=json, data=data, headers=headers
                 )
                 self.bytes_received += len(response.content)
                 status = response.status_code
-                if status in RETRY_STATUSES or (status >= 500 and not _failed_query(response)):
-                    wait = _retry_after(response)
-                    raise _Retryable(f"HTTP {status} {_error_text(response)[:120]}", wait)
+                if status in self.retry.statuses and (
+                    status in _NOT_THE_QUERY or not _failed_query(response)
+                ):
+                    retry_after = parse_retry_after(response.headers.get("Retry-After"))
+                    raise _Retryable(f"HTTP {status} {_error_text(response)[:120]}", retry_after)
                 if not auth:
                     return response
                 if response.status_code == 401:
@@ -306,22 +348,26 @@ class MetabaseClient:
                     return parse(response)
                 return self._default_parse(response, path)
             except _Retryable as exc:
-                last_reason, wait = exc.reason, exc.wait
+                reason, retry_after = exc.reason, exc.retry_after
             except httpx.TimeoutException as exc:
-                last_reason = f"timed out ({type(exc).__name__})"
+                reason = f"timed out ({type(exc).__name__})"
             except httpx.TransportError as exc:
-                last_reason = f"connection failed ({type(exc).__name__}: {exc})"
-            if attempt == self.max_retries:
+                reason = f"connection failed ({type(exc).__name__}: {exc})"
+            delay = self.retry.delay(attempt, retry_after)
+            if not self.retry.may_retry(attempt, delay, waited):
                 break
-            delay = self.backoff * (2**attempt) if wait is None else wait
-            delay = min(delay, self.max_retry_wait)
             self._log(
-                f"Metabase {method} {path}: {last_reason}; retry {attempt + 1}/"
-                f"{self.max_retries} in {delay:.1f}s"
+                f"Metabase {method} {path}: {reason}; retry {attempt}/"
+                f"{self.retry.max_attempts - 1} in {delay:.1f}s"
             )
             time.sleep(delay)
+            waited += delay
         raise SourceError(
-            f"{method} {path} failed after {self.max_retries + 1} attempts: {last_reason}",
+            scrub(
+                f"{method} {path} failed after {attempt} attempts"
+                f"{self.retry.wait_budget_note(attempt, delay)}: {reason}",
+                self._secrets(),
+            ),
             source=self.source,
             fix="check that Metabase (and any proxy in front of it) is up and reachable; "
             "raise the resource's max_retries or timeout for a slow server",
@@ -385,10 +431,6 @@ def _failed_query(response: httpx.Response) -> bool:
     except ValueError:
         return False
     return isinstance(body, Mapping) and body.get("status") == "failed"
-
-
-def _retry_after(response: httpx.Response) -> float | None:
-    return parse_retry_after(response.headers.get("Retry-After"))
 
 
 def _error_text(response: httpx.Response) -> str:

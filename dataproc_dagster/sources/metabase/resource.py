@@ -8,8 +8,15 @@ from contextlib import contextmanager
 from dagster import ConfigurableResource
 from pydantic import Field
 
+from dataproc_dagster.core.redaction import mask_url
 from dataproc_dagster.core.settings import FrameworkSettings, get_settings
-from dataproc_dagster.sources.metabase.client import MetabaseClient, mask_url
+from dataproc_dagster.sources.metabase.client import (
+    DEFAULT_MAX_RETRIES,
+    DEFAULT_MAX_RETRY_WAIT,
+    DEFAULT_RETRY_BACKOFF,
+    MetabaseClient,
+    metabase_retry_policy,
+)
 
 
 class MetabaseResource(ConfigurableResource):
@@ -34,13 +41,18 @@ class MetabaseResource(ConfigurableResource):
         default=0.0, description="Seconds per network read; 0 = METABASE_TIMEOUT"
     )
     max_retries: int = Field(
-        default=5,
-        description="Retries on 429, 5xx (not failed queries), resets and cut-off bodies; set "
-        "per run with resources: metabase: config: max_retries",
+        default=DEFAULT_MAX_RETRIES,
+        description="Retries after the first attempt (the HTTP retry policy's max_attempts - 1) "
+        "on 408, 425, 429, 5xx (not failed queries), resets and cut-off bodies; set per run "
+        "with resources: metabase: config: max_retries",
     )
-    retry_backoff: float = Field(default=0.5, description="First retry wait, seconds (doubles)")
+    retry_backoff: float = Field(
+        default=DEFAULT_RETRY_BACKOFF,
+        description="First retry wait, seconds (doubles per attempt, with jitter)",
+    )
     max_retry_wait: float = Field(
-        default=60.0, description="Longest wait, whatever Retry-After says"
+        default=DEFAULT_MAX_RETRY_WAIT,
+        description="Longest single wait, seconds, whatever Retry-After says",
     )
 
     @classmethod
@@ -83,9 +95,7 @@ class MetabaseResource(ConfigurableResource):
             username=username,
             password=password,
             timeout=self.timeout or settings.metabase_timeout,
-            max_retries=self.max_retries,
-            backoff=self.retry_backoff,
-            max_retry_wait=self.max_retry_wait,
+            retry=metabase_retry_policy(self.max_retries, self.retry_backoff, self.max_retry_wait),
             log=log,
         )
         with client:

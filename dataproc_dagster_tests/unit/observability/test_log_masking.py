@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from dataproc_dagster.core.redaction import mask_url
-from dataproc_dagster.observability import logging as log_setup
+from dataproc_dagster.core import redaction as masking
 
 REPO_PATH = "/home/analyst/projects/etl-demo"
 
@@ -28,24 +27,24 @@ def shell_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.mark.usefixtures("shell_environment")
 def test_working_directories_and_paths_are_not_secrets() -> None:
     text = f"Writing file at: {REPO_PATH}/.dagster_home/storage/x (from /home/analyst)"
-    assert log_setup.mask_secrets(text) == text
-    assert not log_setup.is_secret_variable("PWD")
-    assert not log_setup.is_secret_variable("OLDPWD")
-    assert not log_setup.is_secret_variable("SSH_AUTH_SOCK")
+    assert masking.mask_secrets(text) == text
+    assert not masking.is_secret_variable("PWD")
+    assert not masking.is_secret_variable("OLDPWD")
+    assert not masking.is_secret_variable("SSH_AUTH_SOCK")
     # A path or a URL without credentials in a secret-named variable is not a credential.
-    assert log_setup.mask_secrets("read /etc/service/key.pem") == "read /etc/service/key.pem"
+    assert masking.mask_secrets("read /etc/service/key.pem") == "read /etc/service/key.pem"
     ping = "GET https://broker.example/ping ok"
-    assert log_setup.mask_secrets(ping) == ping
+    assert masking.mask_secrets(ping) == ping
 
 
 @pytest.mark.usefixtures("shell_environment")
 def test_secret_variables_are_masked_by_value() -> None:
     text = "using shop-key-0f3a9c, pw-horse-battery and mysql-pwd-value"
-    assert log_setup.mask_secrets(text) == "using ***, *** and ***"
+    assert masking.mask_secrets(text) == "using ***, *** and ***"
     # Only the password of a URL with credentials is a secret value.
-    assert log_setup.mask_secrets("password db-pass-9981 leaked") == "password *** leaked"
+    assert masking.mask_secrets("password db-pass-9981 leaked") == "password *** leaked"
     for name in ("SHOP_API_KEY", "API_TOKEN", "CLIENT_SECRET", "METABASE_APIKEY", "MYSQL_PWD"):
-        assert log_setup.is_secret_variable(name), name
+        assert masking.is_secret_variable(name), name
 
 
 @pytest.mark.parametrize(
@@ -76,9 +75,9 @@ def test_secret_variables_are_masked_by_value() -> None:
     ],
 )
 def test_urls_in_brackets_quotes_and_parentheses(text: str, expected: str) -> None:
-    assert log_setup.mask_secrets(text, secrets=()) == expected
+    assert masking.mask_secrets(text, secrets=()) == expected
 
 
 def test_mask_url_keeps_the_query_text() -> None:
     url = "http://h.example/p?q=a%20b&sort=-id&list=1,2&token=t0k3n"
-    assert mask_url(url) == "http://h.example/p?q=a%20b&sort=-id&list=1,2&token=***"
+    assert masking.mask_url(url) == "http://h.example/p?q=a%20b&sort=-id&list=1,2&token=***"

@@ -13,6 +13,7 @@ from dataproc_dagster.sources.http.pagination import (
     next_url,
     offset,
     page_number,
+    paginator_from_config,
     single,
 )
 from dataproc_dagster_tests.helpers.http_support import api_fixture, extract_all  # noqa: F401
@@ -132,13 +133,15 @@ def test_offset_with_capped_limit_works_sequentially(api: RunningApi) -> None:
 def test_page_size_is_sent_for_cursor_next_url_and_link_header(
     api: RunningApi, path: str, style: str, records_path: str | None, size_param: str
 ) -> None:
-    # As the generic job's run config builds it: Paginator(**config["paginator"]).
-    paginator = Paginator(
-        style=style,
-        cursor_path="next_cursor",
-        next_url_path="links.next",
-        page_size=40,
-        size_param=size_param,
+    # As the generic job's run config builds it from its paginator block.
+    paginator = paginator_from_config(
+        {
+            "style": style,
+            "cursor_path": "next_cursor",
+            "next_url_path": "links.next",
+            "page_size": 40,
+            "size_param": size_param,
+        }
     )
     extractor = create_http_extractor(
         api.url + path, paginator=paginator, records_path=records_path
@@ -154,6 +157,6 @@ def test_page_size_is_sent_for_cursor_next_url_and_link_header(
 def test_page_size_without_a_size_param_is_refused(style: str) -> None:
     paths = {"cursor_path": "next_cursor", "next_url_path": "links.next"}
     with pytest.raises(ConfigError) as info:
-        Paginator(style=style, page_size=40, size_param=None, **paths)
+        paginator_from_config({"style": style, "page_size": 40, "size_param": None, **paths})
     message = str(info.value)
     assert f"page_size on {style} paging" in message and "size_param" in message

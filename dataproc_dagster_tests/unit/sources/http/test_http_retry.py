@@ -37,3 +37,15 @@ def test_retry_after_in_seconds_and_as_http_date() -> None:
 def test_invalid_policy_is_rejected() -> None:
     with pytest.raises(ValueError, match="max_attempts"):
         RetryPolicy(max_attempts=0)
+
+
+def test_max_retry_after_caps_a_servers_wait_and_the_budget_decides() -> None:
+    policy = RetryPolicy(max_attempts=3, max_total_wait=10.0, max_retry_after=2.0)
+    assert policy.delay(1, retry_after=3600) == 2.0
+    assert RetryPolicy().delay(1, retry_after=3600) == 3600  # uncapped by default
+    assert policy.may_retry(1, 2.0, 0.0) and not policy.may_retry(3, 0.1, 0.0)
+    assert not policy.may_retry(2, 2.0, 9.0)
+    assert policy.wait_budget_note(3, 1.0) == ""
+    assert "would pass max_total_wait (10s)" in policy.wait_budget_note(2, 2.0)
+    with pytest.raises(ValueError, match="max_retry_after"):
+        RetryPolicy(max_retry_after=-1)

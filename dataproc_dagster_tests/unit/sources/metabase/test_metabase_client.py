@@ -8,8 +8,15 @@ import time
 import pytest
 
 from dataproc_dagster.core.errors import ConfigError, SourceError
-from dataproc_dagster.sources.metabase.client import MetabaseClient, MetabaseQueryError
+from dataproc_dagster.sources.http import retry as retry_module
+from dataproc_dagster.sources.http.retry import RETRY_STATUSES, HttpRetryPolicy
+from dataproc_dagster.sources.metabase.client import (
+    MetabaseClient,
+    MetabaseQueryError,
+    metabase_retry_policy,
+)
 from dataproc_dagster.sources.metabase.paging import native_query
+from dataproc_dagster.sources.metabase.resource import MetabaseResource
 from dataproc_dagster_tests.servers.metabase_fixtures import (
     StandinSetup,
     metabase,
@@ -314,3 +321,51 @@ def test_a_failed_query_with_status_500_is_not_retried(metabase: StandinSetup) -
     with metabase.client() as client, pytest.raises(MetabaseQueryError, match="Unexpected"):
         client.run_query(query)
     assert metabase.server.count("POST", "/api/dataset") == 1
+
+
+def test_the_metabase_options_map_onto_the_shared_retry_policy() -> None:
+    policy = metabase_retry_policy(max_retries=3, backoff=0.25, max_retry_wait=2.0)
+    assert isinstance(policy, HttpRetryPolicy)
+    assert policy.max_attempts == 4 and policy.backoff == 0.25 and policy.jitter
+    assert policy.statuses == RETRY_STATUSES  # the HTTP extractor's: 408, 425, 429, 5xx
+    assert policy.delay(1, retry_after=3600) == 2.0  # max_retry_wait caps Retry-After too
+    assert metabase_retry_policy(max_retries=-1).max_attempts == 1
+    resource = MetabaseResource(base_url="http://127.0.0.1:9", api_key="mb_key", max_retries=2)
+    with resource.get_client() as client:
+        assert client.retry == metabase_retry_policy(2, 0.5, 60.0)
+
+
+def test_retry_waits_are_jittered_within_the_shared_bounds(
+    metabase: StandinSetup, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # 0.2 s doubling, jittered into [50 %, 100 %]: the lowest draw gives 0.1, 0.2, 0.4 s.
+    factors: list[tuple[float, float]] = []
+
+    def lowest(low: float, high: float) -> float:
+        factors.append((low, high))
+        return low
+
+    monkeypatch.setattr(retry_module.random, "uniform", lowest)
+    metabase.server.add_fault("/api/database", method="GET", status=503, times=3)
+    messages: list[str] = []
+    started = time.perf_counter()
+    with metabase.client(backoff=0.2, max_retries=3, log=messages.append) as client:
+        assert client.get_json("/api/database")["total"] == 2
+    elapsed = time.perf_counter() - started
+    assert factors == [(0.5, 1.0)] * 3
+    assert [m.rsplit(" in ", 1)[1] for m in messages] == ["0.1s", "0.2s", "0.4s"]
+    assert "retry 1/3" in messages[0] and "HTTP 503" in messages[0]
+    assert 0.7 <= elapsed < 0.7 + 2.0  # not the unjittered 1.4 s
+
+
+def test_408_is_retried_as_by_the_http_extractor(metabase: StandinSetup) -> None:
+    metabase.server.add_fault("/api/database", method="GET", status=408, body="Request Timeout")
+    with metabase.client() as client:
+        assert client.get_json("/api/database")["total"] == 2
+        assert client.retries == 1
+
+
+def test_the_client_masks_urls_with_the_shared_redaction(metabase: StandinSetup) -> None:
+    with metabase.client() as client:
+        masked = client.mask(f"{metabase.url}/api/x?api_key=abc123&q={metabase.server.api_key}")
+    assert masked == f"{metabase.url}/api/x?api_key=***&q=***"
