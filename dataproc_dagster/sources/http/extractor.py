@@ -21,10 +21,11 @@ from dataproc_dagster.sources.http.client import HttpSource
 from dataproc_dagster.sources.http.config import HTTP_EXTRACT_CONFIG_SCHEMA, spec_from_config
 from dataproc_dagster.sources.http.fetching import iter_pages
 from dataproc_dagster.sources.http.incremental import Incremental, LowerBound, read_lower_bound
-from dataproc_dagster.sources.http.pagination import PageWalker, Paginator, single
+from dataproc_dagster.sources.http.pagination import Paginator, single
 from dataproc_dagster.sources.http.records import RecordConverter
 from dataproc_dagster.sources.http.retry import HttpRetryPolicy
 from dataproc_dagster.sources.http.spec import HttpSourceSpec
+from dataproc_dagster.sources.http.walker import PageWalker
 
 
 class HttpExtractor:

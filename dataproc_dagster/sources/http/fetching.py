@@ -9,8 +9,9 @@ from typing import Any
 
 from dataproc_dagster.core.errors import SourceError
 from dataproc_dagster.sources.http.client import HttpSource, Page
-from dataproc_dagster.sources.http.pagination import OffsetPaginator, PageRequest, PageWalker
+from dataproc_dagster.sources.http.pagination import OffsetPaginator
 from dataproc_dagster.sources.http.records import select_records
+from dataproc_dagster.sources.http.walker import PageRequest, PageWalker
 
 
 def iter_pages(

@@ -16,7 +16,7 @@ from dataproc_dagster.clickhouse.sql import qualified_name, quote_identifier
 from dataproc_dagster.clickhouse.sql_safety import check_identifier
 from dataproc_dagster.clickhouse.tables import TargetTable
 from dataproc_dagster.core.errors import ConfigError
-from dataproc_dagster.sources.http.pagination import get_path
+from dataproc_dagster.sources.http.walker import get_path
 
 
 @dataclass(frozen=True)

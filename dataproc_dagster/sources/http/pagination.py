@@ -6,31 +6,22 @@ by name in :data:`PAGINATORS`; the run config's ``paginator.style`` picks the cl
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from typing import Any, ClassVar
 from urllib.parse import urljoin
 
 from dataproc_dagster.core.errors import ConfigError, SourceError
 from dataproc_dagster.sources.http.client import Page
+from dataproc_dagster.sources.http.walker import (
+    PageRequest,
+    PageWalker,
+    count_at,
+    get_path,
+    pages_of,
+)
 
 DEFAULT_PAGE_SIZE = 100
-
-
-def get_path(payload: Any, path: str) -> Any:
-    """The value at dotted ``path`` in ``payload``; a sentinel-free ``None`` when absent."""
-    node = payload
-    for part in path.split("."):
-        if isinstance(node, Mapping) and part in node:
-            node = node[part]
-        elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
-            node = node[int(part)]
-        else:
-            return None
-    return node
-
-
 _WHERE = "HTTP extractor paginator"
 
 
@@ -50,8 +41,8 @@ def _require_path(value: str | None, option: str, what: str, example: str) -> No
 
 @dataclass(frozen=True, kw_only=True)
 class Paginator:
-    """How an endpoint pages: one subclass per style, built with the helpers below
-    (``page_number(...)``, ``cursor(...)``, ...) or by name with :func:`make_paginator`.
+    """How an endpoint pages: one subclass per style, built with the helpers at the end of this
+    module (``page_number(...)``, ``cursor(...)``, ...) or by name with :func:`make_paginator`.
 
     Attributes:
         page_size: Records asked for per page (see each style).
@@ -154,9 +145,10 @@ class PageNumberPaginator(Paginator):
     """``?page=N&per_page=M`` paging; stops on the total, an empty page, or ``max_pages``.
 
     Attributes:
+        page_size: Records per page (default 100).
         page_param: Page number parameter.
         first_page: Number of the first page, 0 or 1.
-        size_param: Parameter that sends the page size (default 100); ``None`` sends none.
+        size_param: Parameter that sends the page size; ``None`` sends none.
         total_pages_path: JSON path of the total page count.
         total_path: JSON path of the total record count.
     """
@@ -164,6 +156,7 @@ class PageNumberPaginator(Paginator):
     style: ClassVar[str] = "page_number"
     parallel: ClassVar[bool] = True
 
+    page_size: int | None = DEFAULT_PAGE_SIZE
     page_param: str = "page"
     first_page: int = 1
     size_param: str | None = "per_page"
@@ -192,18 +185,20 @@ class PageNumberPaginator(Paginator):
     def total_pages(self, page: Page) -> int | None:
         """From ``total_pages_path``, else ``total_path`` divided by the page size."""
         if self.total_pages_path:
-            value = _count_at(page, self.total_pages_path)
+            value = count_at(page, self.total_pages_path)
             if value is not None:
                 return value
-        return _pages_of(_count_at(page, self.total_path), self.size)
+        return pages_of(count_at(page, self.total_path), self.size)
 
     def next_request(
         self, request: PageRequest, page: Page, records: int, walker: PageWalker
     ) -> PageRequest | None:
         """The next page number, until an empty page or the total."""
+        if records == 0:
+            return None
         index = request.index + 1
         total_pages = self.total_pages(page)
-        if records == 0 or (total_pages is not None and index >= total_pages):
+        if total_pages is not None and index >= total_pages:
             return None
         return PageRequest(request.url, self.page_params(dict(walker.params), index), index)
 
@@ -213,14 +208,16 @@ class OffsetPaginator(Paginator):
     """``?offset=N&limit=M`` paging; stops on the total, an empty page, or ``max_pages``.
 
     Attributes:
+        page_size: Records per page (default 100).
         offset_param: Offset parameter.
-        limit_param: Limit parameter (sends the page size, default 100).
+        limit_param: Limit parameter (sends the page size).
         total_path: JSON path of the total record count.
     """
 
     style: ClassVar[str] = "offset"
     parallel: ClassVar[bool] = True
 
+    page_size: int | None = DEFAULT_PAGE_SIZE
     offset_param: str = "offset"
     limit_param: str = "limit"
     total_path: str | None = None
@@ -237,7 +234,7 @@ class OffsetPaginator(Paginator):
 
     def total_pages(self, page: Page) -> int | None:
         """``total_path`` divided by the page size."""
-        return _pages_of(_count_at(page, self.total_path), self.size)
+        return pages_of(count_at(page, self.total_path), self.size)
 
     def next_request(
         self, request: PageRequest, page: Page, records: int, walker: PageWalker
@@ -246,7 +243,7 @@ class OffsetPaginator(Paginator):
         if records == 0:
             return None
         next_offset = int(request.params[self.offset_param]) + records
-        total = _count_at(page, self.total_path)
+        total = count_at(page, self.total_path)
         if total is not None and next_offset >= total:
             return None
         params = {**request.params, self.offset_param: next_offset}
@@ -402,193 +399,10 @@ def paginator_from_config(config: Mapping[str, Any]) -> Paginator:
     return make_paginator(style, **{k: v for k, v in config.items() if k in known})
 
 
-def single() -> Paginator:
-    """No paging: one request."""
-    return SinglePaginator()
-
-
-def page_number(
-    *,
-    page_param: str = "page",
-    size_param: str | None = "per_page",
-    page_size: int = DEFAULT_PAGE_SIZE,
-    first_page: int = 1,
-    total_pages_path: str | None = None,
-    total_path: str | None = None,
-    max_pages: int | None = None,
-) -> Paginator:
-    """``?page=N&per_page=M`` paging; stops on the total, an empty page, or ``max_pages``."""
-    return PageNumberPaginator(
-        page_param=page_param,
-        size_param=size_param,
-        page_size=page_size,
-        first_page=first_page,
-        total_pages_path=total_pages_path,
-        total_path=total_path,
-        max_pages=max_pages,
-    )
-
-
-def offset(
-    *,
-    offset_param: str = "offset",
-    limit_param: str = "limit",
-    page_size: int = DEFAULT_PAGE_SIZE,
-    total_path: str | None = None,
-    max_pages: int | None = None,
-) -> Paginator:
-    """``?offset=N&limit=M`` paging; stops on the total, an empty page, or ``max_pages``."""
-    return OffsetPaginator(
-        offset_param=offset_param,
-        limit_param=limit_param,
-        page_size=page_size,
-        total_path=total_path,
-        max_pages=max_pages,
-    )
-
-
-def cursor(
-    *,
-    cursor_path: str,
-    cursor_param: str = "cursor",
-    page_size: int | None = None,
-    size_param: str | None = "per_page",
-    max_pages: int | None = None,
-) -> Paginator:
-    """Cursor paging: the value at ``cursor_path`` is sent back as ``cursor_param``.
-
-    ``page_size`` (optional) is sent as ``size_param`` on every request.
-    """
-    return CursorPaginator(
-        cursor_path=cursor_path,
-        cursor_param=cursor_param,
-        page_size=page_size,
-        size_param=size_param,
-        max_pages=max_pages,
-    )
-
-
-def next_url(
-    *,
-    next_url_path: str,
-    page_size: int | None = None,
-    size_param: str | None = "per_page",
-    max_pages: int | None = None,
-) -> Paginator:
-    """Follow the full (or relative) URL found at ``next_url_path``.
-
-    ``page_size`` (optional) is sent as ``size_param`` on the first request; the next URLs are
-    followed as the server wrote them.
-    """
-    return NextUrlPaginator(
-        next_url_path=next_url_path, page_size=page_size, size_param=size_param, max_pages=max_pages
-    )
-
-
-def link_header(
-    *,
-    page_size: int | None = None,
-    size_param: str | None = "per_page",
-    max_pages: int | None = None,
-) -> Paginator:
-    """Follow RFC 8288 ``Link: <...>; rel="next"`` headers.
-
-    ``page_size`` (optional) is sent as ``size_param`` on the first request.
-    """
-    return LinkHeaderPaginator(page_size=page_size, size_param=size_param, max_pages=max_pages)
-
-
-@dataclass
-class PageRequest:
-    """One request to send: URL, query parameters, and the page's position (0-based)."""
-
-    url: str
-    params: dict[str, Any] = field(default_factory=dict)
-    index: int = 0
-
-
-class PageWalker:
-    """Walks the pages of one endpoint for a :class:`Paginator`.
-
-    Args:
-        paginator: The paging style and its settings.
-        url: The first page's URL.
-        params: Query parameters of the first request (the paging ones are added).
-    """
-
-    def __init__(self, paginator: Paginator, url: str, params: Mapping[str, Any]) -> None:
-        self.paginator = paginator
-        self.url = url
-        self.params = dict(params)
-        self._seen: set[str] = set()
-
-    def first(self) -> PageRequest:
-        """The first request."""
-        return PageRequest(self.url, self.paginator.first_params(dict(self.params)), 0)
-
-    def total_pages(self, page: Page) -> int | None:
-        """Pages in all, when the response tells (``page_number`` and ``offset`` only)."""
-        return self.paginator.total_pages(page)
-
-    def planned(self, first: Page) -> list[PageRequest] | None:
-        """Every request after the first when the total is known from it, else ``None``."""
-        p = self.paginator
-        if not p.parallel:
-            return None
-        pages = p.total_pages(first)
-        if pages is None:
-            return None
-        if p.max_pages is not None:
-            pages = min(pages, p.max_pages)
-        return [
-            PageRequest(self.url, p.page_params(dict(self.params), i), i) for i in range(1, pages)
-        ]
-
-    def next(self, request: PageRequest, page: Page, records: int) -> PageRequest | None:
-        """The request after ``request`` (which answered ``page`` with ``records`` records)."""
-        p = self.paginator
-        if p.max_pages is not None and request.index + 1 >= p.max_pages:
-            return None
-        return p.next_request(request, page, records, self)
-
-    def follow(self, target: str, page: Page, index: int) -> PageRequest:
-        """The request for a next URL the server handed out (sent as it is)."""
-        self.check_loop(target, page, "next URL")
-        return PageRequest(target, {}, index)
-
-    def check_loop(self, token: str, page: Page, what: str) -> None:
-        """Fail when the server hands out the same cursor or next URL twice."""
-        if token in self._seen:
-            raise SourceError(
-                f"the API sent the same {what} twice; paging would never end",
-                source=page.url,
-                fix="check the paginator settings (cursor_path / next_url_path), or set max_pages",
-            )
-        self._seen.add(token)
-
-
-def _count_at(page: Page, path: str | None) -> int | None:
-    return _as_count(get_path(page.payload, path), path, page) if path else None
-
-
-def _pages_of(total: int | None, size: int) -> int | None:
-    return None if total is None else math.ceil(total / size)
-
-
-def _as_count(value: Any, path: str | None, page: Page) -> int | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | float | str):
-        raise SourceError(
-            f"the total at {path!r} is {value!r}, not a number",
-            source=page.url,
-            fix="point total_path / total_pages_path at a numeric field, or leave it unset",
-        )
-    try:
-        return int(value)
-    except ValueError:
-        raise SourceError(
-            f"the total at {path!r} is {value!r}, not a number",
-            source=page.url,
-            fix="point total_path / total_pages_path at a numeric field, or leave it unset",
-        ) from None
+# The helpers a pipeline author writes, e.g. ``page_number(page_size=50, total_path="total")``.
+single = SinglePaginator
+page_number = PageNumberPaginator
+offset = OffsetPaginator
+cursor = CursorPaginator
+next_url = NextUrlPaginator
+link_header = LinkHeaderPaginator

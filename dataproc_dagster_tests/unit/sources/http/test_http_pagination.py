@@ -13,7 +13,6 @@ from dataproc_dagster.sources.http.pagination import (
     CursorPaginator,
     OffsetPaginator,
     PageNumberPaginator,
-    PageWalker,
     cursor,
     link_header,
     make_paginator,
@@ -22,6 +21,7 @@ from dataproc_dagster.sources.http.pagination import (
     page_number,
     paginator_from_config,
 )
+from dataproc_dagster.sources.http.walker import PageWalker
 
 URL = "http://api.test/items"
 
