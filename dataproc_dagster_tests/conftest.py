@@ -92,10 +92,15 @@ def _forget_definitions() -> None:
     ReconstructableJob.get_repository_definition.cache_clear()
 
 
+# A password-protected user of the session's server, as on a production server.
+SERVER_USER, SERVER_PASSWORD = "etl", "Etl-pw-7c1e09"
+
+
 @pytest.fixture(scope="session")
 def clickhouse_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """One local ClickHouse server for the whole session; its URL."""
-    with local_clickhouse_server(tmp_path_factory.mktemp("clickhouse-server")) as url:
+    folder = tmp_path_factory.mktemp("clickhouse-server")
+    with local_clickhouse_server(folder, users={SERVER_USER: SERVER_PASSWORD}) as url:
         yield url
 
 

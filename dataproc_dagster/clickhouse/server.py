@@ -3,9 +3,9 @@
 The chdb package holds the full ``clickhouse-local``, which can serve ClickHouse's real HTTP
 interface. A child process runs it with its data in a folder and blocks on its stdin: closing
 that pipe (or the parent dying, which closes it too) stops the server, so no orphan is left.
-This is not a production server: one user ``default`` without a password, bound to 127.0.0.1,
-no replication. In production point ``CLICKHOUSE_URL`` at a real server or cluster (see
-docs/operations.md).
+This is not a production server: user ``default`` without a password (plus any users a test
+asks for), bound to 127.0.0.1, no replication. In production point ``CLICKHOUSE_URL`` at a
+real server or cluster (see docs/operations.md).
 
 Command line (``./run.sh clickhouse ...`` calls it)::
 
@@ -20,17 +20,20 @@ Command line (``./run.sh clickhouse ...`` calls it)::
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import IO
+from xml.sax.saxutils import escape as xml_escape
 
 URL_FILE = "url"
 PID_FILE = "supervisor.pid"
@@ -63,12 +66,39 @@ def default_data_dir() -> Path:
     return Path(base).expanduser().resolve() / "clickhouse-server"
 
 
-def _config_xml(port: int) -> str:
+_USER_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def _config_xml(port: int, users_file: Path | None = None) -> str:
+    users = f"  <users_config>{xml_escape(str(users_file))}</users_config>\n" if users_file else ""
     return (
         "<clickhouse>\n"
         "  <listen_host>127.0.0.1</listen_host>\n"
         f"  <http_port>{port}</http_port>\n"
+        f"{users}"
         "</clickhouse>\n"
+    )
+
+
+def _users_xml(users: Mapping[str, str]) -> str:
+    """ClickHouse's users file: ``default`` without a password, plus ``users`` (name: password)."""
+
+    def user(name: str, password: str) -> str:
+        digest = hashlib.sha256(password.encode()).hexdigest() if password else ""
+        secret = (
+            f"<password_sha256_hex>{digest}</password_sha256_hex>"
+            if password
+            else ("<password></password>")
+        )
+        return (
+            f"    <{name}>{secret}<networks><ip>127.0.0.1</ip><ip>::1</ip></networks>"
+            f"<profile>default</profile><quota>default</quota></{name}>\n"
+        )
+
+    body = user("default", "") + "".join(user(n, pw) for n, pw in users.items())
+    return (
+        "<clickhouse>\n  <profiles><default/></profiles>\n  <quotas><default/></quotas>\n"
+        f"  <users>\n{body}  </users>\n</clickhouse>\n"
     )
 
 
@@ -86,11 +116,16 @@ class LocalClickHouseServer:
     Args:
         data_dir: Folder for the server's data, config, port and log files.
         port: HTTP port on 127.0.0.1; 0 lets the system pick a free one.
+        users: Users besides ``default`` (which has no password), name: password; for trying
+            credentials as on a production server.
     """
 
-    def __init__(self, data_dir: Path | str, port: int = 0) -> None:
+    def __init__(
+        self, data_dir: Path | str, port: int = 0, users: Mapping[str, str] | None = None
+    ) -> None:
         self.data_dir = Path(data_dir).expanduser().resolve()
         self.port = port
+        self.users = dict(users or {})
         self._process: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
 
@@ -112,8 +147,18 @@ class LocalClickHouseServer:
         (self.data_dir / "data").mkdir(exist_ok=True)
         config_dir = self.data_dir / "config"
         config_dir.mkdir(exist_ok=True)
+        users_file = config_dir / "users.xml" if self.users else None
+        if users_file is not None:
+            for name in self.users:
+                if not _USER_NAME.match(name):
+                    raise ClickHouseServerError(
+                        f"invalid user name {name!r}",
+                        source=str(self.data_dir),
+                        fix="use letters, digits and underscores",
+                    )
+            users_file.write_text(_users_xml(self.users), encoding="utf-8")
         # clickhouse-local reads ./config.xml from its working directory.
-        (config_dir / "config.xml").write_text(_config_xml(self.port), encoding="utf-8")
+        (config_dir / "config.xml").write_text(_config_xml(self.port, users_file), encoding="utf-8")
         port_file = self.data_dir / _PORT_FILE
         port_file.unlink(missing_ok=True)
         self._log = open(self.data_dir / LOG_FILE, "ab")  # noqa: SIM115 - closed in stop()
@@ -182,13 +227,16 @@ class LocalClickHouseServer:
 
 
 @contextmanager
-def local_clickhouse_server(data_dir: Path | str, port: int = 0) -> Iterator[str]:
+def local_clickhouse_server(
+    data_dir: Path | str, port: int = 0, users: Mapping[str, str] | None = None
+) -> Iterator[str]:
     """Run a local ClickHouse server for the block and yield its URL.
 
     For tests and benchmarks: ``with local_clickhouse_server(tmp) as url:`` then set
     ``CLICKHOUSE_URL=url``. The server stops when the block ends (or the process dies).
+    ``users`` adds password-protected users (name: password) beside ``default``.
     """
-    server = LocalClickHouseServer(data_dir, port)
+    server = LocalClickHouseServer(data_dir, port, users)
     url = server.start()
     try:
         yield url

@@ -26,7 +26,7 @@ pytestmark = pytest.mark.server
 
 def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-P", str(REPO / "dataproc_dagster" / "clickhouse_server.py"), *args],
+        [sys.executable, "-P", str(REPO / "dataproc_dagster" / "clickhouse" / "server.py"), *args],
         capture_output=True,
         text=True,
         timeout=120,

@@ -22,6 +22,7 @@ from dataproc_dagster.migrations.files import render
 from dataproc_dagster.migrations.state import StateTable
 from dataproc_dagster.pipeline.pools import apply_pool_limit, clickhouse_pool_limit
 from dataproc_dagster.pipeline.steps import CLICKHOUSE_POOL
+from dataproc_dagster_tests.conftest import SERVER_PASSWORD, SERVER_USER
 from dataproc_dagster_tests.helpers import server_jobs
 from dataproc_dagster_tests.helpers.pipelines import failure_message, run_pipeline
 
@@ -175,11 +176,19 @@ def test_wrong_user_or_password_on_the_server_names_the_settings(
     server_clickhouse: ClickHouseResource,
 ) -> None:
     url = server_clickhouse.url
-    resource = ClickHouseResource(url=url, user="nobody", password="s3cret-pass")
-    message = _connect_error(resource)
-    assert url.removeprefix("http://") in message
-    assert "CLICKHOUSE_USER (now 'nobody') and CLICKHOUSE_PASSWORD" in message
-    assert "s3cret-pass" not in message
+    for user, password in (("nobody", "s3cret-pass"), (SERVER_USER, "s3cret-pass")):
+        resource = ClickHouseResource(url=url, user=user, password=password)
+        message = _connect_error(resource)
+        assert url.removeprefix("http://") in message
+        assert f"CLICKHOUSE_USER (now '{user}') and CLICKHOUSE_PASSWORD" in message
+        assert "s3cret-pass" not in message
+    # The same user with its password gets in and writes.
+    right = ClickHouseResource(url=url, user=SERVER_USER, password=SERVER_PASSWORD)
+    right.command("CREATE TABLE default.by_etl (x UInt8) ENGINE = MergeTree ORDER BY x")
+    right.command("INSERT INTO default.by_etl VALUES (1)")
+    assert right.query_rows("SELECT currentUser(), count() FROM default.by_etl") == [
+        (SERVER_USER, 1)
+    ]
 
 
 def test_unknown_database_on_the_server_says_to_create_it(
