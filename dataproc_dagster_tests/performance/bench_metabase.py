@@ -22,7 +22,8 @@ import httpx
 
 from dataproc_dagster.sources.metabase.client import MetabaseClient
 from dataproc_dagster.sources.metabase.discovery import table_metadata
-from dataproc_dagster.sources.metabase.paging import ReadStats, read_table
+from dataproc_dagster.sources.metabase.paging import ReadStats
+from dataproc_dagster.sources.metabase.table_reader import read_table
 
 STANDIN = "dataproc_dagster_tests.servers.metabase_standin"
 

@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from dataproc_dagster.sources.metabase.client import MetabaseClient, metabase_retry_policy
+from dataproc_dagster.sources.metabase.client import MetabaseClient
+from dataproc_dagster.sources.metabase.retry import metabase_retry_policy
 from dataproc_dagster_tests.servers.metabase_standin import (
     SAMPLE_COLUMNS,
     MetabaseStandin,

@@ -1,22 +1,19 @@
-"""A small Metabase REST client on httpx: authentication, retries, failure detection.
+"""A small Metabase REST client on httpx: authentication, sessions, the retry loop, queries.
 
-Everything here follows ``metabase-api.md`` (the project's reference): success of a query is
-decided on ``body["status"]``, never on the HTTP status alone; 401/404 bodies are plain text.
 The connection, the retry policy and the redaction are the HTTP extractor's
 (:func:`~dataproc_dagster.sources.http.client.http_client`,
 :class:`~dataproc_dagster.sources.http.retry.HttpRetryPolicy`,
-:mod:`dataproc_dagster.core.redaction`): the policy's statuses (408, 425, 429 and every 5xx)
-are retried, except a 5xx other than 502/503/504 whose body is a failed-query body (Metabase's
-answer about the query); so are broken connections and a body cut off mid-stream (never read
-as a short result), with jittered backoff honouring ``Retry-After``. Secrets (API key,
-password, session id) are sent in headers only and never appear in a message.
+:mod:`dataproc_dagster.core.redaction`); which statuses are retried is in
+:mod:`~dataproc_dagster.sources.metabase.retry`, how answers are read (failed queries, cut-off
+bodies) in :mod:`~dataproc_dagster.sources.metabase.responses`. Broken connections and a body
+cut off mid-stream are retried with jittered backoff honouring ``Retry-After``. Secrets (API
+key, password, session id) are sent in headers only and never appear in a message.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
-import math
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -29,81 +26,15 @@ from dataproc_dagster.core.errors import ConfigError, SourceError
 from dataproc_dagster.core.redaction import mask_url, register_secret, scrub
 from dataproc_dagster.sources.http.client import http_client
 from dataproc_dagster.sources.http.retry import HttpRetryPolicy, parse_retry_after
-
-QUERY_PREVIEW_CHARS = 200
-# Retried statuses that say the query was not run (overload, gateway, rate limit): retried even
-# with a failed-query body (a saturated connection pool answers 503 with one). Any other 5xx
-# with a failed-query body is Metabase's answer about the query and would fail again.
-_NOT_THE_QUERY = frozenset({408, 425, 429, 502, 503, 504})
-# The Metabase retry options (resource fields, run config) and their defaults.
-DEFAULT_MAX_RETRIES = 5
-DEFAULT_RETRY_BACKOFF = 0.5
-DEFAULT_MAX_RETRY_WAIT = 60.0
-
-
-def metabase_retry_policy(
-    max_retries: int = DEFAULT_MAX_RETRIES,
-    backoff: float = DEFAULT_RETRY_BACKOFF,
-    max_retry_wait: float = DEFAULT_MAX_RETRY_WAIT,
-) -> HttpRetryPolicy:
-    """The shared :class:`HttpRetryPolicy` for the Metabase retry options.
-
-    ``max_retries`` counts the attempts after the first (``max_attempts = max_retries + 1``);
-    ``max_retry_wait`` caps every single wait, a server's ``Retry-After`` included, so the
-    summed waits never pass ``max_retries * max_retry_wait``. Computed waits are jittered.
-
-    Args:
-        max_retries: Further attempts after a retryable failure (negative = 0).
-        backoff: First wait in seconds, doubled per attempt (negative = 0).
-        max_retry_wait: Longest single wait in seconds, whatever ``Retry-After`` asks.
-    """
-    retries = max(0, max_retries)
-    cap = max(0.0, max_retry_wait)
-    return HttpRetryPolicy(
-        max_attempts=retries + 1,
-        backoff=max(0.0, backoff),
-        max_backoff=cap,
-        max_retry_after=cap,
-        # Each wait is capped instead, so the summed waits stay under max_retries * cap.
-        max_total_wait=math.inf,
-    )
-
-
-class MetabaseQueryError(SourceError):
-    """Metabase accepted a query and reported it failed (HTTP 202 or 4xx/5xx, same body)."""
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        error: str,
-        error_type: str | None,
-        source: str | None = None,
-        fix: str | None = None,
-    ) -> None:
-        self.error = error
-        self.error_type = error_type
-        super().__init__(message, source=source, fix=fix)
-
-
-class _Retryable(Exception):
-    """Internal: the attempt failed in a way worth another try."""
-
-    def __init__(self, reason: str, retry_after: float | None = None) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.retry_after = retry_after
-
-
-def preview_query(query: Mapping[str, Any]) -> str:
-    """The first 200 characters of a query: the SQL of a native query, else the MBQL as JSON."""
-    native = query.get("native")
-    if isinstance(native, Mapping) and isinstance(native.get("query"), str):
-        text = str(native["query"])
-    else:
-        text = json.dumps(query.get("query", query), separators=(",", ":"), default=str)
-    text = " ".join(text.split())
-    return text if len(text) <= QUERY_PREVIEW_CHARS else text[: QUERY_PREVIEW_CHARS - 3] + "..."
+from dataproc_dagster.sources.metabase.responses import (
+    Retryable,
+    check_status,
+    error_text,
+    is_failed_query,
+    parse_export_response,
+    parse_query_response,
+)
+from dataproc_dagster.sources.metabase.retry import NOT_THE_QUERY, metabase_retry_policy
 
 
 class MetabaseClient:
@@ -243,7 +174,7 @@ class MetabaseClient:
             self._session_id = str(session_id)
             register_secret(self._session_id)
             return
-        reason = _error_text(response)
+        reason = error_text(response)
         raise SourceError(
             f"login as {self._username!r} refused (HTTP {response.status_code}): {reason}",
             source=self.source + "/api/session",
@@ -273,7 +204,7 @@ class MetabaseClient:
     ) -> Any:
         """Send an authenticated request and return the parsed answer.
 
-        ``parse`` turns the response into the result; it may raise :class:`_Retryable`
+        ``parse`` turns the response into the result; it may raise :class:`Retryable`
         (e.g. a body cut off) to have the request tried again. Without it the JSON body of a
         2xx answer is returned.
 
@@ -336,10 +267,10 @@ class MetabaseClient:
                 self.bytes_received += len(response.content)
                 status = response.status_code
                 if status in self.retry.statuses and (
-                    status in _NOT_THE_QUERY or not _failed_query(response)
+                    status in NOT_THE_QUERY or not is_failed_query(response)
                 ):
                     retry_after = parse_retry_after(response.headers.get("Retry-After"))
-                    raise _Retryable(f"HTTP {status} {_error_text(response)[:120]}", retry_after)
+                    raise Retryable(f"HTTP {status} {error_text(response)[:120]}", retry_after)
                 if not auth:
                     return response
                 if response.status_code == 401:
@@ -347,7 +278,7 @@ class MetabaseClient:
                 if parse is not None:
                     return parse(response)
                 return self._default_parse(response, path)
-            except _Retryable as exc:
+            except Retryable as exc:
                 reason, retry_after = exc.reason, exc.retry_after
             except httpx.TimeoutException as exc:
                 reason = f"timed out ({type(exc).__name__})"
@@ -379,7 +310,7 @@ class MetabaseClient:
             return response.json()
         except ValueError:
             if response.status_code in (200, 202):
-                raise _Retryable("the response body was cut off or is not JSON") from None
+                raise Retryable("the response body was cut off or is not JSON") from None
             raise
 
     # -- queries ------------------------------------------------------------------------
@@ -422,157 +353,3 @@ class MetabaseClient:
 
 class _Unauthenticated(Exception):
     """Internal: a 401 on a protected route."""
-
-
-def _failed_query(response: httpx.Response) -> bool:
-    """Whether the body reports a failed query (reference section 8): an answer, not a fault."""
-    try:
-        body = response.json()
-    except ValueError:
-        return False
-    return isinstance(body, Mapping) and body.get("status") == "failed"
-
-
-def _error_text(response: httpx.Response) -> str:
-    """Metabase's reason: plain-text bodies as they are, JSON ``errors`` / ``message`` joined."""
-    try:
-        body = response.json()
-    except ValueError:
-        return " ".join(response.text.split())[:300] or response.reason_phrase
-    if isinstance(body, Mapping):
-        if isinstance(body.get("errors"), Mapping):
-            return "; ".join(f"{k}: {v}" for k, v in body["errors"].items())
-        for key in ("error", "message"):
-            if body.get(key):
-                return str(body[key])[:300]
-    return json.dumps(body)[:300]
-
-
-def check_status(response: httpx.Response, source: str, path: str) -> None:
-    """Raise a clear error for a 4xx/5xx answer outside query execution."""
-    status = response.status_code
-    if status < 400:
-        return
-    reason = _error_text(response)
-    if status == 404:
-        fix = (
-            "the id does not exist in this Metabase, or the route is wrong: check the "
-            "database / table id (list them with the metabase_catalog job)"
-        )
-    elif status == 403:
-        fix = "give the API key's group (or the user) access to this database / table"
-    elif status == 400:
-        fix = "correct the request parameters named above"
-    else:
-        fix = "check Metabase's server log; retry later"
-    raise SourceError(f"HTTP {status} on {path}: {reason}", source=source + path, fix=fix)
-
-
-def _failed_query_error(
-    body: Mapping[str, Any], source: str, label: str, query: Mapping[str, Any], status: int
-) -> MetabaseQueryError:
-    error = str(body.get("error") or "(no error text)")
-    error_type = body.get("error_type")
-    kind = f", {error_type}" if error_type else ""
-    if error_type == "missing-required-permissions":
-        fix = "grant the API key's group (or the user) query access to this database"
-    else:
-        fix = "correct the query (run it in Metabase's editor to see the same error)"
-    return MetabaseQueryError(
-        f"query on {label} failed (HTTP {status}{kind}): {error} | query: {preview_query(query)}",
-        error=error,
-        error_type=error_type if isinstance(error_type, str) else None,
-        source=source + "/api/dataset",
-        fix=fix,
-    )
-
-
-def parse_query_response(
-    response: httpx.Response, source: str, label: str, query: Mapping[str, Any]
-) -> dict[str, Any]:
-    """Decode a ``/api/dataset`` answer; raise on a failed query or a cut-off body.
-
-    Raises:
-        MetabaseQueryError: The body says ``"status": "failed"`` (any HTTP status).
-        _Retryable: The body is cut off or not JSON (retried by the client).
-    """
-    status = response.status_code
-    try:
-        body = response.json()
-    except ValueError:
-        if status in (200, 202):
-            # Older releases append an error object to a half-streamed body (invalid JSON);
-            # never read what came before it as a short result.
-            raise _Retryable(
-                f"the {status} response body of the query on {label} was cut off or is not "
-                f"valid JSON ({len(response.content)} bytes)"
-            ) from None
-        check_status(response, source, "/api/dataset")
-        raise SourceError(
-            f"HTTP {status} with a body that is not JSON", source=source + "/api/dataset"
-        ) from None
-    if isinstance(body, Mapping) and body.get("status") == "failed":
-        raise _failed_query_error(body, source, label, query, status)
-    if status >= 400:
-        check_status(response, source, "/api/dataset")
-    if not isinstance(body, Mapping) or body.get("status") != "completed":
-        shown = body.get("status") if isinstance(body, Mapping) else type(body).__name__
-        raise SourceError(
-            f"query on {label} answered status {shown!r}, not 'completed' | query: "
-            f"{preview_query(query)}",
-            source=source + "/api/dataset",
-            fix="check that METABASE_BASE_URL points at Metabase's API",
-        )
-    data = body.get("data")
-    if not isinstance(data, Mapping) or not isinstance(data.get("rows"), list):
-        raise SourceError(
-            f"completed query on {label} has no data.rows", source=source + "/api/dataset"
-        )
-    return dict(body)
-
-
-def parse_export_response(
-    response: httpx.Response, source: str, label: str, query: Mapping[str, Any], fmt: str
-) -> Any:
-    """Decode an export answer; a JSON object with ``"status": "failed"`` is a failed query."""
-    status = response.status_code
-    path = f"/api/dataset/{fmt}"
-    if fmt != "json":
-        if status >= 400:
-            _raise_failed_or_status(response, source, label, query, path)
-        text = response.text
-        if text.lstrip().startswith("{") and '"status"' in text[:2000]:
-            _raise_failed_or_status(response, source, label, query, path)
-        return text
-    try:
-        body = response.json()
-    except ValueError:
-        if status < 400:
-            raise _Retryable(
-                f"the {status} export body of the query on {label} was cut off or is not "
-                f"valid JSON ({len(response.content)} bytes)"
-            ) from None
-        check_status(response, source, path)
-        raise
-    if isinstance(body, Mapping):
-        if body.get("status") == "failed":
-            raise _failed_query_error(body, source, label, query, status)
-        check_status(response, source, path)
-        raise SourceError(
-            "the export answered a JSON object, expected an array of rows",
-            source=source + path,
-        )
-    check_status(response, source, path)
-    return body
-
-
-def _raise_failed_or_status(
-    response: httpx.Response, source: str, label: str, query: Mapping[str, Any], path: str
-) -> None:
-    try:
-        body = response.json()
-    except ValueError:
-        body = None
-    if isinstance(body, Mapping) and body.get("status") == "failed":
-        raise _failed_query_error(body, source, label, query, response.status_code)
-    check_status(response, source, path)

@@ -83,7 +83,7 @@ class FieldInfo:
 
 
 @dataclass(frozen=True)
-class TableInfo:
+class MetabaseTable:
     """One table, with its fields when they were asked for."""
 
     id: int
@@ -97,7 +97,7 @@ class TableInfo:
     db_name: str = ""
 
     @classmethod
-    def from_api(cls, data: Mapping[str, Any]) -> TableInfo:
+    def from_api(cls, data: Mapping[str, Any]) -> MetabaseTable:
         """Build from a table object (``fields`` optional)."""
         fields = tuple(
             sorted(
@@ -143,20 +143,20 @@ def get_database(client: MetabaseClient, database_id: int) -> DatabaseInfo:
 
 def list_tables(
     client: MetabaseClient, database_id: int, *, include_hidden: bool = False
-) -> list[TableInfo]:
+) -> list[MetabaseTable]:
     """The tables of a database, with their fields (``GET /api/database/:id/metadata``)."""
     params = {"include_hidden": "true"} if include_hidden else None
     body = client.get_json(f"/api/database/{int(database_id)}/metadata", params)
     tables = [
-        TableInfo.from_api({**t, "db_id": t.get("db_id", database_id)})
+        MetabaseTable.from_api({**t, "db_id": t.get("db_id", database_id)})
         for t in body.get("tables") or ()
     ]
     return sorted(tables, key=lambda t: (t.schema or "", t.name, t.id))
 
 
-def table_metadata(client: MetabaseClient, table_id: int) -> TableInfo:
+def table_metadata(client: MetabaseClient, table_id: int) -> MetabaseTable:
     """A table with its fields (``GET /api/table/:id/query_metadata``)."""
-    return TableInfo.from_api(client.get_json(f"/api/table/{int(table_id)}/query_metadata"))
+    return MetabaseTable.from_api(client.get_json(f"/api/table/{int(table_id)}/query_metadata"))
 
 
 def find_database(client: MetabaseClient, name: str) -> DatabaseInfo:
@@ -186,7 +186,7 @@ def find_database(client: MetabaseClient, name: str) -> DatabaseInfo:
 
 def find_table(
     client: MetabaseClient, database_id: int, table_name: str, schema: str | None = None
-) -> TableInfo:
+) -> MetabaseTable:
     """A table by name (and schema) in a database; names are matched as synced, then ignoring case.
 
     Raises:
@@ -194,7 +194,7 @@ def find_table(
     """
     tables = list_tables(client, database_id, include_hidden=True)
 
-    def matching(exact: bool) -> list[TableInfo]:
+    def matching(exact: bool) -> list[MetabaseTable]:
         def same(a: str | None, b: str | None) -> bool:
             return (a or "") == (b or "") if exact else (a or "").lower() == (b or "").lower()
 
@@ -233,7 +233,7 @@ def resolve_table(
     database_name: str | None = None,
     schema: str | None = None,
     table_name: str | None = None,
-) -> TableInfo:
+) -> MetabaseTable:
     """Find a table by id, or by database (id or name) + schema + table name, with its fields.
 
     Raises:
@@ -264,7 +264,7 @@ def resolve_table(
 
 
 def catalog_markdown(
-    databases: Sequence[DatabaseInfo], tables: Mapping[int, Sequence[TableInfo]]
+    databases: Sequence[DatabaseInfo], tables: Mapping[int, Sequence[MetabaseTable]]
 ) -> str:
     """A Markdown overview of databases and tables, for op metadata in the UI."""
     lines = ["| database | id | engine | schema | table | table id | rows | columns | visibility |"]
@@ -282,7 +282,7 @@ def catalog_markdown(
     return "\n".join(lines)
 
 
-def fields_markdown(table: TableInfo) -> str:
+def fields_markdown(table: MetabaseTable) -> str:
     """A Markdown table of a table's fields with their Metabase and ClickHouse types."""
     lines = [
         f"**{_md(table.qualified)}** (table id {table.id}, database {table.db_id})",

@@ -22,14 +22,14 @@ from dataproc_dagster.core.errors import ConfigError, DataprocError
 from dataproc_dagster.pipeline.config_types import choice
 from dataproc_dagster.pipeline.contracts import StepContext
 from dataproc_dagster.sources.metabase.discovery import find_database, get_database, resolve_table
+from dataproc_dagster.sources.metabase.native_reader import read_native
 from dataproc_dagster.sources.metabase.paging import (
     ABSOLUTE_MAX,
     DEFAULT_PAGE_SIZE,
     METHODS,
     ReadStats,
-    read_native,
-    read_table,
 )
+from dataproc_dagster.sources.metabase.table_reader import read_table
 
 # Run config of a config-driven extractor (the generic ``metabase_to_clickhouse`` job).
 METABASE_SOURCE_CONFIG_SCHEMA = {

@@ -21,7 +21,7 @@ from dataproc_dagster.loading.loader import create_clickhouse_loader
 from dataproc_dagster.pipeline.factory import create_etl_pipeline
 from dataproc_dagster.pipeline.steps import pipeline_errors
 from dataproc_dagster.sources.metabase.discovery import (
-    TableInfo,
+    MetabaseTable,
     catalog_markdown,
     fields_markdown,
     find_database,
@@ -71,7 +71,7 @@ def metabase_catalog_op(context: OpExecutionContext) -> Output[dict[str, Any]]:
             databases = [d for d in databases if d.id == config["database_id"]]
         elif config["database_name"]:
             databases = [find_database(client, config["database_name"])]
-        tables: dict[int, list[TableInfo]] = {}
+        tables: dict[int, list[MetabaseTable]] = {}
         for db in databases:
             tables[db.id] = list_tables(client, db.id, include_hidden=config["include_hidden"])
             context.log.info(
@@ -82,7 +82,7 @@ def metabase_catalog_op(context: OpExecutionContext) -> Output[dict[str, Any]]:
             "tables": sum(len(t) for t in tables.values()),
             "catalog": MetadataValue.md(catalog_markdown(databases, tables)),
         }
-        detailed: list[TableInfo] = []
+        detailed: list[MetabaseTable] = []
         if config["table_id"] is not None:
             detailed.append(table_metadata(client, config["table_id"]))
         elif config["include_fields"]:

@@ -10,11 +10,11 @@ from pydantic import Field
 
 from dataproc_dagster.core.redaction import mask_url
 from dataproc_dagster.core.settings import FrameworkSettings, get_settings
-from dataproc_dagster.sources.metabase.client import (
+from dataproc_dagster.sources.metabase.client import MetabaseClient
+from dataproc_dagster.sources.metabase.retry import (
     DEFAULT_MAX_RETRIES,
     DEFAULT_MAX_RETRY_WAIT,
     DEFAULT_RETRY_BACKOFF,
-    MetabaseClient,
     metabase_retry_policy,
 )
 

@@ -11,7 +11,9 @@ import pytest
 
 from dataproc_dagster.core.errors import ConfigError, SourceError
 from dataproc_dagster.sources.metabase.discovery import resolve_table, table_metadata
-from dataproc_dagster.sources.metabase.paging import ReadStats, read_native, read_table
+from dataproc_dagster.sources.metabase.native_reader import read_native
+from dataproc_dagster.sources.metabase.paging import ReadStats
+from dataproc_dagster.sources.metabase.table_reader import read_table
 from dataproc_dagster_tests.servers.metabase_fixtures import (
     BIG_ROWS,
     ORDERS_ROWS,

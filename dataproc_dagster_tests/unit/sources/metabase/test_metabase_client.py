@@ -10,13 +10,11 @@ import pytest
 from dataproc_dagster.core.errors import ConfigError, SourceError
 from dataproc_dagster.sources.http import retry as retry_module
 from dataproc_dagster.sources.http.retry import RETRY_STATUSES, HttpRetryPolicy
-from dataproc_dagster.sources.metabase.client import (
-    MetabaseClient,
-    MetabaseQueryError,
-    metabase_retry_policy,
-)
-from dataproc_dagster.sources.metabase.paging import native_query
+from dataproc_dagster.sources.metabase.client import MetabaseClient
+from dataproc_dagster.sources.metabase.native_reader import native_query
 from dataproc_dagster.sources.metabase.resource import MetabaseResource
+from dataproc_dagster.sources.metabase.responses import MetabaseQueryError
+from dataproc_dagster.sources.metabase.retry import metabase_retry_policy
 from dataproc_dagster_tests.servers.metabase_fixtures import (
     StandinSetup,
     metabase,
