@@ -10,7 +10,7 @@ from typing import Any
 from dataproc_dagster.core.errors import SourceError
 from dataproc_dagster.sources.http.client import HttpSource, Page
 from dataproc_dagster.sources.http.pagination import OffsetPaginator
-from dataproc_dagster.sources.http.records import select_records
+from dataproc_dagster.sources.http.record_path import select_records
 from dataproc_dagster.sources.http.walker import PageRequest, PageWalker
 
 

@@ -1,4 +1,8 @@
-"""From a JSON page to columns: pick the records, flatten objects, type each column."""
+"""From a JSON page to columns: flatten each record, type each column across pages.
+
+Picking the records out of the page is :mod:`.record_path`; flattening nested objects is
+:mod:`.flatten`.
+"""
 
 from __future__ import annotations
 
@@ -9,164 +13,14 @@ from typing import Any
 import pyarrow as pa
 
 from dataproc_dagster.core.errors import SourceError
-
-_SEP = "_"
-
-
-def select_records(payload: Any, path: str | None, *, where: str) -> list[Any]:
-    """Return the list of records in a decoded JSON page.
-
-    Args:
-        payload: The decoded JSON body.
-        path: Dotted path to the list (``data.items``); ``None`` picks a top-level list or the
-            only list-valued key of a top-level object.
-        where: The page URL (secrets masked), for messages.
-
-    Raises:
-        SourceError: When the path does not exist, does not hold a list, or the choice is
-            ambiguous (the message lists the candidate keys).
-    """
-    if path:
-        node = payload
-        walked: list[str] = []
-        for part in path.split("."):
-            walked.append(part)
-            if isinstance(node, Mapping) and part in node:
-                node = node[part]
-            elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
-                node = node[int(part)]
-            else:
-                keys = sorted(node) if isinstance(node, Mapping) else []
-                raise SourceError(
-                    f"record path {path!r} does not exist in the response: no key "
-                    f"{'.'.join(walked)!r} (keys there: {', '.join(map(str, keys)) or 'none'})",
-                    source=where,
-                    fix="set records_path to the dotted path of the list of records",
-                )
-        if node is None:
-            return []
-        if not isinstance(node, list):
-            raise SourceError(
-                f"record path {path!r} holds a {_json_type(node)}, not a list of records",
-                source=where,
-                fix="set records_path to the dotted path of the list of records",
-            )
-        return node
-    if isinstance(payload, list):
-        return payload
-    if isinstance(payload, Mapping):
-        candidates = [k for k, v in payload.items() if isinstance(v, list)]
-        if len(candidates) == 1:
-            return payload[candidates[0]]
-        if not candidates:
-            raise SourceError(
-                "the response holds no list of records at the top level "
-                f"(keys: {', '.join(map(str, payload)) or 'none'})",
-                source=where,
-                fix="set records_path to the dotted path of the list of records, e.g. data.items",
-            )
-        raise SourceError(
-            "the response holds several lists; cannot tell which holds the records "
-            f"(candidate keys: {', '.join(candidates)})",
-            source=where,
-            fix=f"set records_path to one of: {', '.join(candidates)}",
-        )
-    raise SourceError(
-        f"the response is a JSON {_json_type(payload)}, not an object or a list of records",
-        source=where,
-        fix="point the extractor at an endpoint that returns JSON records",
-    )
-
-
-def _json_type(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int | float):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, list):
-        return "list"
-    return "object"
-
-
-# Joins the keys of a source path in the column-to-path map: a character no JSON key of a real
-# API holds, so that ``{"a.b": 1}`` and ``{"a": {"b": 1}}`` keep distinct paths.
-_PATH_SEP = "\x1f"
-
-
-class FlattenError(Exception):
-    """Internal: two source paths give one column name, or a key is empty."""
-
-    def __init__(self, name: str, paths: tuple[str, ...]) -> None:
-        super().__init__(name)
-        self.name = name
-        self.paths = paths
-
-
-def render_path(path: str) -> str:
-    """A source path (keys joined by ``_PATH_SEP``) as ``a.b``; odd keys as ``["a.b"]``."""
-    text = ""
-    for key in path.split(_PATH_SEP):
-        if key and "." not in key and "[" not in key and '"' not in key:
-            text += f".{key}" if text else key
-        else:
-            text += f"[{json.dumps(key, ensure_ascii=False)}]"
-    return text
-
-
-def flatten_record(
-    record: Mapping[str, Any],
-    max_depth: int,
-    *,
-    paths: dict[str, str] | None = None,
-) -> dict[str, Any]:
-    """Flatten nested objects into ``parent_child`` keys down to ``max_depth`` levels.
-
-    Objects deeper than ``max_depth`` are kept as JSON strings. ``max_depth=0`` keeps every
-    nested object as JSON.
-
-    Args:
-        record: One decoded JSON object.
-        max_depth: Levels of nested objects flattened.
-        paths: Column name -> source path of the columns met so far (updated); a column whose
-            name another path already gave raises.
-
-    Raises:
-        FlattenError: Two source paths give one column name, or a key on the way is empty.
-    """
-    out: dict[str, Any] = {}
-    _flatten_into(out, record, "", "", max_depth, {} if paths is None else paths)
-    return out
-
-
-def _flatten_into(
-    out: dict[str, Any],
-    record: Mapping[str, Any],
-    prefix: str,
-    source: str,
-    depth: int,
-    paths: dict[str, str],
-) -> None:
-    for key, value in record.items():
-        if prefix:
-            name = f"{prefix}{_SEP}{key}"
-            path = f"{source}{_PATH_SEP}{key}"
-        else:
-            name = path = str(key)
-        if not key:
-            raise FlattenError("", (path,))
-        # Decoded JSON holds plain dicts; an exact type check is much cheaper than an ABC one.
-        if depth > 0 and type(value) is dict and value:
-            _flatten_into(out, value, name, path, depth - 1, paths)
-        else:
-            known = paths.setdefault(name, path)
-            if known != path:
-                raise FlattenError(name, (known, path))
-            out[name] = value
-
+from dataproc_dagster.sources.http.flatten import (
+    SEP,
+    FlattenError,
+    flatten_record,
+    flatten_struct,
+    render_path,
+)
+from dataproc_dagster.sources.http.record_path import json_type
 
 # Column kinds. "float" absorbs "int"; a list column is "list:<scalar kind>" or "json".
 _SCALAR_TYPES: dict[str, pa.DataType] = {
@@ -234,7 +88,7 @@ class RecordConverter:
             return None
         columns: list[tuple[str, pa.ChunkedArray]] = []
         sources: list[str] = []
-        if not _flatten_struct(pa.chunked_array([array]), "", "", self.max_depth, columns, sources):
+        if not flatten_struct(pa.chunked_array([array]), "", "", self.max_depth, columns, sources):
             return None
         names = [name for name, _ in columns]
         if len(set(names)) != len(names):
@@ -271,7 +125,7 @@ class RecordConverter:
         for index, record in enumerate(records):
             if type(record) is not dict and not isinstance(record, Mapping):
                 raise SourceError(
-                    f"record {index} is a JSON {_json_type(record)}, not an object",
+                    f"record {index} is a JSON {json_type(record)}, not an object",
                     source=where,
                     fix="set records_path to the list whose items are objects with the fields",
                 )
@@ -287,7 +141,7 @@ class RecordConverter:
             # A null where other records hold an object: its flattened columns carry the nulls
             # (as on the Arrow path), so no extra all-null column of the object's own name.
             if all(v is None for v in columns[name]) and any(
-                other.startswith(name + _SEP) for other in columns
+                other.startswith(name + SEP) for other in columns
             ):
                 del columns[name]
         for name in names:
@@ -401,37 +255,6 @@ class RecordConverter:
             element = kind.split(":", 1)[1]
             return pa.list_(_SCALAR_TYPES.get(element, pa.string()))
         return _SCALAR_TYPES[kind]
-
-
-def _flatten_struct(
-    column: pa.ChunkedArray,
-    prefix: str,
-    source: str,
-    depth: int,
-    out: list[tuple[str, pa.ChunkedArray]],
-    sources: list[str],
-) -> bool:
-    """Append the leaf columns of struct ``column`` and their source paths to ``out`` /
-    ``sources``; False when the Arrow path cannot do it."""
-    fields = list(column.type)
-    if not fields:
-        return False
-    for field, child in zip(fields, column.flatten(), strict=True):
-        if "." in field.name or not field.name:
-            return False
-        if prefix:
-            name = f"{prefix}{_SEP}{field.name}"
-            path = f"{source}{_PATH_SEP}{field.name}"
-        else:
-            name = path = field.name
-        if pa.types.is_struct(child.type):
-            # Deeper than max_depth the Python path keeps the object as JSON text.
-            if depth <= 0 or not _flatten_struct(child, name, path, depth - 1, out, sources):
-                return False
-        else:
-            out.append((name, child))
-            sources.append(path)
-    return True
 
 
 _ARROW_KINDS = {pa.bool_(): "bool", pa.int64(): "int", pa.float64(): "float", pa.string(): "string"}

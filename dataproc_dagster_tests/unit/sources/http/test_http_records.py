@@ -8,7 +8,9 @@ import pyarrow as pa
 import pytest
 
 from dataproc_dagster.core.errors import SourceError
-from dataproc_dagster.sources.http.records import RecordConverter, flatten_record, select_records
+from dataproc_dagster.sources.http.flatten import flatten_record
+from dataproc_dagster.sources.http.record_path import select_records
+from dataproc_dagster.sources.http.records import RecordConverter
 
 PAGE = "http://api.test/items?page=2"
 
