@@ -5,9 +5,10 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from dataproc_dagster import create_clickhouse_loader, create_sql_step, integrity
+from dataproc_dagster import create_clickhouse_loader, create_sql_step
 from dataproc_dagster.clickhouse.resource import ClickHouseResource
 from dataproc_dagster.core.settings import get_settings
+from dataproc_dagster.integrity import checks as integrity
 from dataproc_dagster_tests.helpers.pipelines import run_pipeline
 
 
