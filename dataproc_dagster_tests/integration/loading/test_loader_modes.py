@@ -237,8 +237,8 @@ def test_engine_reads_chunk_files_in_batches(
     read as a pattern matching nothing) is sent through the client instead."""
     from pathlib import Path
 
-    from dataproc_dagster.chunks import ChunkWriter
-    from dataproc_dagster.errors import SchemaError
+    from dataproc_dagster.core.chunks import ChunkWriter
+    from dataproc_dagster.core.errors import SchemaError
     from dataproc_dagster.loading import writer as writer_module
     from dataproc_dagster.loading.writer import LoadSpec, load_chunkset
 
