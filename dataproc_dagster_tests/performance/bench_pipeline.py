@@ -98,8 +98,8 @@ def backend_url(data_dir: str, backend: str) -> str:
 def _client(data_dir: str, backend: str) -> Any:
     from dataproc_dagster.clickhouse.resource import ClickHouseResource
 
-    resource = ClickHouseResource(url=backend_url(data_dir, backend))
-    return resource._open_embedded() if resource.is_embedded else resource._open_server()
+    connection = ClickHouseResource(url=backend_url(data_dir, backend)).connection
+    return connection._open_embedded() if connection.is_embedded else connection._open_server()
 
 
 def _run_pipeline(data_dir: str, backend: str, arrow: bool = False) -> dict[str, Any]:
