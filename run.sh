@@ -31,7 +31,9 @@ Usage: ./run.sh COMMAND [ARGS]
   migrate                   apply pending migrations
   migrate_status            show migration status
   migrate_rollback N        roll back the last N migrations
-  bench                     benchmarks (print figures; not pass/fail)
+  bench [--backend embedded|server|both] [--sizes N ...]
+                            benchmarks on the embedded engine and a ClickHouse server side by
+                            side (CLICKHOUSE_URL, or a local server); figures, not pass/fail
   lint                      ruff, mypy and the import contract (test runs them first too)
 USAGE
 }
@@ -212,12 +214,9 @@ case "$cmd" in
     ;;
   bench)
     ensure_venv
-    for script in dataproc_dagster_tests/performance/bench_*.py; do
-      [ -f "$script" ] || continue
-      module="$(echo "${script%.py}" | tr '/' '.')"
-      echo "==> $module"
-      python -m "$module" "$@"
-    done
+    # Pipeline and HTTP figures on the embedded engine and a ClickHouse server (CLICKHOUSE_URL,
+    # or a local server started for the run), then Metabase and migrations, then a summary.
+    python -m dataproc_dagster_tests.performance.run_benchmarks "$@"
     ;;
   lint)
     ensure_venv

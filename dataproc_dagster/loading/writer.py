@@ -361,15 +361,28 @@ def load_chunkset(
                 write_entry(client, spec.database, entry)  # renews the lease
                 renewed = time.monotonic()
 
-        direct = engine_reads_files and chunks.uniform and chunks.schema is not None
+        # The engine reads a file() path as a glob pattern: a folder holding glob characters
+        # would match no file and load nothing, so its chunks go through the client.
+        direct = (
+            engine_reads_files
+            and chunks.uniform
+            and chunks.schema is not None
+            and not _GLOB_CHARACTERS & set(chunks.directory)
+        )
         if direct:
             assert chunks.schema is not None
             columns = [n for n in chunks.schema.names if not (drift and n in drift.drop)]
-            for index, path in enumerate(chunks.paths()):
-                rows = check_file(path, columns, info, row_offset=result.rows)
-                _insert_file(client, spec.database, stage, path, columns, add_version, version)
-                result.rows += rows
-                staged_one(index)
+            index = 0
+            for batch in _file_batches(chunks):
+                counts: list[int] = []
+                for path in batch:  # every file of the batch is checked before it is read
+                    offset = result.rows + sum(counts)
+                    counts.append(check_file(path, columns, info, row_offset=offset))
+                _insert_files(client, spec.database, stage, batch, columns, add_version, version)
+                for rows in counts:
+                    result.rows += rows
+                    staged_one(index)
+                    index += 1
         for index, table in enumerate(() if direct else chunks.iter_tables()):
             if drift and drift.drop:
                 table = table.drop_columns(drift.drop)
@@ -462,25 +475,55 @@ def _settle_own(client: Client, spec: LoadSpec, entry: LedgerEntry, log: Any) ->
     return PUBLISHED if outcome.startswith(PUBLISHED) else ABANDONED
 
 
-def _insert_file(
+# Rows the engine reads from chunk files in one INSERT. Each INSERT makes parts that the engine
+# then merges in the background. Measured at 10M rows (100 files of 100k): one INSERT per file
+# 8.0-10.7 s (peak 707 MB), per 3 files 6.4 s (927 MB), per 5 files 4.4 s (922 MB), per 10 files
+# 4.2-4.8 s (1,020-1,107 MB): the engine buffers the files of one INSERT, so more files buy
+# little speed for much memory.
+INSERT_BATCH_ROWS = 500_000
+_GLOB_CHARACTERS = set("*?{}[]")
+
+
+def _file_batches(chunks: ChunkSet) -> list[list[Path]]:
+    """The chunk files in runs of about :data:`INSERT_BATCH_ROWS` rows, one INSERT each."""
+    paths = chunks.paths()
+    if len(chunks.chunk_rows) != len(paths):  # a ChunkSet written without row counts
+        return [[path] for path in paths]
+    batches: list[list[Path]] = []
+    rows = 0
+    for path, count in zip(paths, chunks.chunk_rows, strict=True):
+        if not batches or rows + count > INSERT_BATCH_ROWS or path.suffix != batches[-1][0].suffix:
+            batches.append([])
+            rows = 0
+        batches[-1].append(path)
+        rows += count
+    return batches
+
+
+def _insert_files(
     client: Client,
     database: str,
     stage: str,
-    path: Path,
+    paths: list[Path],
     columns: list[str],
     add_version: bool,
     version: int,
 ) -> None:
-    """Let the engine read one chunk file (Arrow IPC or Parquet) into the staging table."""
+    """Let the engine read chunk files (Arrow IPC or Parquet) into the staging table at once."""
     names = [quote_identifier(c) for c in columns]
     selected = list(names)
     if add_version:
         names.append(quote_identifier(VERSION_COLUMN))
         selected.append(f"toUInt64({int(version)})")
-    literal = str(path).replace("\\", "\\\\").replace("'", "\\'")
+    if len(paths) == 1:
+        pattern = str(paths[0])
+    else:
+        stems = ",".join(path.stem for path in paths)
+        pattern = str(paths[0].parent / f"{{{stems}}}{paths[0].suffix}")
+    literal = pattern.replace("\\", "\\\\").replace("'", "\\'")
     client.command(
         f"INSERT INTO {qualified_name(stage, database)} ({', '.join(names)}) "
-        f"SELECT {', '.join(selected)} FROM file('{literal}', {_file_format(path)})"
+        f"SELECT {', '.join(selected)} FROM file('{literal}', {_file_format(paths[0])})"
     )
 
 

@@ -12,7 +12,9 @@ that adds 20 ms to every response, then prints:
    DataFrame of the records (the work itself), and a trivial two-op in-process Dagster job
    (Dagster's floor: start-up and events). Our overhead is job - floor - bare loop.
 
-Run with ``./run.sh bench`` or ``python -m dataproc_dagster_tests.performance.bench_http``.
+Run with ``./run.sh bench`` or ``python -m dataproc_dagster_tests.performance.bench_http``;
+``--backend server`` loads into the ClickHouse server of ``CLICKHOUSE_URL`` instead of the
+embedded engine, ``--job-only`` skips sections 1 and 2 (they do not touch ClickHouse).
 The server memoizes rendered pages after a warm-up pass, so that on a small machine its CPU
 does not mask the client's; the 20 ms delay still applies to every response. Figures are
 printed; nothing here passes or fails.
@@ -164,16 +166,25 @@ def bare_httpx_loop(
     return rows, time.perf_counter() - started
 
 
-def run_generic_job(url: str, pages: int, concurrency: int, workdir: Path) -> tuple[int, float]:
-    """The whole ``http_to_clickhouse`` job into the embedded ClickHouse: rows, seconds."""
+def clickhouse_url(backend: str, workdir: Path) -> str:
+    """The ClickHouse of the job: an embedded engine in ``workdir`` or ``CLICKHOUSE_URL``."""
+    from dataproc_dagster_tests.performance.bench_pipeline import backend_url
+
+    return backend_url(str(workdir / "dataproc"), backend)
+
+
+def run_generic_job(
+    url: str, pages: int, concurrency: int, workdir: Path, backend: str = "embedded"
+) -> tuple[int, float]:
+    """The whole ``http_to_clickhouse`` job into ClickHouse: rows, seconds."""
     os.environ["DATAPROC_DATA_DIR"] = str(workdir / "dataproc")
-    os.environ.pop("CLICKHOUSE_URL", None)
+    os.environ["CLICKHOUSE_URL"] = clickhouse_url(backend, workdir)
     from dataproc_dagster.clickhouse.resource import ClickHouseResource
     from dataproc_dagster.core.settings import get_settings
     from dataproc_dagster.sources.http.job import PIPELINE
 
     get_settings.cache_clear()
-    clickhouse = ClickHouseResource(url=f"chdb://{workdir / 'dataproc' / 'clickhouse'}")
+    clickhouse = ClickHouseResource(url=os.environ["CLICKHOUSE_URL"])
     config = job_config(url, pages, concurrency, "bench_items")
     started = time.perf_counter()
     result = PIPELINE.job.execute_in_process(
@@ -231,21 +242,29 @@ def job_config(url: str, pages: int, concurrency: int, table: str) -> dict[str, 
                     "concurrency": concurrency,
                 }
             },
-            "http_to_clickhouse__load": {"config": {"table": table, "mode": "append"}},
+            "http_to_clickhouse__load": {"config": {"table": table, "mode": "replace"}},
         },
         # Keep the benchmark's output to its table: no per-event DEBUG lines.
         "loggers": {"console": {"config": {"log_level": "WARNING"}}},
     }
 
 
-def compare_launched(url: str, pages: int, workdir: Path) -> None:
-    """Section 3: bare loop, Dagster's floor and our job, each as a process launched alike."""
+def compare_launched(
+    url: str, pages: int, workdir: Path, backend: str = "embedded"
+) -> dict[str, tuple[float, float, float]]:
+    """Section 3: bare loop, Dagster's floor and our job, each as a process launched alike.
+
+    Returns (wall s, CPU s, peak MB) of each, by ``bare`` / ``floor`` / ``job``.
+    """
     dagster = str(Path(sys.executable).parent / "dagster")
     home = workdir / "dagster_home"
     home.mkdir(parents=True, exist_ok=True)
     (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
     env = dict(os.environ, DAGSTER_HOME=str(home), DATAPROC_DATA_DIR=str(workdir / "cli"))
-    env.pop("CLICKHOUSE_URL", None)
+    if backend == "embedded":
+        env.pop("CLICKHOUSE_URL", None)
+    else:
+        env["CLICKHOUSE_URL"] = clickhouse_url(backend, workdir)
     config = workdir / "http_job.yaml"
     config.write_text(json.dumps(job_config(url, pages, 8, "bench_cli")))
     me = "dataproc_dagster_tests.performance.bench_http"
@@ -279,6 +298,7 @@ def compare_launched(url: str, pages: int, workdir: Path) -> None:
         f"   CPU:  job = floor + {(job_cpu - floor_cpu) / bare_cpu:.2f}x the bare loop; "
         f"our overhead {job_cpu - floor_cpu - bare_cpu:+.2f} s"
     )
+    return figures
 
 
 def _row(label: str, rows: int, seconds: float, extra: str = "") -> str:
@@ -319,6 +339,16 @@ def main(argv: list[str] | None = None) -> None:
         help="pages for a second launched comparison (0: none)",
     )
     parser.add_argument("--delay", type=float, default=0.02, help="server delay per response, s")
+    parser.add_argument(
+        "--backend",
+        choices=["embedded", "server"],
+        default="embedded",
+        help="load into embedded chDB in a temporary folder, or the server of CLICKHOUSE_URL",
+    )
+    parser.add_argument(
+        "--job-only", action="store_true", help="only section 3 (the job against references)"
+    )
+    parser.add_argument("--json", help="also write the job figures to this JSON file")
     parser.add_argument("--probe-url", help=argparse.SUPPRESS)
     parser.add_argument("--probe-pages", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--probe-dir", help=argparse.SUPPRESS)
@@ -339,8 +369,9 @@ def main(argv: list[str] | None = None) -> None:
     records = max(args.pages, args.job_pages, args.launch_pages) * PAGE_SIZE
     print(
         f"HTTP extractor benchmark: local server, {args.delay * 1000:.0f} ms added per response, "
-        f"{PAGE_SIZE} records per page, {os.cpu_count()} CPUs"
+        f"{PAGE_SIZE} records per page, {os.cpu_count()} CPUs, ClickHouse backend {args.backend}"
     )
+    launched: dict[str, object] = {"backend": args.backend, "runs": []}
     with api_server(records, args.delay) as url, tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
         # Warm-up: the server renders each page once (later requests are served from its
@@ -348,40 +379,46 @@ def main(argv: list[str] | None = None) -> None:
         # and first allocations happen outside the measurements.
         rows, seconds = bare_httpx_loop(url, records // PAGE_SIZE, 8)
         print(_row("   warm-up (server renders every page)", rows, seconds))
-        run_extract_step(url, 20, 1, workdir)
-        print(f"\n1. extract step, {args.pages:,} pages")
-        results: dict[int, float] = {}
-        for concurrency in (1, 4, 8):
-            rows, seconds, peak, growth = run_extract_step(url, args.pages, concurrency, workdir)
-            results[concurrency] = rows / seconds
-            label = "sequential" if concurrency == 1 else f"concurrency {concurrency}"
-            print(
-                _row(f"   {label}", rows, seconds, f"peak RSS {peak:,.0f} MB (+{growth:,.0f} MB)")
-            )
-        for concurrency in (4, 8):
-            speedup = results[concurrency] / results[1]
-            target = " (target >= 5x)" if concurrency == 8 else ""
-            print(f"   speed-up at concurrency {concurrency}: {speedup:.1f}x{target}")
-
-        print("\n2. extract step peak memory against pages (concurrency 8, a fresh process each)")
-        for pages in (100, args.pages, args.job_pages):
-            rows, seconds, peak, growth = probe_in_subprocess(url, pages, workdir)
-            detail = f"peak RSS {peak:,.0f} MB (+{growth:,.0f} MB during the step)"
-            print(_row(f"   {pages:,} pages", rows, seconds, detail))
-
+        if not args.job_only:
+            extract_sections(url, args, workdir)
         total = args.job_pages * PAGE_SIZE
         print(f"\n3. {total:,} records: whole job vs a bare httpx loop (concurrency 8)")
         bare_rows, bare_seconds = bare_httpx_loop(url, args.job_pages, 8)
         print(_row("   bare httpx async loop (fetch + json)", bare_rows, bare_seconds))
-        job_rows, job_seconds = run_generic_job(url, args.job_pages, 8, workdir)
+        job_rows, job_seconds = run_generic_job(url, args.job_pages, 8, workdir, args.backend)
         print(_row("   http_to_clickhouse job (extract + load)", job_rows, job_seconds))
         ratio = (job_rows / job_seconds) / (bare_rows / bare_seconds)
         print(f"   in this process (imports done): job / bare loop {ratio:.2f}x throughput")
-        print(f"\n   launched as processes, {args.job_pages:,} pages:")
-        compare_launched(url, args.job_pages, workdir)
-        if args.launch_pages and args.launch_pages != args.job_pages:
-            print(f"\n   launched as processes, {args.launch_pages:,} pages:")
-            compare_launched(url, args.launch_pages, workdir)
+        runs: list[dict[str, object]] = []
+        for pages in dict.fromkeys(p for p in (args.job_pages, args.launch_pages) if p):
+            print(f"\n   launched as processes, {pages:,} pages:")
+            figures = compare_launched(url, pages, workdir, args.backend)
+            runs.append({"records": pages * PAGE_SIZE, **figures})
+        launched["runs"] = runs
+    if args.json:
+        Path(args.json).write_text(json.dumps(launched))
+
+
+def extract_sections(url: str, args: argparse.Namespace, workdir: Path) -> None:
+    """Sections 1 and 2: the extract step alone, sequential against concurrent, and its memory."""
+    run_extract_step(url, 20, 1, workdir)
+    print(f"\n1. extract step, {args.pages:,} pages")
+    results: dict[int, float] = {}
+    for concurrency in (1, 4, 8):
+        rows, seconds, peak, growth = run_extract_step(url, args.pages, concurrency, workdir)
+        results[concurrency] = rows / seconds
+        label = "sequential" if concurrency == 1 else f"concurrency {concurrency}"
+        print(_row(f"   {label}", rows, seconds, f"peak RSS {peak:,.0f} MB (+{growth:,.0f} MB)"))
+    for concurrency in (4, 8):
+        speedup = results[concurrency] / results[1]
+        target = " (target >= 5x)" if concurrency == 8 else ""
+        print(f"   speed-up at concurrency {concurrency}: {speedup:.1f}x{target}")
+
+    print("\n2. extract step peak memory against pages (concurrency 8, a fresh process each)")
+    for pages in (100, args.pages, args.job_pages):
+        rows, seconds, peak, growth = probe_in_subprocess(url, pages, workdir)
+        detail = f"peak RSS {peak:,.0f} MB (+{growth:,.0f} MB during the step)"
+        print(_row(f"   {pages:,} pages", rows, seconds, detail))
 
 
 if __name__ == "__main__":

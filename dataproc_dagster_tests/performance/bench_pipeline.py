@@ -85,7 +85,8 @@ def _transform_arrow(table: Any) -> Any:
     return table.append_column("net_amount", net).append_column("large_order", large)
 
 
-def _clickhouse_url(data_dir: str, backend: str) -> str:
+def backend_url(data_dir: str, backend: str) -> str:
+    """An embedded engine in ``data_dir``, or the server of ``CLICKHOUSE_URL``."""
     if backend == "embedded":
         return f"chdb://{Path(data_dir) / 'clickhouse'}"
     url = os.environ.get("CLICKHOUSE_URL", "")
@@ -97,13 +98,13 @@ def _clickhouse_url(data_dir: str, backend: str) -> str:
 def _client(data_dir: str, backend: str) -> Any:
     from dataproc_dagster.clickhouse.resource import ClickHouseResource
 
-    resource = ClickHouseResource(url=_clickhouse_url(data_dir, backend))
-    return resource._open_embedded() if resource.is_embedded else resource._open_server()
+    connection = ClickHouseResource(url=backend_url(data_dir, backend)).connection
+    return connection._open_embedded() if connection.is_embedded else connection._open_server()
 
 
 def _run_pipeline(data_dir: str, backend: str, arrow: bool = False) -> dict[str, Any]:
     os.environ["DATAPROC_DATA_DIR"] = data_dir
-    os.environ["CLICKHOUSE_URL"] = _clickhouse_url(data_dir, backend)
+    os.environ["CLICKHOUSE_URL"] = backend_url(data_dir, backend)
     from dataproc_dagster import (
         create_clickhouse_extractor,
         create_clickhouse_loader,
@@ -210,6 +211,7 @@ def main(argv: list[str] | None = None) -> int:
         default="pandas",
         help="the transform step gets DataFrames (default) or Arrow tables",
     )
+    parser.add_argument("--json", help="also write the figures to this JSON file")
     parser.add_argument("--child", choices=["prepare", "pipeline", "raw", "copy"])
     parser.add_argument("--data-dir")
     parser.add_argument("--rows", type=int, default=0)
@@ -242,6 +244,7 @@ def main(argv: list[str] | None = None) -> int:
     print("-" * len(header))
     peaks: dict[int, dict[str, float]] = {}
     cpu_lines = []
+    figures: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="dataproc-bench-") as data_dir:
         for rows in args.sizes:
             _child("prepare", data_dir, args, rows)
@@ -253,6 +256,16 @@ def main(argv: list[str] | None = None) -> int:
             transform = next(v for k, v in steps.items() if k.startswith("transform"))
             by_step = {"extract": steps["extract"], "transform": transform, "load": steps["load"]}
             peaks[rows] = {k: v["peak_mb"] for k, v in by_step.items()}
+            figures.append(
+                {
+                    "rows": rows,
+                    "seconds": pipe["seconds"],
+                    "raw_seconds": raw["seconds"],
+                    "copy_seconds": copy["seconds"],
+                    "startup_mb": pipe["startup_mb"],
+                    "steps": by_step,
+                }
+            )
             print(
                 f"{rows:>11,} | {pipe['seconds']:>10.1f} | {rows / pipe['seconds']:>9,.0f} | "
                 f"{raw['seconds']:>12.1f} | {raw['seconds'] / pipe['seconds']:>5.2f} | "
@@ -282,6 +295,8 @@ def main(argv: list[str] | None = None) -> int:
             f"peak memory growth {small:,} -> {large:,} rows: "
             + ", ".join(f"{k} x{v:.2f}" for k, v in growth.items())
         )
+    if args.json:
+        Path(args.json).write_text(json.dumps({"backend": args.backend, "sizes": figures}))
     return 0
 
 

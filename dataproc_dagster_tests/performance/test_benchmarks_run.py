@@ -13,13 +13,30 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 
 CASES = {
-    "bench_pipeline": (
-        ["--sizes", "20000", "40000"],
-        ["ratio", "40,000 |", "engine copy", "share", "peak memory growth"],
+    # Pipeline and HTTP benchmarks on the embedded engine and a local ClickHouse server, with
+    # the summary putting them side by side.
+    "run_benchmarks": (
+        [
+            *("--sizes", "20000", "40000", "--pages", "20", "--job-pages", "20"),
+            *("--launch-pages", "0", "--delay", "0.001", "--only-clickhouse"),
+        ],
+        [
+            "local ClickHouse server for the benchmarks",
+            "backend embedded, pandas transformer",
+            "backend server, pandas transformer",
+            "speed-up at concurrency 8",
+            "our overhead",
+            "side by side",
+            "embedded |      40,000 |",
+            "server   |      40,000 |",
+            "embedded | peak growth 20,000 -> 40,000 rows",
+            "embedded |     2,000 |",
+            "server   |     2,000 |",
+        ],
     ),
-    "bench_http": (
-        ["--pages", "20", "--job-pages", "20", "--launch-pages", "0", "--delay", "0.001"],
-        ["speed-up at concurrency 8", "job / bare loop", "Dagster floor", "our overhead"],
+    "bench_pipeline": (
+        ["--sizes", "20000", "--transformer", "arrow"],
+        ["ratio", "20,000 |", "engine copy", "share", "arrow transformer"],
     ),
     "bench_metabase": (["--rows", "3000", "--repeat", "1"], ["fastest path", "baseline"]),
     "bench_migrations": (["--count", "5"], ["up (all pending)", "down 5"]),

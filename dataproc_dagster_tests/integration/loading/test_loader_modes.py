@@ -225,6 +225,49 @@ def test_both_insert_paths_load_the_same_rows_and_refuse_the_same_data(
         load_chunkset(client, writer.close(), strict, engine_reads_files=engine_reads_files)
 
 
+@pytest.mark.parametrize("folder", ["batches", "glob{chars}"])
+def test_engine_reads_chunk_files_in_batches(
+    clickhouse: ClickHouseResource,
+    tmp_path: object,
+    monkeypatch: pytest.MonkeyPatch,
+    folder: str,
+) -> None:
+    """The engine reads several chunk files per INSERT; every file is checked first, and errors
+    name the row in the data. A folder whose path holds glob characters (which the engine would
+    read as a pattern matching nothing) is sent through the client instead."""
+    from pathlib import Path
+
+    from dataproc_dagster.core.chunks import ChunkWriter
+    from dataproc_dagster.core.errors import SchemaError
+    from dataproc_dagster.loading import writer as writer_module
+    from dataproc_dagster.loading.writer import LoadSpec, load_chunkset
+
+    monkeypatch.setattr(writer_module, "INSERT_BATCH_ROWS", 4)
+    clickhouse.command("CREATE TABLE batched (id Int64, qty Int8) ENGINE = MergeTree ORDER BY id")
+    spec = LoadSpec(database="default", table="batched")
+    seen: list[tuple[int, int]] = []
+    with ChunkWriter(Path(str(tmp_path)) / folder / "ok", "r/1", chunk_rows=2) as w:
+        w.write(pd.DataFrame({"id": range(9), "qty": range(9)}))
+    chunks = w.close()
+    assert [len(batch) for batch in writer_module._file_batches(chunks)] == [2, 2, 1]
+    with clickhouse.get_client() as client:
+        loaded = load_chunkset(
+            client,
+            chunks,
+            spec,
+            engine_reads_files=True,
+            on_chunk=lambda index, rows: seen.append((index, rows)),
+        )
+    assert (loaded.rows, loaded.chunks) == (9, 5)
+    assert seen == [(0, 2), (1, 4), (2, 6), (3, 8), (4, 9)]
+    assert clickhouse.query_rows("SELECT count(), sum(id) FROM batched") == [(9, 36)]
+    with ChunkWriter(Path(str(tmp_path)) / folder / "bad", "r/2", chunk_rows=2) as w:
+        w.write(pd.DataFrame({"id": range(8), "qty": [1, 2, 3, 4, 5, 6, 7, 300]}))
+    with clickhouse.get_client() as client, pytest.raises(SchemaError, match="row 7 holds 300"):
+        load_chunkset(client, w.close(), spec, engine_reads_files=True)
+    assert clickhouse.query_rows("SELECT count() FROM batched") == [(9,)]
+
+
 @pytest.mark.parametrize("file_format", ["parquet", "arrow-lz4"])
 def test_engine_reads_parquet_and_compressed_arrow_chunks(
     clickhouse: ClickHouseResource, tmp_path: object, file_format: str
