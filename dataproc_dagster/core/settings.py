@@ -55,6 +55,12 @@ class FrameworkSettings(BaseSettings):
         "embedded engine, 4 on a server.",
     )
     chunk_rows: int = Field(default=100_000, gt=0, description="Rows per chunk between ops.")
+    load_insert_rows: int = Field(
+        default=500_000,
+        gt=0,
+        description="Rows of chunk files the embedded engine reads per INSERT when loading: "
+        "larger is faster and takes more memory (docs/performance.md).",
+    )
     metabase_base_url: str = ""
     metabase_api_key: SecretStr = SecretStr("")
     metabase_username: str = ""

@@ -36,6 +36,7 @@ from dataproc_dagster.clickhouse.tables import (
 )
 from dataproc_dagster.core.chunks import ChunkSet
 from dataproc_dagster.core.errors import ConfigError, DataprocError, LoadError, SchemaError
+from dataproc_dagster.core.settings import get_settings
 from dataproc_dagster.loading.ledger import (
     ABANDONED,
     FINAL_STATES,
@@ -373,7 +374,7 @@ def load_chunkset(
             assert chunks.schema is not None
             columns = [n for n in chunks.schema.names if not (drift and n in drift.drop)]
             index = 0
-            for batch in _file_batches(chunks):
+            for batch in _file_batches(chunks, get_settings().load_insert_rows):
                 counts: list[int] = []
                 for path in batch:  # every file of the batch is checked before it is read
                     offset = result.rows + sum(counts)
@@ -475,24 +476,23 @@ def _settle_own(client: Client, spec: LoadSpec, entry: LedgerEntry, log: Any) ->
     return PUBLISHED if outcome.startswith(PUBLISHED) else ABANDONED
 
 
-# Rows the engine reads from chunk files in one INSERT. Each INSERT makes parts that the engine
-# then merges in the background. Measured at 10M rows (100 files of 100k): one INSERT per file
-# 8.0-10.7 s (peak 707 MB), per 3 files 6.4 s (927 MB), per 5 files 4.4 s (922 MB), per 10 files
-# 4.2-4.8 s (1,020-1,107 MB): the engine buffers the files of one INSERT, so more files buy
-# little speed for much memory.
-INSERT_BATCH_ROWS = 500_000
+# Rows the engine reads from chunk files in one INSERT: LOAD_INSERT_ROWS. Each INSERT makes parts
+# that the engine then merges in the background. Measured at 10M rows (100 files of 100k): one
+# INSERT per file 8.0-10.7 s (peak 707 MB), per 3 files 6.4 s (927 MB), per 5 files 4.4 s
+# (922 MB), per 10 files 4.2-4.8 s (1,020-1,107 MB): the engine buffers the files of one INSERT,
+# so more files buy little speed for much memory.
 _GLOB_CHARACTERS = set("*?{}[]")
 
 
-def _file_batches(chunks: ChunkSet) -> list[list[Path]]:
-    """The chunk files in runs of about :data:`INSERT_BATCH_ROWS` rows, one INSERT each."""
+def _file_batches(chunks: ChunkSet, batch_rows: int) -> list[list[Path]]:
+    """The chunk files in runs of about ``batch_rows`` rows, one INSERT each."""
     paths = chunks.paths()
     if len(chunks.chunk_rows) != len(paths):  # a ChunkSet written without row counts
         return [[path] for path in paths]
     batches: list[list[Path]] = []
     rows = 0
     for path, count in zip(paths, chunks.chunk_rows, strict=True):
-        if not batches or rows + count > INSERT_BATCH_ROWS or path.suffix != batches[-1][0].suffix:
+        if not batches or rows + count > batch_rows or path.suffix != batches[-1][0].suffix:
             batches.append([])
             rows = 0
         batches[-1].append(path)

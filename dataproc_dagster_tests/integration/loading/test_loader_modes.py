@@ -242,14 +242,17 @@ def test_engine_reads_chunk_files_in_batches(
     from dataproc_dagster.loading import writer as writer_module
     from dataproc_dagster.loading.writer import LoadSpec, load_chunkset
 
-    monkeypatch.setattr(writer_module, "INSERT_BATCH_ROWS", 4)
+    from dataproc_dagster.core.settings import get_settings
+
+    monkeypatch.setenv("LOAD_INSERT_ROWS", "4")
+    get_settings.cache_clear()
     clickhouse.command("CREATE TABLE batched (id Int64, qty Int8) ENGINE = MergeTree ORDER BY id")
     spec = LoadSpec(database="default", table="batched")
     seen: list[tuple[int, int]] = []
     with ChunkWriter(Path(str(tmp_path)) / folder / "ok", "r/1", chunk_rows=2) as w:
         w.write(pd.DataFrame({"id": range(9), "qty": range(9)}))
     chunks = w.close()
-    assert [len(batch) for batch in writer_module._file_batches(chunks)] == [2, 2, 1]
+    assert [len(batch) for batch in writer_module._file_batches(chunks, 4)] == [2, 2, 1]
     with clickhouse.get_client() as client:
         loaded = load_chunkset(
             client,
