@@ -10,13 +10,13 @@ import socket
 import subprocess
 import sys
 from collections.abc import Callable
-from pathlib import Path
 
 import pandas as pd
 import pytest
 
 from dataproc_dagster.clickhouse.resource import ClickHouseResource
 from dataproc_dagster.core.chunks import ChunkSet, ChunkWriter
+from dataproc_dagster.core.settings import get_settings
 from dataproc_dagster.loading import writer
 from dataproc_dagster.loading.ledger import (
     LEDGER_TABLE,
@@ -35,7 +35,8 @@ class Killed(BaseException):
 
 
 def _chunks(clickhouse: ClickHouseResource, dataset_id: str, offset: int = 0) -> ChunkSet:
-    folder = Path(clickhouse.embedded_path).parent / "chunks" / dataset_id.replace("/", "_")
+    # Under the test's data folder (DATAPROC_DATA_DIR), on either backend.
+    folder = get_settings().dataproc_data_dir / "chunks" / dataset_id.replace("/", "_")
     with ChunkWriter(folder, dataset_id) as chunk_writer:
         for part in range(3):
             ids = range(offset + part * 10, offset + (part + 1) * 10)

@@ -239,10 +239,9 @@ def test_engine_reads_chunk_files_in_batches(
 
     from dataproc_dagster.core.chunks import ChunkWriter
     from dataproc_dagster.core.errors import SchemaError
+    from dataproc_dagster.core.settings import get_settings
     from dataproc_dagster.loading import writer as writer_module
     from dataproc_dagster.loading.writer import LoadSpec, load_chunkset
-
-    from dataproc_dagster.core.settings import get_settings
 
     monkeypatch.setenv("LOAD_INSERT_ROWS", "4")
     get_settings.cache_clear()
