@@ -11,12 +11,12 @@ import json
 import os
 import sys
 from collections.abc import Sequence
-from typing import Any
 
 from clickhouse_connect.driver.exceptions import ClickHouseError
 
 from dataproc_dagster.core.errors import DataprocError
-from dataproc_dagster.migrations.runner import ClickHouseMigrationManager, describe_dirty
+from dataproc_dagster.migrations.runner import ClickHouseMigrationManager
+from dataproc_dagster.migrations.status import CommandResult, MigrationState, MigrationStatus
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -63,18 +63,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ClickHouseError as exc:  # reading the state table failed (permissions, server gone)
         print(f"error: ClickHouse refused a state table query: {exc}", file=sys.stderr)
         return 1
-    if args.command in ("up", "down", "repair", "baseline") and not result.get("dry_run"):
+    if isinstance(result, CommandResult) and not result.dry_run:
         _report_to_dagster(manager, result)
     if args.json:
-        print(json.dumps(result, indent=2, default=str))
+        print(json.dumps(result.to_dict(), indent=2, default=str))
     else:
-        _print_human(args.command, result)
-    if args.command == "status" and args.check and not _clean(result):
+        _print_human(result)
+    if isinstance(result, MigrationStatus) and args.check and not result.clean:
         return 3
     return 0
 
 
-def _run(manager: ClickHouseMigrationManager, args: argparse.Namespace) -> dict[str, Any]:
+def _run(
+    manager: ClickHouseMigrationManager, args: argparse.Namespace
+) -> MigrationStatus | CommandResult:
     if args.command == "status":
         return manager.get_migration_status()
     if args.command == "up":
@@ -86,7 +88,7 @@ def _run(manager: ClickHouseMigrationManager, args: argparse.Namespace) -> dict[
     return manager.baseline(args.version)
 
 
-def _report_to_dagster(manager: ClickHouseMigrationManager, result: dict[str, Any]) -> None:
+def _report_to_dagster(manager: ClickHouseMigrationManager, result: CommandResult) -> None:
     """Record the schema and its checks in the Dagster instance at ``DAGSTER_HOME``, so the UI
     shows them after a migration from the command line (a no-op without ``DAGSTER_HOME``)."""
     if not os.environ.get("DAGSTER_HOME"):
@@ -115,53 +117,43 @@ def _print_progress(message: str) -> None:
         print(message, file=sys.stderr)
 
 
-def _clean(status: dict[str, Any]) -> bool:
-    return not (
-        status["pending_count"]
-        or status["failed"]
-        or status["checksum_mismatches"]
-        or status["missing_files"]
-    )
-
-
-def _print_human(command: str, result: dict[str, Any]) -> None:
-    if command == "up" and result.get("dry_run"):
-        if not result["statements"]:
-            print("-- dry run: no pending migration")
-        for item in result["statements"]:
-            print(f"-- {item['migration']}, statement {item['number']}")
-            print(item["sql"] + ";")
+def _print_human(result: MigrationStatus | CommandResult) -> None:
+    if isinstance(result, MigrationStatus):
+        print(_format_status(result))
         return
-    for key in ("applied", "rolled_back", "repaired", "baselined"):
-        if key in result:
-            done = ", ".join(result[key]) or "nothing"
-            print(f"{key.replace('_', ' ')}: {done}")
-    status = result if command == "status" else result["status"]
-    print(_format_status(status))
+    if result.dry_run:
+        if not result.statements:
+            print("-- dry run: no pending migration")
+        for item in result.statements:
+            print(f"-- {item.migration}, statement {item.number}")
+            print(item.sql + ";")
+        return
+    print(f"{result.verb.replace('_', ' ')}: {', '.join(result.done) or 'nothing'}")
+    print(_format_status(result.status))
 
 
-def _format_status(status: dict[str, Any]) -> str:
+def _format_status(status: MigrationStatus) -> str:
     lines = [
-        f"database {status['database']}, folder {status['folder']}",
-        f"executed {status['executed_count']}, pending {status['pending_count']}, "
-        f"failed {status['failed_count']}",
+        f"database {status.database}, folder {status.folder}",
+        f"executed {status.executed_count}, pending {status.pending_count}, "
+        f"failed {status.failed_count}",
         f"{'VERSION':<8} {'STATUS':<9} {'APPLIED AT':<26} {'MS':>7}  FILE",
     ]
-    for row in status["migrations"]:
-        flag = "" if row["checksum_ok"] else "  (EDITED: checksum mismatch)"
+    for row in status.migrations:
+        flag = "" if row.checksum_ok else "  (EDITED: checksum mismatch)"
         lines.append(
-            f"{row['version']:<8} {row['status']:<9} {row['applied_at'] or '-':<26} "
-            f"{row['duration_ms'] if row['duration_ms'] is not None else '-':>7}  "
-            f"{row['file']}{flag}"
+            f"{row.version:<8} {row.status:<9} {row.applied_at or '-':<26} "
+            f"{row.duration_ms if row.duration_ms is not None else '-':>7}  "
+            f"{row.file}{flag}"
         )
-    for failed in status["failed"]:
+    for failed in status.failed:
         kind = "FAILED"
-        if failed["status"] == "running":
-            kind = "INTERRUPTED" if failed.get("interrupted", True) else "RUNNING"
-        lines.append(f"{kind}: {describe_dirty(failed)}")
-    for holder in status.get("lock_holders", []):
-        lines.append(f"LOCK claimed by {holder['owner']}: {holder['state']}")
-    for missing in status["missing_files"]:
+        if failed.status == MigrationState.RUNNING:
+            kind = "RUNNING" if failed.interrupted is False else "INTERRUPTED"
+        lines.append(f"{kind}: {failed.describe()}")
+    for holder in status.lock_holders or ():
+        lines.append(f"LOCK claimed by {holder.owner}: {holder.state}")
+    for missing in status.missing_files:
         lines.append(f"MISSING FILE for applied version {missing}")
     return "\n".join(lines)
 

@@ -9,9 +9,9 @@ so they work on the embedded engine, and never print a secret.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -23,63 +23,17 @@ from dataproc_dagster.clickhouse.connection import (
 )
 from dataproc_dagster.clickhouse.sql import quote_identifier
 from dataproc_dagster.core.errors import DataprocError
+from dataproc_dagster.integrity.results import CheckResult, CheckStatus, JsonValue, TableState
 from dataproc_dagster.loading.ledger import LEDGER_TABLE, unfinished, work_tables
 from dataproc_dagster.migrations.runner import ClickHouseMigrationManager
-from dataproc_dagster.migrations.schema import schema_differences
-
-PASSED = "passed"
-FAILED = "failed"
-WARNING = "warning"
-SKIPPED = "skipped"
+from dataproc_dagster.migrations.schema import schema_problems
 
 CHECK_CLICKHOUSE = "clickhouse_reachable"
 CHECK_METABASE = "metabase_reachable"
 CHECK_MIGRATIONS = "migrations_up_to_date"
 CHECK_LOADS = "no_unfinished_loads"
 
-
-@dataclass
-class CheckResult:
-    """The outcome of one check.
-
-    Attributes:
-        name: Check name (``clickhouse_reachable``, ``pipeline_tables_<pipeline>``, ...).
-        status: ``passed``, ``failed``, ``warning`` (reported, does not fail) or ``skipped``.
-        summary: One line saying what was found.
-        metadata: Figures for the UI (JSON-serialisable values).
-        fix: What to do when the check did not pass.
-        seconds: How long the check took.
-    """
-
-    name: str
-    status: str
-    summary: str
-    metadata: dict[str, Any] = field(default_factory=dict)
-    fix: str = ""
-    seconds: float = 0.0
-
-    @property
-    def failed(self) -> bool:
-        """True when the check failed (warnings and skips do not fail)."""
-        return self.status == FAILED
-
-    def line(self) -> str:
-        """One report line: status, name, summary and fix."""
-        text = f"[{self.status.upper():7}] {self.name}: {self.summary}"
-        if self.fix and self.status in (FAILED, WARNING):
-            text += f"\n          fix: {self.fix}"
-        return text
-
-    def as_dict(self) -> dict[str, Any]:
-        """The result as plain data (for ``--json``)."""
-        return {
-            "name": self.name,
-            "status": self.status,
-            "summary": self.summary,
-            "fix": self.fix,
-            "seconds": round(self.seconds, 3),
-            "metadata": self.metadata,
-        }
+PASSED, FAILED, WARNING, SKIPPED = CheckStatus  # short names for the results below
 
 
 def _timed(name: str, body: Callable[[], CheckResult]) -> CheckResult:
@@ -91,12 +45,22 @@ def _timed(name: str, body: Callable[[], CheckResult]) -> CheckResult:
         result = CheckResult(name, FAILED, exc.message, fix=exc.fix or "", metadata=_where(exc))
     except Exception as exc:
         result = CheckResult(name, FAILED, f"{type(exc).__name__}: {_first_line(exc)}")
-    result.seconds = time.perf_counter() - started
-    result.metadata.setdefault("seconds", round(result.seconds, 3))
-    return result
+    seconds = time.perf_counter() - started
+    return dataclasses.replace(
+        result, seconds=seconds, metadata={"seconds": round(seconds, 3), **result.metadata}
+    )
 
 
-def _where(exc: DataprocError) -> dict[str, Any]:
+def _when_failed(result: CheckResult, where: str, fix: str) -> CheckResult:
+    """A failed result that says where it looked and, unless its error gave one, the fix."""
+    if not result.failed:
+        return result
+    return dataclasses.replace(
+        result, metadata={"where": where, **result.metadata}, fix=result.fix or fix
+    )
+
+
+def _where(exc: DataprocError) -> dict[str, JsonValue]:
     return {"source": exc.source} if exc.source else {}
 
 
@@ -136,13 +100,12 @@ def check_clickhouse(clickhouse: ClickHouseConnection) -> CheckResult:
         )
 
     result = _timed(CHECK_CLICKHOUSE, body)
-    if result.failed:
-        result.metadata.setdefault("where", _safe_describe(clickhouse))
-        result.fix = result.fix or (
-            "check CLICKHOUSE_URL (chdb:///dir or http(s)://host:8123), CLICKHOUSE_USER and "
-            "CLICKHOUSE_PASSWORD, and that the server is up"
-        )
-    return result
+    return _when_failed(
+        result,
+        _safe_describe(clickhouse) if result.failed else "",
+        "check CLICKHOUSE_URL (chdb:///dir or http(s)://host:8123), CLICKHOUSE_USER and "
+        "CLICKHOUSE_PASSWORD, and that the server is up",
+    )
 
 
 def _safe_describe(clickhouse: ClickHouseConnection) -> str:
@@ -184,7 +147,10 @@ def check_unfinished_loads(clickhouse: ClickHouseConnection) -> CheckResult:
                     f"{e.run_id}, owner {e.owner}, updated {_age(e.age_seconds)} ago)"
                     for e in unfinished(client, database)
                 ]
-        metadata = {"work_tables": tables, "unfinished_loads": loads}
+        metadata: dict[str, JsonValue] = {
+            "work_tables": list(tables),
+            "unfinished_loads": list(loads),
+        }
         if not tables and not loads:
             return CheckResult(
                 CHECK_LOADS, PASSED, "no staging table and no unfinished load", metadata
@@ -259,19 +225,17 @@ def check_metabase(metabase: Any) -> CheckResult:
             },
         )
 
-    result = _timed(CHECK_METABASE, body)
-    if result.failed:
-        result.metadata.setdefault("where", metabase.describe())
-        result.fix = result.fix or (
-            "check METABASE_BASE_URL, the API key or login, and that Metabase is up"
-        )
-    return result
+    return _when_failed(
+        _timed(CHECK_METABASE, body),
+        metabase.describe(),
+        "check METABASE_BASE_URL, the API key or login, and that Metabase is up",
+    )
 
 
 # Migrations and tables
 
 
-def _manager(clickhouse: ClickHouseConnection, folder: Path | None) -> Any:
+def _manager(clickhouse: ClickHouseConnection, folder: Path | None) -> ClickHouseMigrationManager:
     return ClickHouseMigrationManager(clickhouse, folder=folder, log=lambda _message: None)
 
 
@@ -280,25 +244,25 @@ def check_migrations(clickhouse: ClickHouseConnection, folder: Path | None = Non
 
     def body() -> CheckResult:
         status = _manager(clickhouse, folder).get_migration_status()
-        pending = [r["file"] for r in status["migrations"] if r["status"] == "pending"]
+        pending = status.pending_files
         problems = []
         if pending:
             problems.append(f"pending: {', '.join(pending)}")
-        if status["failed"]:
-            labels = [f"{f['version']:04d}_{f['name']} ({f['status']})" for f in status["failed"]]
+        if status.failed:
+            labels = [f"{f.label} ({f.status})" for f in status.failed]
             problems.append(f"failed: {', '.join(labels)}")
-        if status["checksum_mismatches"]:
-            problems.append(f"edited after applying: {', '.join(status['checksum_mismatches'])}")
-        if status["missing_files"]:
-            problems.append(f"applied but no file: {', '.join(status['missing_files'])}")
-        metadata = {
-            "current_version": status["current_version"] or 0,
-            "latest_version": status["latest_version"] or 0,
-            "executed_count": status["executed_count"],
-            "pending_count": status["pending_count"],
-            "failed_count": status["failed_count"],
-            "checksum_mismatches": list(status["checksum_mismatches"]),
-            "missing_files": list(status["missing_files"]),
+        if status.checksum_mismatches:
+            problems.append(f"edited after applying: {', '.join(status.checksum_mismatches)}")
+        if status.missing_files:
+            problems.append(f"applied but no file: {', '.join(status.missing_files)}")
+        metadata: dict[str, JsonValue] = {
+            "current_version": status.current_version or 0,
+            "latest_version": status.latest_version or 0,
+            "executed_count": status.executed_count,
+            "pending_count": status.pending_count,
+            "failed_count": status.failed_count,
+            "checksum_mismatches": list(status.checksum_mismatches),
+            "missing_files": list(status.missing_files),
         }
         if problems:
             fix = (
@@ -311,8 +275,8 @@ def check_migrations(clickhouse: ClickHouseConnection, folder: Path | None = Non
         return CheckResult(
             CHECK_MIGRATIONS,
             PASSED,
-            f"{status['executed_count']} migration(s) applied, up to version "
-            f"{status['current_version'] or 0}; none pending, failed or edited",
+            f"{status.executed_count} migration(s) applied, up to version "
+            f"{status.current_version or 0}; none pending, failed or edited",
             metadata,
         )
 
@@ -368,51 +332,58 @@ def _expected_tables(
 def _pipeline_tables(
     clickhouse: ClickHouseConnection, pipeline: Any, expected: dict[str, dict[str, str] | None]
 ) -> CheckResult:
-    name = table_check_name(pipeline.name)
     default_db = clickhouse.database or "default"
     tables = [t if "." in t else f"{default_db}.{t}" for t in pipeline.targets]
-    found: dict[str, list[str]] = {}
-    problems: list[str] = []
-    not_created: list[str] = []
-    repeated: dict[str, int] = {}
     with clickhouse.get_client(step="integrity_check") as client:
-        for table in tables:
-            database, bare = table.split(".", 1)
-            columns = [
-                f"{n} {t}"
-                for n, t in client.query(
-                    "SELECT name, type FROM system.columns WHERE database = %(db)s AND "
-                    "table = %(t)s ORDER BY position",
-                    parameters={"db": database, "t": bare},
-                ).result_rows
-            ]
-            if columns:
-                found[table] = columns
-                duplicates = _duplicate_keys(client, database, bare)
-                if duplicates:
-                    repeated[table] = duplicates
-            managed = table in expected
-            if not columns and not managed:
-                not_created.append(table)
-                continue
-            if managed:
-                problems += schema_differences(client, {table: expected[table]})
-            elif not columns:
-                problems.append(f"table {table} is missing")
-    metadata: dict[str, Any] = {
-        "pipeline": pipeline.name,
-        "tables": tables,
+        states = tuple(_table_state(client, table, expected) for table in tables)
+    return _tables_result(table_check_name(pipeline.name), pipeline.name, states)
+
+
+def _table_state(client: Any, table: str, expected: dict[str, dict[str, str] | None]) -> TableState:
+    """What ``db.table`` looks like, compared with the migrations when they create it."""
+    database, bare = table.split(".", 1)
+    columns = tuple(
+        f"{n} {t}"
+        for n, t in client.query(
+            "SELECT name, type FROM system.columns WHERE database = %(db)s AND "
+            "table = %(t)s ORDER BY position",
+            parameters={"db": database, "t": bare},
+        ).result_rows
+    )
+    managed = table in expected
+    return TableState(
+        table=table,
+        columns=columns,
+        managed_by_migrations=managed,
+        problems=tuple(schema_problems(client, {table: expected[table]})) if managed else (),
+        keys_present_more_than_once=_duplicate_keys(client, database, bare) if columns else 0,
+    )
+
+
+def _tables_result(name: str, pipeline: str, states: tuple[TableState, ...]) -> CheckResult:
+    """The check result of a pipeline's tables: failed on any problem, else warnings."""
+    tables = [s.table for s in states]
+    found: dict[str, JsonValue] = {s.table: list(s.columns) for s in states if s.created}
+    problems = [str(p) for s in states for p in s.problems]
+    not_created = [s.table for s in states if s.not_created_yet]
+    repeated = {
+        s.table: s.keys_present_more_than_once for s in states if s.keys_present_more_than_once
+    }
+    metadata: dict[str, JsonValue] = {
+        "pipeline": pipeline,
+        "tables": list(tables),
         "columns": found,
-        "managed_by_migrations": [t for t in tables if t in expected],
+        "managed_by_migrations": [s.table for s in states if s.managed_by_migrations],
     }
     if problems:
         return CheckResult(
             name,
             FAILED,
             "; ".join(problems),
-            {**metadata, "problems": problems},
+            {**metadata, "problems": list(problems)},
             "apply pending migrations (./run.sh migrate), or add a migration that gives the "
             "table the columns the pipeline loads",
+            tables=states,
         )
     if repeated:
         return CheckResult(
@@ -421,9 +392,10 @@ def _pipeline_tables(
             "keys present more than once (upsert tables not merged yet): "
             + ", ".join(f"{t} ({n} keys)" for t, n in repeated.items())
             + "; a plain SELECT counts them more than once",
-            {**metadata, "keys_present_more_than_once": repeated},
+            {**metadata, "keys_present_more_than_once": dict(repeated)},
             "read upsert tables with FINAL (SELECT ... FROM table FINAL, or SETTINGS final = 1); "
             "SQL steps and show_table already do; OPTIMIZE TABLE ... FINAL merges them now",
+            tables=states,
         )
     if not_created:
         return CheckResult(
@@ -431,14 +403,16 @@ def _pipeline_tables(
             WARNING,
             f"not created yet: {', '.join(not_created)} (the pipeline creates "
             f"{'it' if len(not_created) == 1 else 'them'} on its first run)",
-            {**metadata, "not_created": not_created},
-            f"run the job {pipeline.name} once, or create the table in a migration",
+            {**metadata, "not_created": list(not_created)},
+            f"run the job {pipeline} once, or create the table in a migration",
+            tables=states,
         )
     return CheckResult(
         name,
         PASSED,
-        ", ".join(f"{t} ({len(found[t])} columns)" for t in tables) + " present as expected",
+        ", ".join(f"{s.table} ({len(s.columns)} columns)" for s in states) + " present as expected",
         metadata,
+        tables=states,
     )
 
 

@@ -35,6 +35,7 @@ from dagster import (
 
 from dataproc_dagster.core.settings import get_settings
 from dataproc_dagster.integrity import checks as integrity
+from dataproc_dagster.integrity.results import CheckResult, CheckStatus, JsonValue
 from dataproc_dagster.pipeline.registry import discover_pipelines
 from dataproc_dagster.pipeline.schedules import build_schedule
 from dataproc_dagster.pipeline.steps import CLICKHOUSE_POOL
@@ -61,12 +62,10 @@ def pipeline_tables(pipelines: Sequence[Any], default_database: str) -> dict[str
     return dict(sorted(tables.items()))
 
 
-def _check_result(
-    result: integrity.CheckResult, key: AssetKey, check_name: str
-) -> AssetCheckResult:
-    severity = AssetCheckSeverity.WARN if result.status == integrity.WARNING else None
+def _check_result(result: CheckResult, key: AssetKey, check_name: str) -> AssetCheckResult:
+    severity = AssetCheckSeverity.WARN if result.status == CheckStatus.WARNING else None
     metadata: dict[str, Any] = {
-        "status": result.status,
+        "status": str(result.status),
         "seconds": round(result.seconds, 3),
     }
     for name, value in result.metadata.items():
@@ -78,15 +77,15 @@ def _check_result(
             metadata[name] = value
         else:
             metadata[name] = str(value)
-    if result.fix and result.status != integrity.PASSED:
+    if result.fix and result.status != CheckStatus.PASSED:
         metadata["fix"] = MetadataValue.text(result.fix)
     description = result.summary
-    if result.status == integrity.SKIPPED:
+    if result.status == CheckStatus.SKIPPED:
         description = f"skipped: {result.summary}"
     return AssetCheckResult(
         asset_key=key,
         check_name=check_name,
-        passed=result.status in (integrity.PASSED, integrity.SKIPPED),
+        passed=result.status in (CheckStatus.PASSED, CheckStatus.SKIPPED),
         severity=severity or AssetCheckSeverity.ERROR,
         metadata=metadata,
         description=description,
@@ -180,8 +179,8 @@ def build_integrity_checks(
         ]
         chosen = {q: w for q, w in tables.items() if wanted(table_key(q), TABLE_CHECK)}
         writing = {w for writers in chosen.values() for w in writers}
-        by_pipeline = {
-            r.metadata.get("pipeline"): r
+        by_name = {
+            r.name: r
             for r in integrity.check_pipeline_tables(
                 clickhouse, [p for p in pipelines if p.name in writing]
             )
@@ -196,7 +195,7 @@ def build_integrity_checks(
             failed += [result.name] if result.failed else []
             yield _check_result(result, key, result.name)
         for qualified, writers in chosen.items():
-            table_result = _table_result(qualified, writers, by_pipeline)
+            table_result = table_result_of(qualified, writers, by_name)
             context.log.info(table_result.line())
             failed += [table_result.name] if table_result.failed else []
             yield _check_result(table_result, table_key(qualified), TABLE_CHECK)
@@ -219,47 +218,54 @@ def build_integrity_checks(
     return assets, integrity_checks, job
 
 
-def _table_result(
-    qualified: str, writers: list[str], by_pipeline: dict[Any, integrity.CheckResult]
-) -> integrity.CheckResult:
-    """One table's result, cut out of its pipelines' results."""
+def table_result_of(
+    qualified: str, writers: list[str], by_name: dict[str, CheckResult]
+) -> CheckResult:
+    """One table's result, taken from the table states of its pipelines' table checks.
+
+    Args:
+        qualified: The table, ``db.table``.
+        writers: The pipelines writing it.
+        by_name: The pipeline-table check results by check name.
+    """
     name = f"{TABLE_CHECK} {qualified}"
-    results = [by_pipeline[w] for w in writers if w in by_pipeline]
+    results = [by_name[n] for n in map(integrity.table_check_name, writers) if n in by_name]
     if not results:
-        return integrity.CheckResult(name, integrity.FAILED, "the table check did not run")
-    problems = [p for r in results for p in r.metadata.get("problems", []) if qualified in p] or [
-        r.summary for r in results if r.failed and "problems" not in r.metadata
-    ]
-    columns: list[str] = next(
-        (
-            r.metadata["columns"][qualified]
-            for r in results
-            if qualified in r.metadata.get("columns", {})
-        ),
-        [],
-    )
-    metadata: dict[str, Any] = {
+        return CheckResult(name, CheckStatus.FAILED, "the table check did not run")
+    state = next((s for r in results if (s := r.table(qualified)) is not None), None)
+    metadata: dict[str, JsonValue] = {
         "table": qualified,
-        "pipelines": writers,
-        "columns": columns,
-        "managed_by_migrations": any(
-            qualified in r.metadata.get("managed_by_migrations", []) for r in results
-        ),
+        "pipelines": list(writers),
+        "columns": list(state.columns) if state else [],
+        "managed_by_migrations": state.managed_by_migrations if state else False,
     }
-    if problems:
-        return integrity.CheckResult(
-            name, integrity.FAILED, "; ".join(problems), metadata, results[0].fix
-        )
-    if any(qualified in r.metadata.get("not_created", []) for r in results):
-        return integrity.CheckResult(
+    if state is None:  # the checks failed before they looked at the table (e.g. no ClickHouse)
+        errors = "; ".join(r.summary for r in results if r.failed)
+        return CheckResult(name, CheckStatus.FAILED, errors, metadata, results[0].fix)
+    if state.problems:
+        return CheckResult(
             name,
-            integrity.WARNING,
+            CheckStatus.FAILED,
+            "; ".join(str(p) for p in state.problems),
+            metadata,
+            results[0].fix,
+            tables=(state,),
+        )
+    if state.not_created_yet:
+        return CheckResult(
+            name,
+            CheckStatus.WARNING,
             f"{qualified} not created yet; {', '.join(writers)} creates it on its first run",
             metadata,
             f"run the job {writers[0]} once, or create the table in a migration",
+            tables=(state,),
         )
-    return integrity.CheckResult(
-        name, integrity.PASSED, f"{qualified} present with {len(columns)} columns", metadata
+    return CheckResult(
+        name,
+        CheckStatus.PASSED,
+        f"{qualified} present with {len(state.columns)} columns",
+        metadata,
+        tables=(state,),
     )
 
 

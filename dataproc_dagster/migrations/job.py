@@ -38,7 +38,8 @@ from dagster import (
 from pydantic import Field
 
 from dataproc_dagster.migrations.errors import MigrationFileError
-from dataproc_dagster.migrations.runner import ClickHouseMigrationManager, describe_dirty
+from dataproc_dagster.migrations.runner import ClickHouseMigrationManager
+from dataproc_dagster.migrations.status import CommandResult, MigrationStatus
 
 SCHEMA_KEY = AssetKey(["clickhouse", "schema"])
 MIGRATIONS_POOL = "clickhouse_migrations"
@@ -83,25 +84,25 @@ def _manager(context: Any) -> ClickHouseMigrationManager:
     )
 
 
-def _figures(status: dict[str, Any]) -> dict[str, Any]:
+def _figures(status: MigrationStatus) -> dict[str, Any]:
     """The status figures shown with the asset and every check."""
     return {
-        "executed_count": status["executed_count"],
-        "pending_count": status["pending_count"],
-        "failed_count": status["failed_count"],
-        "current_version": MetadataValue.int(status["current_version"] or 0),
-        "latest_version": MetadataValue.int(status["latest_version"] or 0),
+        "executed_count": status.executed_count,
+        "pending_count": status.pending_count,
+        "failed_count": status.failed_count,
+        "current_version": MetadataValue.int(status.current_version or 0),
+        "latest_version": MetadataValue.int(status.latest_version or 0),
         "migrations": MetadataValue.md(_status_table(status)),
     }
 
 
-def _status_table(status: dict[str, Any]) -> str:
+def _status_table(status: MigrationStatus) -> str:
     lines = ["| version | file | status | applied at | ms |", "|---|---|---|---|---|"]
-    for row in status["migrations"]:
-        state = row["status"] if row["checksum_ok"] else f"{row['status']} (edited)"
+    for row in status.migrations:
+        state = row.status if row.checksum_ok else f"{row.status} (edited)"
         lines.append(
-            f"| {row['version']} | {row['file']} | {state} | {row['applied_at'] or ''} "
-            f"| {row['duration_ms'] if row['duration_ms'] is not None else ''} |"
+            f"| {row.version} | {row.file} | {state} | {row.applied_at or ''} "
+            f"| {row.duration_ms if row.duration_ms is not None else ''} |"
         )
     return "\n".join(lines)
 
@@ -118,8 +119,8 @@ def _status_table(status: dict[str, Any]) -> str:
 def clickhouse_schema(context: AssetExecutionContext) -> MaterializeResult:
     """Apply the pending migrations."""
     result = _manager(context).apply()
-    metadata = _figures(result["status"])
-    metadata["applied_now"] = MetadataValue.json(result["applied"])
+    metadata = _figures(result.status)
+    metadata["applied_now"] = MetadataValue.json(list(result.done))
     return MaterializeResult(metadata=metadata)
 
 
@@ -151,11 +152,11 @@ def schema_check_results(manager: ClickHouseMigrationManager) -> list[AssetCheck
             for spec in _CHECK_SPECS
         ]
     figures = _figures(status)
-    pending = [r["file"] for r in status["migrations"] if r["status"] == "pending"]
-    failed = status["failed"]
-    edited = status["checksum_mismatches"]
-    missing = status["missing_files"]
-    problems = schema["problems"]
+    pending = status.pending_files
+    failed = status.failed
+    edited = list(status.checksum_mismatches)
+    missing = list(status.missing_files)
+    problems = list(schema.problems)
     return [
         AssetCheckResult(
             check_name=CHECK_NO_PENDING,
@@ -169,8 +170,8 @@ def schema_check_results(manager: ClickHouseMigrationManager) -> list[AssetCheck
             check_name=CHECK_NO_FAILED,
             asset_key=SCHEMA_KEY,
             passed=not failed,
-            metadata={**figures, "failed": MetadataValue.json(failed)},
-            description=("; ".join(describe_dirty(f) for f in failed) or "no failed migration"),
+            metadata={**figures, "failed": MetadataValue.json([f.to_dict() for f in failed])},
+            description=("; ".join(f.describe() for f in failed) or "no failed migration"),
         ),
         AssetCheckResult(
             check_name=CHECK_CHECKSUMS,
@@ -194,10 +195,10 @@ def schema_check_results(manager: ClickHouseMigrationManager) -> list[AssetCheck
             passed=not problems,
             metadata={
                 **figures,
-                "tables": MetadataValue.json(schema["tables"]),
+                "tables": MetadataValue.json(schema.tables),
                 "problems": MetadataValue.json(problems),
             },
-            description="; ".join(problems) or f"{len(schema['tables'])} table(s) as expected",
+            description="; ".join(problems) or f"{len(schema.tables)} table(s) as expected",
         ),
     ]
 
@@ -205,18 +206,17 @@ def schema_check_results(manager: ClickHouseMigrationManager) -> list[AssetCheck
 def report_schema_runless(
     instance: DagsterInstance,
     manager: ClickHouseMigrationManager,
-    result: dict[str, Any] | None = None,
+    result: CommandResult | None = None,
 ) -> list[AssetCheckEvaluation]:
     """Record in ``instance`` what the migrations command line did, as the ``migrate`` job would:
 
     a materialization of ``clickhouse/schema`` (when ``result`` comes from applying or rolling
     back migrations) and the evaluations of its five checks. Returns the evaluations.
     """
-    if result is not None and "status" in result:
-        metadata = _figures(result["status"])
-        for key in ("applied", "rolled_back"):
-            if key in result:
-                metadata[f"{key}_now"] = MetadataValue.json(result[key])
+    if result is not None:
+        metadata = _figures(result.status)
+        if result.command in ("up", "down"):
+            metadata[f"{result.verb}_now"] = MetadataValue.json(list(result.done))
         instance.report_runless_asset_event(
             AssetMaterialization(
                 asset_key=SCHEMA_KEY,
@@ -255,16 +255,16 @@ class RollbackConfig(Config):
 def rollback_migrations_op(context: OpExecutionContext, config: RollbackConfig) -> dict[str, Any]:
     """Roll the last ``count`` migrations back with their down files."""
     result = _manager(context).rollback_migrations(config.count)
-    metadata = _figures(result["status"])
-    metadata["rolled_back"] = MetadataValue.json(result["rolled_back"])
+    metadata = _figures(result.status)
+    metadata["rolled_back"] = MetadataValue.json(list(result.done))
     context.log_event(
         AssetMaterialization(
             asset_key=SCHEMA_KEY,
-            description=f"rolled back {', '.join(result['rolled_back'])}",
+            description=f"rolled back {', '.join(result.done)}",
             metadata=metadata,
         )
     )
-    return {"rolled_back": result["rolled_back"]}
+    return {"rolled_back": list(result.done)}
 
 
 @job(

@@ -8,11 +8,13 @@ file was edited, or an applied version has no file any more.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -33,18 +35,24 @@ from dataproc_dagster.migrations.errors import (
 from dataproc_dagster.migrations.files import MigrationFile, discover_migrations, render
 from dataproc_dagster.migrations.schema import expected_tables, schema_differences
 from dataproc_dagster.migrations.state import (
-    APPLIED,
-    APPLIED_STATUSES,
-    BASELINE,
-    DIRTY_STATUSES,
-    FAILED,
-    REVERTED,
-    RUNNING,
     LeaseKeeper,
     MigrationRow,
     Owner,
     StateTable,
     new_owner,
+)
+from dataproc_dagster.migrations.status import (
+    APPLIED_STATES,
+    DIRTY_STATES,
+    CommandResult,
+    DirtyMigration,
+    LockHolder,
+    MigrationFileStatus,
+    MigrationState,
+    MigrationStatus,
+    PlannedStatement,
+    SchemaCheck,
+    label,
 )
 
 _logger = logging.getLogger(__name__)
@@ -99,14 +107,9 @@ class ClickHouseMigrationManager:
         """
         return discover_migrations(self.folder)
 
-    def get_migration_status(self) -> dict[str, Any]:
-        """The schema's state: counts, failed rows, edited and missing files, one row per version.
-
-        Returns:
-            A dict with ``executed_count``, ``pending_count``, ``failed`` (the failed or
-            interrupted migrations), ``failed_count``, ``checksum_mismatches``,
-            ``missing_files``, ``current_version``, ``latest_version`` and ``migrations``.
-        """
+    def get_migration_status(self) -> MigrationStatus:
+        """The schema's state: counts, failed rows, edited and missing files, one row per version,
+        and the lock's claimants (whether a ``running`` row was interrupted depends on them)."""
         files = self.load_files()
         with self._client() as client:
             state = self._state(client)
@@ -115,21 +118,21 @@ class ClickHouseMigrationManager:
         status = self._status(files, rows)
         # Without the lock, a "running" row is a migration in progress only while a live
         # runner claims the lock; otherwise its runner died.
-        busy = any(h["alive"] is not False for h in holders)
-        for failed in status["failed"]:
-            failed["interrupted"] = failed["status"] == RUNNING and not busy
-        status["lock_holders"] = holders
-        return status
+        busy = any(h.alive is not False for h in holders)
+        failed = tuple(
+            dataclasses.replace(f, interrupted=f.status == MigrationState.RUNNING and not busy)
+            for f in status.failed
+        )
+        return dataclasses.replace(status, failed=failed, lock_holders=tuple(holders))
 
-    def apply(self, *, dry_run: bool = False) -> dict[str, Any]:
+    def apply(self, *, dry_run: bool = False) -> CommandResult:
         """Apply the pending migrations in version order.
 
         Args:
             dry_run: Only list (and log) the statements that would run; change nothing.
 
         Returns:
-            ``{"applied": [labels], "dry_run": bool, "statements": [...], "status": {...}}``;
-            ``statements`` holds ``{"migration", "number", "sql"}`` for a dry run.
+            The labels applied and the status after; for a dry run, the planned statements.
 
         Raises:
             MigrationStateError: A failed migration, an edited applied file, or a missing file.
@@ -144,13 +147,13 @@ class ClickHouseMigrationManager:
                 self._refuse_unsafe(status, command="up")
                 plan = self._plan(files, status)
                 for item in plan:
-                    self._log(f"[dry run] {item['migration']} #{item['number']}: {item['sql']}")
-                return {"applied": [], "dry_run": True, "statements": plan, "status": status}
+                    self._log(f"[dry run] {item.migration} #{item.number}: {item.sql}")
+                return CommandResult("up", (), status, dry_run=True, statements=tuple(plan))
             applied: list[str] = []
             with self._locked(state) as owner:
                 status = self._status(files, state.migrations())
                 self._refuse_unsafe(status, command="up")
-                pending = {r["version"] for r in status["migrations"] if r["status"] == "pending"}
+                pending = status.pending_versions
                 for migration in files:
                     if migration.version in pending:
                         self._heartbeat(state, owner)
@@ -159,15 +162,15 @@ class ClickHouseMigrationManager:
                 status = self._status(files, state.migrations())
         if not applied:
             self._log("no pending migration")
-        return {"applied": applied, "dry_run": False, "statements": [], "status": status}
+        return CommandResult("up", tuple(applied), status)
 
-    def rollback_migrations(self, count: int) -> dict[str, Any]:
+    def rollback_migrations(self, count: int) -> CommandResult:
         """Roll the last ``count`` applied migrations back with their down files, newest first.
 
         Nothing is touched unless every one of them has a down file.
 
         Returns:
-            ``{"rolled_back": [labels], "status": {...}}``.
+            The labels rolled back and the status after.
 
         Raises:
             MigrationStateError: ``count`` too large, a missing down file, a dirty or edited
@@ -188,9 +191,7 @@ class ClickHouseMigrationManager:
             with self._locked(state) as owner:
                 status = self._status(files, state.migrations())
                 self._refuse_unsafe(status, command="down")
-                applied = sorted(
-                    (r["version"] for r in status["migrations"] if r["applied"]), reverse=True
-                )
+                applied = sorted((r.version for r in status.migrations if r.applied), reverse=True)
                 if count > len(applied):
                     raise MigrationStateError(
                         f"cannot roll back {count} migrations: only {len(applied)} applied",
@@ -211,9 +212,9 @@ class ClickHouseMigrationManager:
                     self._run_down(client, state, migration)
                     rolled_back.append(migration.label)
                 status = self._status(files, state.migrations())
-        return {"rolled_back": rolled_back, "status": status}
+        return CommandResult("down", tuple(rolled_back), status)
 
-    def repair(self, *, mark_applied: bool = False) -> dict[str, Any]:
+    def repair(self, *, mark_applied: bool = False) -> CommandResult:
         """Clear failed (dirty) migrations after a human fixed the schema.
 
         Args:
@@ -222,48 +223,47 @@ class ClickHouseMigrationManager:
                 ``up`` runs them.
 
         Returns:
-            ``{"repaired": [labels], "status": {...}}``.
+            The labels repaired, the lock's claimants seen before, and the status after.
         """
         files = self.load_files()
         with self._client() as client:
             state = self._state(client)
             repaired: list[str] = []
             if not state.exists():
-                return {"repaired": [], "lock_holders": [], "status": self._status(files, {})}
+                return CommandResult("repair", (), self._status(files, {}))
             holders = self.lock_holders(state)
             for holder in holders:
-                self._log(f"the migration lock was claimed by {holder['owner']}: {holder['state']}")
+                self._log(f"the migration lock was claimed by {holder.owner}: {holder.state}")
             with self._locked(state):
                 rows = state.migrations()
                 by_version = {m.version: m for m in files}
                 for row in rows.values():
-                    if row.status not in DIRTY_STATUSES:
+                    if row.status not in DIRTY_STATES:
                         continue
                     migration = by_version.get(row.version)
                     state.record(
                         version=row.version,
                         name=row.name,
                         checksum=migration.checksum if migration else row.checksum,
-                        status=APPLIED if mark_applied else REVERTED,
+                        status=MigrationState.APPLIED if mark_applied else MigrationState.REVERTED,
                         operation="repair",
                         applied=mark_applied,
                     )
-                    label = migration.label if migration else f"{row.version:04d}_{row.name}"
-                    repaired.append(label)
+                    repaired.append(migration.label if migration else label(row.version, row.name))
                     self._log(
                         f"repaired {repaired[-1]}: now {'applied' if mark_applied else 'pending'}"
                     )
                 status = self._status(files, state.migrations())
-        return {"repaired": repaired, "lock_holders": holders, "status": status}
+        return CommandResult("repair", tuple(repaired), status, lock_holders=tuple(holders))
 
-    def baseline(self, version: int) -> dict[str, Any]:
+    def baseline(self, version: int) -> CommandResult:
         """Mark the files up to ``version`` as applied, without running them.
 
         For a database whose schema already matches those files. Refused once any migration
         was recorded.
 
         Returns:
-            ``{"baselined": [labels], "status": {...}}``.
+            The labels marked applied and the status after.
         """
         files = self.load_files()
         versions = {m.version for m in files}
@@ -290,14 +290,14 @@ class ClickHouseMigrationManager:
                         version=migration.version,
                         name=migration.name,
                         checksum=migration.checksum,
-                        status=BASELINE,
+                        status=MigrationState.BASELINE,
                         operation="baseline",
                         applied=True,
                     )
                     marked.append(migration.label)
                 status = self._status(files, state.migrations())
         self._log(f"baselined {len(marked)} migration(s) up to {version:04d}")
-        return {"baselined": marked, "status": status}
+        return CommandResult("baseline", tuple(marked), status)
 
     def expected_schema(self) -> dict[str, dict[str, str] | None]:
         """The tables the applied migrations create: ``{"db.table": {column: type} | None}``.
@@ -309,23 +309,19 @@ class ClickHouseMigrationManager:
             rows = self._state(client).migrations()
         return self._expected(files, rows)
 
-    def check_schema(self) -> dict[str, Any]:
-        """Compare the tables the applied migrations create with the database.
-
-        Returns:
-            ``{"tables": {"db.table": [columns] | None}, "problems": [lines]}``.
-        """
+    def check_schema(self) -> SchemaCheck:
+        """Compare the tables the applied migrations create with the database."""
         files = self.load_files()
         with self._client() as client:
             expected = self._expected(files, self._state(client).migrations())
             problems = schema_differences(client, expected)
         tables = {name: list(cols) if cols is not None else None for name, cols in expected.items()}
-        return {"tables": tables, "problems": problems}
+        return SchemaCheck(tables=tables, problems=tuple(problems))
 
     def _expected(
         self, files: list[MigrationFile], rows: dict[int, MigrationRow]
     ) -> dict[str, dict[str, str] | None]:
-        applied = {v for v, row in rows.items() if row.status in APPLIED_STATUSES}
+        applied = {v for v, row in rows.items() if row.status in APPLIED_STATES}
         statements = [
             render(s.sql, database=self.database, cluster="")
             for m in files
@@ -347,14 +343,14 @@ class ClickHouseMigrationManager:
     ) -> None:
         statements = migration.up if direction == "up" else migration.down
         path = migration.up_path if direction == "up" else migration.down_path
-        record: dict[str, Any] = {
+        record: dict[str, Any] = {  # the fields of every state row of this run
             "version": migration.version,
             "name": migration.name,
             "checksum": migration.checksum,
             "operation": direction,
             "statements": len(statements),
         }
-        state.record(status=RUNNING, **record)
+        state.record(status=MigrationState.RUNNING, **record)
         started = time.monotonic()
         for number, statement in enumerate(statements, start=1):
             sql = render(statement.sql, database=self.database, cluster=self.cluster)
@@ -363,7 +359,7 @@ class ClickHouseMigrationManager:
             except Exception as exc:
                 error = _first_line(exc, secret=self.clickhouse.password)
                 state.record(
-                    status=FAILED,
+                    status=MigrationState.FAILED,
                     failed_statement=number,
                     error=error,
                     duration_ms=int((time.monotonic() - started) * 1000),
@@ -381,7 +377,7 @@ class ClickHouseMigrationManager:
                 ) from None
         duration_ms = int((time.monotonic() - started) * 1000)
         state.record(
-            status=APPLIED if direction == "up" else REVERTED,
+            status=MigrationState.APPLIED if direction == "up" else MigrationState.REVERTED,
             applied=direction == "up",
             duration_ms=duration_ms,
             **record,
@@ -407,13 +403,8 @@ class ClickHouseMigrationManager:
         with self.clickhouse.get_client(step="migrations") as client:
             yield client
 
-    def lock_holders(self, state: StateTable) -> list[dict[str, Any]]:
-        """Who claims the migration lock and whether each claimant is alive.
-
-        Returns:
-            One ``{"owner", "host", "pid", "run", "alive", "state"}`` per unreleased claim;
-            ``alive`` is True, False or None (unknown: another host with a valid lease).
-        """
+    def lock_holders(self, state: StateTable) -> list[LockHolder]:
+        """Who claims the migration lock (one per unreleased claim) and whether each is alive."""
         found = []
         for owner_id, expiry, valid in state.unreleased_claims():
             owner = Owner.parse(owner_id)
@@ -431,14 +422,14 @@ class ClickHouseMigrationManager:
                 until = f" until {expiry:%H:%M:%S} UTC" if expiry else ""
                 text = ("alive" if alive else "on another host") + f", lease valid{until}"
             found.append(
-                {
-                    "owner": owner.describe(),
-                    "host": owner.host,
-                    "pid": owner.pid,
-                    "run": owner.run,
-                    "alive": alive,
-                    "state": text,
-                }
+                LockHolder(
+                    owner=owner.describe(),
+                    host=owner.host,
+                    pid=owner.pid,
+                    run=owner.run,
+                    alive=alive,
+                    state=text,
+                )
             )
         return found
 
@@ -495,75 +486,75 @@ class ClickHouseMigrationManager:
         finally:
             state.release_lock(owner)
 
-    def _status(self, files: list[MigrationFile], rows: dict[int, MigrationRow]) -> dict[str, Any]:
+    def _status(self, files: list[MigrationFile], rows: dict[int, MigrationRow]) -> MigrationStatus:
         by_version = {m.version: m for m in files}
-        per_file: list[dict[str, Any]] = []
+        per_file: list[MigrationFileStatus] = []
         for migration in files:
             row = rows.get(migration.version)
-            recorded = row.status if row else "pending"
-            shown = "pending" if recorded == REVERTED else recorded
-            applied = recorded in APPLIED_STATUSES
+            recorded = row.status if row else MigrationState.PENDING
+            shown = MigrationState.PENDING if recorded == MigrationState.REVERTED else recorded
+            applied = recorded in APPLIED_STATES
             per_file.append(
-                {
-                    "version": migration.version,
-                    "name": migration.name,
-                    "file": migration.up_path.name,
-                    "has_down": migration.down_path is not None,
-                    "status": shown,
-                    "applied": applied,
-                    "checksum": migration.checksum,
-                    "checksum_ok": not applied or row is None or row.checksum == migration.checksum,
-                    "applied_at": _iso(row.applied_at) if row and applied else None,
-                    "duration_ms": row.duration_ms if row and applied else None,
-                    "statements": len(migration.up),
-                }
+                MigrationFileStatus(
+                    version=migration.version,
+                    name=migration.name,
+                    file=migration.up_path.name,
+                    has_down=migration.down_path is not None,
+                    status=shown,
+                    applied=applied,
+                    checksum=migration.checksum,
+                    checksum_ok=not applied or row is None or row.checksum == migration.checksum,
+                    applied_at=_iso(row.applied_at) if row and applied else None,
+                    duration_ms=row.duration_ms if row and applied else None,
+                    statements=len(migration.up),
+                )
             )
-        failed = [
-            {
-                "version": row.version,
-                "name": row.name,
-                "status": row.status,
-                "operation": row.operation,
-                "failed_statement": row.failed_statement,
-                "statements": row.statements,
-                "error": row.error,
-            }
+        failed = tuple(
+            DirtyMigration(
+                version=row.version,
+                name=row.name,
+                status=row.status,
+                operation=row.operation,
+                failed_statement=row.failed_statement,
+                statements=row.statements,
+                error=row.error,
+            )
             for row in rows.values()
-            if row.status in DIRTY_STATUSES
-        ]
-        mismatches = [r["file"] for r in per_file if not r["checksum_ok"]]
-        missing = [
-            f"{row.version:04d}_{row.name}"
+            if row.status in DIRTY_STATES
+        )
+        missing = tuple(
+            label(row.version, row.name)
             for row in rows.values()
-            if row.version not in by_version and row.status not in (REVERTED,)
-        ]
-        applied_versions = [v for v, r in rows.items() if r.status in APPLIED_STATUSES]
-        return {
-            "database": self.database,
-            "folder": str(self.folder),
-            "executed_count": len(applied_versions),
-            "pending_count": sum(1 for r in per_file if r["status"] == "pending"),
-            "failed_count": len(failed),
-            "failed": failed,
-            "checksum_mismatches": mismatches,
-            "missing_files": missing,
-            "current_version": max(applied_versions, default=None),
-            "latest_version": max(by_version, default=None),
-            "migrations": per_file,
-        }
+            if row.version not in by_version and row.status != MigrationState.REVERTED
+        )
+        applied_versions = [v for v, r in rows.items() if r.status in APPLIED_STATES]
+        return MigrationStatus(
+            database=self.database,
+            folder=str(self.folder),
+            executed_count=len(applied_versions),
+            pending_count=sum(1 for r in per_file if r.status == MigrationState.PENDING),
+            failed_count=len(failed),
+            failed=failed,
+            checksum_mismatches=tuple(r.file for r in per_file if not r.checksum_ok),
+            missing_files=missing,
+            current_version=max(applied_versions, default=None),
+            latest_version=max(by_version, default=None),
+            migrations=tuple(per_file),
+        )
 
-    def _refuse_unsafe(self, status: dict[str, Any], *, command: str) -> None:
-        if status["failed"]:
+    def _refuse_unsafe(self, status: MigrationStatus, *, command: str) -> None:
+        if status.failed:
             # Called under the lock: a "running" row is one whose runner died.
-            first = dict(status["failed"][0], interrupted=status["failed"][0]["status"] == RUNNING)
+            first = status.failed[0]
+            first = dataclasses.replace(first, interrupted=first.status == MigrationState.RUNNING)
             raise MigrationStateError(
-                f"`{command}` refused: {describe_dirty(first)}",
+                f"`{command}` refused: {first.describe()}",
                 source=self._target(),
                 fix="make the schema consistent by hand, then run `python -m "
                 "dataproc_dagster.migrations repair` (add --applied if you completed it)",
             )
-        if status["checksum_mismatches"]:
-            names = ", ".join(status["checksum_mismatches"])
+        if status.checksum_mismatches:
+            names = ", ".join(status.checksum_mismatches)
             raise MigrationStateError(
                 f"`{command}` refused: applied migration file(s) were edited after they ran "
                 f"(checksum mismatch): {names}",
@@ -571,41 +562,24 @@ class ClickHouseMigrationManager:
                 fix="restore the applied file(s) as they were and put the change in a new "
                 "migration file",
             )
-        if status["missing_files"]:
-            names = ", ".join(status["missing_files"])
+        if status.missing_files:
+            names = ", ".join(status.missing_files)
             raise MigrationStateError(
                 f"`{command}` refused: applied version(s) have no file in the folder: {names}",
                 source=str(self.folder),
                 fix="restore the missing file(s), or point MIGRATIONS_DIR at the right folder",
             )
 
-    def _plan(self, files: list[MigrationFile], status: dict[str, Any]) -> list[dict[str, Any]]:
-        pending = {r["version"] for r in status["migrations"] if r["status"] == "pending"}
-        plan: list[dict[str, Any]] = []
+    def _plan(self, files: list[MigrationFile], status: MigrationStatus) -> list[PlannedStatement]:
+        pending = status.pending_versions
+        plan: list[PlannedStatement] = []
         for migration in files:
             if migration.version not in pending:
                 continue
             for number, statement in enumerate(migration.up, start=1):
                 sql = render(statement.sql, database=self.database, cluster=self.cluster)
-                plan.append({"migration": migration.label, "number": number, "sql": sql})
+                plan.append(PlannedStatement(migration.label, number, sql))
         return plan
-
-
-def describe_dirty(row: dict[str, Any]) -> str:
-    """One line for a failed, interrupted or running migration of ``status["failed"]``."""
-    label = f"{row['version']:04d}_{row['name']} ({row['operation']})"
-    if row["status"] == RUNNING:
-        if row.get("interrupted"):
-            return (
-                f"migration {label} was interrupted: its runner stopped (killed, or lost its "
-                "connection) before recording a result, so which of its "
-                f"{row['statements']} statement(s) took effect is unknown"
-            )
-        return f"migration {label} is running (another runner holds the lock)"
-    return (
-        f"migration {label} is failed at statement {row['failed_statement']} of "
-        f"{row['statements']}: {row['error'] or 'no error recorded'}"
-    )
 
 
 def _first_line(exc: BaseException, *, secret: str = "") -> str:
@@ -615,8 +589,8 @@ def _first_line(exc: BaseException, *, secret: str = "") -> str:
     return text.splitlines()[0][:1000]
 
 
-def _iso(value: Any) -> str | None:
+def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value is not None else None
 
 
-__all__ = ["ClickHouseMigrationManager", "MigrationFileError"]
+__all__ = ["ClickHouseMigrationManager", "MigrationFileError", "MigrationStatus"]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any
 
 _TOKEN = re.compile(
@@ -211,10 +212,50 @@ def _alter(sql: str, tokens: list[_Token], tables: dict[str, Columns | None], db
                 columns[new] = columns.pop(old)
 
 
-def schema_differences(client: Any, expected: dict[str, Columns | None]) -> list[str]:
-    """Compare ``expected`` with ``system.columns``; one line per missing table or column, per
-    column of another type and per column the migrations do not know."""
-    problems: list[str] = []
+class ProblemKind(StrEnum):
+    """What is wrong with a table the migrations create."""
+
+    MISSING_TABLE = "missing_table"
+    MISSING_COLUMN = "missing_column"
+    OTHER_TYPE = "other_type"
+    UNKNOWN_COLUMN = "unknown_column"  # in the table, not in the migrations
+
+
+@dataclass(frozen=True)
+class SchemaProblem:
+    """One difference between the migrations' expectation and the database.
+
+    Attributes:
+        table: ``db.table``.
+        kind: What is wrong.
+        column: The column concerned (empty for a missing table).
+        actual: The column's type in the database (for ``other_type``).
+        expected: The type the migrations give it (for ``other_type``).
+    """
+
+    table: str
+    kind: ProblemKind
+    column: str = ""
+    actual: str = ""
+    expected: str = ""
+
+    def __str__(self) -> str:
+        if self.kind == ProblemKind.MISSING_TABLE:
+            return f"table {self.table} is missing"
+        if self.kind == ProblemKind.MISSING_COLUMN:
+            return f"{self.table}: column {self.column} is missing"
+        if self.kind == ProblemKind.OTHER_TYPE:
+            return (
+                f"{self.table}: column {self.column} is {self.actual}, the migrations say "
+                f"{self.expected}"
+            )
+        return f"{self.table}: column {self.column} is not in the migrations"
+
+
+def schema_problems(client: Any, expected: dict[str, Columns | None]) -> list[SchemaProblem]:
+    """Compare ``expected`` with ``system.columns``: each missing table or column, each column
+    of another type and each column the migrations do not know."""
+    problems: list[SchemaProblem] = []
     spelled: dict[str, str] = {}
 
     def canonical(type_: str) -> str:
@@ -237,22 +278,27 @@ def schema_differences(client: Any, expected: dict[str, Columns | None]) -> list
             ).result_rows[0][0]
         )
         if not exists:
-            problems.append(f"table {qualified} is missing")
+            problems.append(SchemaProblem(qualified, ProblemKind.MISSING_TABLE))
             continue
         if columns is None:
             continue
         actual = {str(name): str(type_) for name, type_ in rows}
         for name, type_ in columns.items():
             if name not in actual:
-                problems.append(f"{qualified}: column {name} is missing")
+                problems.append(SchemaProblem(qualified, ProblemKind.MISSING_COLUMN, name))
             elif type_ and canonical(type_) != canonical(actual[name]):
                 problems.append(
-                    f"{qualified}: column {name} is {actual[name]}, the migrations say {type_}"
+                    SchemaProblem(qualified, ProblemKind.OTHER_TYPE, name, actual[name], type_)
                 )
         for name in actual:
             if name not in columns:
-                problems.append(f"{qualified}: column {name} is not in the migrations")
+                problems.append(SchemaProblem(qualified, ProblemKind.UNKNOWN_COLUMN, name))
     return problems
+
+
+def schema_differences(client: Any, expected: dict[str, Columns | None]) -> list[str]:
+    """:func:`schema_problems` as one line each."""
+    return [str(p) for p in schema_problems(client, expected)]
 
 
 def _canonical(client: Any, type_: str) -> str:

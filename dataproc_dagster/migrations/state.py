@@ -22,15 +22,7 @@ from clickhouse_connect.driver.client import Client
 
 from dataproc_dagster.clickhouse.sql import qualified_name, quote_identifier
 from dataproc_dagster.migrations.errors import MigrationLockError
-
-# Statuses of a migration row.
-RUNNING = "running"
-APPLIED = "applied"
-FAILED = "failed"
-BASELINE = "baseline"
-REVERTED = "reverted"  # rolled back with its down file, or marked pending by repair
-APPLIED_STATUSES = (APPLIED, BASELINE)
-DIRTY_STATUSES = (RUNNING, FAILED)
+from dataproc_dagster.migrations.status import MigrationState
 
 _COLUMNS = (
     "event_id",
@@ -72,7 +64,7 @@ class MigrationRow:
     version: int
     name: str
     checksum: str
-    status: str
+    status: MigrationState
     operation: str
     statements: int
     failed_statement: int
@@ -161,7 +153,7 @@ class StateTable:
         version: int,
         name: str,
         checksum: str,
-        status: str,
+        status: MigrationState,
         operation: str,
         statements: int = 0,
         failed_statement: int = 0,
@@ -175,7 +167,7 @@ class StateTable:
             version=version,
             name=name,
             checksum=checksum,
-            status=status,
+            status=str(status),
             operation=operation,
             statements=statements,
             failed_statement=failed_statement,
@@ -203,7 +195,7 @@ class StateTable:
                 version=int(version),
                 name=name,
                 checksum=checksum,
-                status=status,
+                status=MigrationState(status),
                 operation=operation,
                 statements=int(statements),
                 failed_statement=int(failed),

@@ -60,12 +60,12 @@ def main(argv: list[str] | None = None) -> None:
         print(f"{count} migrations, 2 statements each, embedded ClickHouse (chDB)")
         timed("read + validate folder", lambda: discover_migrations(folder), count)
         result = timed("up (all pending)", runner.apply, count)
-        assert len(result["applied"]) == count
+        assert len(result.done) == count
         status = timed("status", runner.get_migration_status, count)
-        assert status["executed_count"] == count
+        assert status.executed_count == count
         timed("up again (nothing pending)", runner.apply, count)
         schema = timed("tables check", runner.check_schema, count)
-        print(f"{'':<34} {len(schema['tables'])} tables, {len(schema['problems'])} problems")
+        print(f"{'':<34} {len(schema.tables)} tables, {len(schema.problems)} problems")
         timed(f"down {count}", lambda: runner.rollback_migrations(count), count)
         rows = clickhouse.query_rows("SELECT count() FROM schema_migrations")[0][0]
         print(f"state table rows after up + up + down: {rows}")

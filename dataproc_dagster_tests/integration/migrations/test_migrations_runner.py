@@ -87,36 +87,36 @@ def test_apply_status_rollback_and_reapply(clickhouse: ClickHouseResource, folde
     runner = manager(clickhouse, folder)
 
     before = runner.get_migration_status()
-    assert (before["executed_count"], before["pending_count"], before["failed"]) == (0, 3, [])
+    assert (before.executed_count, before.pending_count, before.failed) == (0, 3, ())
     assert tables(clickhouse) == set()  # status reads only: not even the state table is created
 
     result = runner.apply()
-    assert result["applied"] == ["0001_create_a", "0002_add_b_and_seed", "0003_create_c"]
-    status = result["status"]
-    assert (status["executed_count"], status["pending_count"], status["current_version"]) == (
+    assert list(result.done) == ["0001_create_a", "0002_add_b_and_seed", "0003_create_c"]
+    status = result.status
+    assert (status.executed_count, status.pending_count, status.current_version) == (
         3,
         0,
         3,
     )
-    assert [r["status"] for r in status["migrations"]] == ["applied"] * 3
-    assert all(r["applied_at"] and r["duration_ms"] is not None for r in status["migrations"])
+    assert [r.status for r in status.migrations] == ["applied"] * 3
+    assert all(r.applied_at and r.duration_ms is not None for r in status.migrations)
     assert columns(clickhouse, "a") == {"id": "UInt32", "name": "String", "b": "Nullable(Int64)"}
     assert clickhouse.query_rows("SELECT id, name FROM a ORDER BY id") == [
         (1, "one;two"),
         (2, "it's"),
     ]
-    assert runner.apply()["applied"] == []  # nothing runs twice
+    assert list(runner.apply().done) == []  # nothing runs twice
 
     rolled = runner.rollback_migrations(2)
-    assert rolled["rolled_back"] == ["0003_create_c", "0002_add_b_and_seed"]
+    assert list(rolled.done) == ["0003_create_c", "0002_add_b_and_seed"]
     assert "c" not in tables(clickhouse)
     assert columns(clickhouse, "a") == {"id": "UInt32", "name": "String"}
     assert clickhouse.query_rows("SELECT count() FROM a") == [(0,)]
     after = runner.get_migration_status()
-    assert (after["executed_count"], after["pending_count"], after["current_version"]) == (1, 2, 1)
-    assert [r["status"] for r in after["migrations"]] == ["applied", "pending", "pending"]
+    assert (after.executed_count, after.pending_count, after.current_version) == (1, 2, 1)
+    assert [r.status for r in after.migrations] == ["applied", "pending", "pending"]
 
-    assert runner.apply()["applied"] == ["0002_add_b_and_seed", "0003_create_c"]
+    assert list(runner.apply().done) == ["0002_add_b_and_seed", "0003_create_c"]
     assert clickhouse.query_rows("SELECT count() FROM a") == [(2,)]
     assert {"a", "c", "schema_migrations"} <= tables(clickhouse)
 
@@ -127,13 +127,13 @@ def test_dry_run_lists_rendered_statements_and_changes_nothing(
     logged: list[str] = []
     runner = ClickHouseMigrationManager(clickhouse, folder=folder, log=logged.append)
     result = runner.apply(dry_run=True)
-    assert [(s["migration"], s["number"]) for s in result["statements"]] == [
+    assert [(s.migration, s.number) for s in result.statements] == [
         ("0001_create_a", 1),
         ("0002_add_b_and_seed", 1),
         ("0002_add_b_and_seed", 2),
         ("0003_create_c", 1),
     ]
-    assert result["statements"][0]["sql"] == (
+    assert result.statements[0].sql == (
         "CREATE TABLE `default`.a  (id UInt32, name String) ENGINE = MergeTree ORDER BY id"
     )
     assert any("0002_add_b_and_seed #2: INSERT INTO `default`.a" in line for line in logged)
@@ -163,11 +163,11 @@ def test_failure_in_the_middle_of_a_file_leaves_a_failed_row_that_blocks_until_r
     assert "c" not in tables(clickhouse)
 
     status = runner.get_migration_status()
-    assert status["executed_count"] == 1
-    assert status["failed_count"] == 1
-    failed = status["failed"][0]
-    assert (failed["version"], failed["status"], failed["failed_statement"]) == (2, "failed", 2)
-    assert "NotAType" in failed["error"]
+    assert status.executed_count == 1
+    assert status.failed_count == 1
+    failed = status.failed[0]
+    assert (failed.version, failed.status, failed.failed_statement) == (2, "failed", 2)
+    assert "NotAType" in failed.error
 
     for command in (runner.apply, lambda: runner.rollback_migrations(1)):
         with pytest.raises(MigrationStateError, match="is failed at statement 2 of 3"):
@@ -178,11 +178,11 @@ def test_failure_in_the_middle_of_a_file_leaves_a_failed_row_that_blocks_until_r
     # A human undoes statement 1 and fixes the file; repair makes 0002 pending again.
     clickhouse.command("ALTER TABLE a DROP COLUMN b")
     write(folder, "0002_add_b_and_seed.up.sql", f"{ADD_B}\n{SEED}\n")
-    assert runner.repair()["repaired"] == ["0002_add_b_and_seed"]
+    assert list(runner.repair().done) == ["0002_add_b_and_seed"]
     repaired = runner.get_migration_status()
-    assert (repaired["failed"], repaired["pending_count"]) == ([], 2)
+    assert (repaired.failed, repaired.pending_count) == ((), 2)
 
-    assert runner.apply()["applied"] == ["0002_add_b_and_seed", "0003_create_c"]
+    assert list(runner.apply().done) == ["0002_add_b_and_seed", "0003_create_c"]
     assert clickhouse.query_rows("SELECT count() FROM a") == [(2,)]
 
 
@@ -202,9 +202,9 @@ def test_repair_applied_records_a_migration_a_human_completed(
 
     result = runner.repair(mark_applied=True)
 
-    assert result["repaired"] == ["0003_create_c"]
-    assert (result["status"]["executed_count"], result["status"]["pending_count"]) == (3, 0)
-    assert result["status"]["checksum_mismatches"] == []  # repair records the fixed file's checksum
+    assert list(result.done) == ["0003_create_c"]
+    assert (result.status.executed_count, result.status.pending_count) == (3, 0)
+    assert list(result.status.checksum_mismatches) == []  # repair records the fixed file's checksum
 
 
 def test_editing_an_applied_file_is_refused_naming_the_file(
@@ -216,8 +216,8 @@ def test_editing_an_applied_file_is_refused_naming_the_file(
     write(folder, "0004_more.up.sql", "CREATE TABLE {database}.d (k String) ENGINE = Log;")
 
     status = runner.get_migration_status()
-    assert status["checksum_mismatches"] == ["0001_create_a.up.sql"]
-    assert status["migrations"][0]["checksum_ok"] is False
+    assert list(status.checksum_mismatches) == ["0001_create_a.up.sql"]
+    assert status.migrations[0].checksum_ok is False
     with pytest.raises(MigrationStateError) as caught:
         runner.apply()
     assert "checksum mismatch): 0001_create_a.up.sql" in str(caught.value)
@@ -232,7 +232,7 @@ def test_applied_version_missing_from_the_folder_is_refused(
     for name in ("0003_create_c.up.sql", "0003_create_c.down.sql"):
         (folder / name).unlink()
     status = runner.get_migration_status()
-    assert status["missing_files"] == ["0003_create_c"]
+    assert list(status.missing_files) == ["0003_create_c"]
     with pytest.raises(
         MigrationStateError, match=r"applied version\(s\) have no file in the folder: 0003_create_c"
     ):
@@ -249,10 +249,10 @@ def test_down_refuses_before_touching_anything_when_a_down_file_is_missing(
         runner.rollback_migrations(2)
     assert "no down file for 0002_add_b_and_seed; nothing was rolled back" in str(caught.value)
     assert "c" in tables(clickhouse)  # 0003, which has a down file, was not rolled back either
-    assert runner.get_migration_status()["executed_count"] == 3
+    assert runner.get_migration_status().executed_count == 3
     with pytest.raises(MigrationStateError, match="only 3 applied"):
         runner.rollback_migrations(4)
-    assert runner.rollback_migrations(1)["rolled_back"] == ["0003_create_c"]
+    assert list(runner.rollback_migrations(1).done) == ["0003_create_c"]
 
 
 def test_baseline_marks_existing_schema_as_applied(
@@ -266,15 +266,15 @@ def test_baseline_marks_existing_schema_as_applied(
     with pytest.raises(MigrationStateError, match="no migration file with version 0009"):
         runner.baseline(9)
     result = runner.baseline(2)
-    assert result["baselined"] == ["0001_create_a", "0002_add_b_and_seed"]
-    assert [r["status"] for r in result["status"]["migrations"]] == [
+    assert list(result.done) == ["0001_create_a", "0002_add_b_and_seed"]
+    assert [r.status for r in result.status.migrations] == [
         "baseline",
         "baseline",
         "pending",
     ]
-    assert result["status"]["executed_count"] == 2
+    assert result.status.executed_count == 2
 
-    assert runner.apply()["applied"] == ["0003_create_c"]
+    assert list(runner.apply().done) == ["0003_create_c"]
     assert clickhouse.query_rows("SELECT count() FROM a") == [(0,)]  # the seed of 0002 did not run
     with pytest.raises(
         MigrationStateError, match="cannot baseline: migrations are already recorded"
@@ -312,7 +312,7 @@ def test_a_live_lock_claim_makes_up_fail_clearly_and_an_expired_one_is_ignored(
     with clickhouse.get_client() as client:
         state = StateTable(client, database="default", table="schema_migrations")
         state.claim_lock(live, ttl=0)  # its claim expired
-    assert len(runner.apply()["applied"]) == 3
+    assert len(runner.apply().done) == 3
 
 
 # On a server the claim of another host is honoured until it expires (the test above).
@@ -334,7 +334,7 @@ def test_on_the_embedded_engine_a_claim_of_another_process_is_released_at_once(
         state.claim_lock("other-host:4242:deadbeef:run-1", ttl=600)
 
     started = time.monotonic()
-    assert len(runner.apply()["applied"]) == 3
+    assert len(runner.apply().done) == 3
     assert time.monotonic() - started < 10
     assert any(
         "released the stale migration lock claim of host other-host, pid 4242, run run-1" in m
@@ -382,15 +382,13 @@ def test_a_failed_down_is_recorded_and_repaired_like_a_failed_up(
     runner.apply()
     with pytest.raises(MigrationFailedError, match=r"0003_create_c \(down\) failed at statement 2"):
         runner.rollback_migrations(1)
-    failed = runner.get_migration_status()["failed"]
-    assert [(f["version"], f["operation"], f["failed_statement"]) for f in failed] == [
-        (3, "down", 2)
-    ]
+    failed = runner.get_migration_status().failed
+    assert [(f.version, f.operation, f.failed_statement) for f in failed] == [(3, "down", 2)]
     assert "c" not in tables(clickhouse)  # statement 1 ran
 
     # The table is gone, as the down file meant: repair records 0003 as not applied.
-    status = runner.repair()["status"]
-    assert (status["executed_count"], status["pending_count"], status["failed"]) == (2, 1, [])
+    status = runner.repair().status
+    assert (status.executed_count, status.pending_count, status.failed) == (2, 1, ())
 
 
 def test_default_manager_uses_the_settings_and_the_project_migrations(data_dir: Path) -> None:
@@ -399,9 +397,9 @@ def test_default_manager_uses_the_settings_and_the_project_migrations(data_dir: 
     assert runner.clickhouse.embedded_path == (data_dir / "clickhouse").resolve()
     assert runner.folder == Path(__file__).resolve().parents[3] / "migrations"
     status = runner.get_migration_status()
-    assert status["migrations"][0]["file"] == "0001_create_penguins.up.sql"
-    assert runner.apply()["applied"][0] == "0001_create_penguins"
-    assert runner.check_schema()["problems"] == []
+    assert status.migrations[0].file == "0001_create_penguins.up.sql"
+    assert runner.apply().done[0] == "0001_create_penguins"
+    assert list(runner.check_schema().problems) == []
 
 
 def test_expected_schema_follows_the_applied_migrations(
@@ -416,7 +414,10 @@ def test_expected_schema_follows_the_applied_migrations(
     }
     runner.rollback_migrations(2)
     assert runner.expected_schema() == {"default.a": {"id": "UInt32", "name": "String"}}
-    assert runner.check_schema() == {"tables": {"default.a": ["id", "name"]}, "problems": []}
+    assert runner.check_schema().to_dict() == {
+        "tables": {"default.a": ["id", "name"]},
+        "problems": [],
+    }
 
 
 def test_a_lease_is_kept_alive_while_renewed_and_expires_soon_after(
