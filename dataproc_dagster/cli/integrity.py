@@ -45,7 +45,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"integrity check could not start: {exc}", file=sys.stderr)
         return 1
     if args.json:
-        print(json.dumps([r.as_dict() for r in results], indent=2, default=str))
+        print(json.dumps([r.to_dict() for r in results], indent=2, default=str))
     else:
         print(integrity.format_report(results))
     return 1 if any(r.failed for r in results) else 0

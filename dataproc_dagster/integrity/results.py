@@ -92,7 +92,7 @@ class CheckResult:
             text += f"\n          fix: {self.fix}"
         return text
 
-    def as_dict(self) -> dict[str, JsonValue]:
+    def to_dict(self) -> dict[str, JsonValue]:
         """The result as plain data (for ``--json``)."""
         return {
             "name": self.name,

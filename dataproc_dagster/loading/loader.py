@@ -26,11 +26,12 @@ from dataproc_dagster.clickhouse.sql_safety import (
     check_identifier,
 )
 from dataproc_dagster.clickhouse.tables import TargetTable, describe_table, split_table
+from dataproc_dagster.core.choices import parse_choice
 from dataproc_dagster.core.chunks import ChunkSet
 from dataproc_dagster.core.errors import ConfigError
 from dataproc_dagster.core.settings import get_settings
-from dataproc_dagster.loading.schema_check import DRIFT_POLICIES
-from dataproc_dagster.loading.writer import WRITE_MODES, LoadSpec, load_chunkset
+from dataproc_dagster.loading.schema_check import DriftPolicy
+from dataproc_dagster.loading.writer import LoadSpec, WriteMode, load_chunkset
 from dataproc_dagster.observability.metrics import measure_step
 from dataproc_dagster.pipeline.config_types import choice
 from dataproc_dagster.pipeline.steps import (
@@ -46,9 +47,9 @@ from dataproc_dagster.pipeline.steps import (
 LOADER_CONFIG_SCHEMA = {
     "table": Field(str, description="Target table, `table` or `database.table`"),
     "mode": Field(
-        choice("WriteMode", WRITE_MODES),
-        default_value="append",
-        description=f"One of {', '.join(WRITE_MODES)}",
+        choice("WriteMode", WriteMode),
+        default_value=WriteMode.APPEND.value,
+        description=f"One of {', '.join(WriteMode)}",
     ),
     "key_columns": Field(Array(str), default_value=[], description="Key of upsert mode"),
     "order_by": Field(Array(str), default_value=[], description="ORDER BY for a new table"),
@@ -56,8 +57,8 @@ LOADER_CONFIG_SCHEMA = {
         Noneable(str), default_value=None, description="PARTITION BY for a new table"
     ),
     "schema_drift": Field(
-        choice("SchemaDrift", DRIFT_POLICIES),
-        default_value="freeze",
+        choice("SchemaDrift", DriftPolicy),
+        default_value=DriftPolicy.FREEZE.value,
         description="freeze, evolve or discard",
     ),
 }
@@ -96,14 +97,22 @@ class ClickHouseLoader:
             assert self.spec is not None
             return self.spec
         database, table = split_table(config["table"], default_database)
+        where = f"{database}.{table}"
         spec = LoadSpec(
             database=database,
             table=table,
-            mode=config.get("mode", "append"),
+            mode=parse_choice(
+                WriteMode, config.get("mode", WriteMode.APPEND), what="write mode", source=where
+            ),
             key_columns=tuple(config.get("key_columns") or ()),
             order_by=tuple(config.get("order_by") or ()),
             partition_by=config.get("partition_by"),
-            schema_drift=config.get("schema_drift", "freeze"),
+            schema_drift=parse_choice(
+                DriftPolicy,
+                config.get("schema_drift", DriftPolicy.FREEZE),
+                what="schema_drift policy",
+                source=where,
+            ),
         )
         spec.validate()
         check_spec_sql(spec, prefix="run config ")
@@ -136,13 +145,13 @@ def check_spec_sql(spec: LoadSpec, *, prefix: str = "") -> None:
 def create_clickhouse_loader(
     table: str | None = None,
     *,
-    mode: str = "append",
+    mode: WriteMode | str = WriteMode.APPEND,
     database: str | None = None,
     order_by: Sequence[str] = (),
     partition_by: str | None = None,
     key_columns: Sequence[str] = (),
     version_column: str | None = None,
-    schema_drift: str = "freeze",
+    schema_drift: DriftPolicy | str = DriftPolicy.FREEZE,
     create_table: bool = True,
     allow_empty_replace: bool = False,
     optimize_after_upsert: bool = False,
@@ -156,14 +165,15 @@ def create_clickhouse_loader(
         table: ``table`` or ``database.table``; ``None`` reads the target from run config
             (``table``, ``mode``, ``key_columns``, ``order_by``, ``partition_by``,
             ``schema_drift``), for generic jobs.
-        mode: ``append``, ``replace``, ``replace_partitions`` or ``upsert``
-            (see docs/loading.md).
+        mode: ``append``, ``replace``, ``replace_partitions`` or ``upsert`` (a
+            :class:`WriteMode` or its value; see docs/loading.md).
         database: Database, when ``table`` does not name it (default ``CLICKHOUSE_DATABASE``).
         order_by: Sorting key of a table the loader creates.
         partition_by: Partition expression of a table the loader creates.
         key_columns: Key of ``upsert``.
         version_column: Column deciding the latest row in ``upsert`` (default: load time).
-        schema_drift: ``freeze``, ``evolve`` or ``discard`` for columns the table lacks.
+        schema_drift: ``freeze``, ``evolve`` or ``discard`` for columns the table lacks (a
+            :class:`DriftPolicy` or its value).
         create_table: Create a missing table from the data's schema.
         allow_empty_replace: Let ``replace`` with no rows empty the table.
         optimize_after_upsert: ``OPTIMIZE ... FINAL`` after an upsert.
@@ -185,15 +195,18 @@ def create_clickhouse_loader(
         )
     default_db = database or get_settings().clickhouse_database
     db, name = split_table(table, default_db) if database is None else (database, table)
+    where = f"{db}.{name}"
     spec = LoadSpec(
         database=db,
         table=name,
-        mode=mode,
+        mode=parse_choice(WriteMode, mode, what="write mode", source=where),
         order_by=tuple(order_by),
         partition_by=partition_by,
         key_columns=tuple(key_columns),
         version_column=version_column,
-        schema_drift=schema_drift,
+        schema_drift=parse_choice(
+            DriftPolicy, schema_drift, what="schema_drift policy", source=where
+        ),
         create_table=create_table,
         allow_empty_replace=allow_empty_replace,
         optimize_after_upsert=optimize_after_upsert,
@@ -237,7 +250,7 @@ def check_target_ready(client: Any, spec: LoadSpec, *, from_config: bool) -> Non
 def _load_facts(spec: LoadSpec, rows: int, columns: Sequence[str]) -> dict[str, Any]:
     """What the asset checks of the table read back from its materialization."""
     return {
-        "write_mode": spec.mode,
+        "write_mode": spec.mode.value,
         "rows_loaded": rows,
         "loaded_columns": MetadataValue.json(list(columns)),
     }
@@ -295,7 +308,7 @@ def make_load_op(pipeline: str, name: str, loader: ClickHouseLoader) -> OpDefini
             metrics.extra.update(
                 {
                     "table": f"{spec.database}.{spec.table}",
-                    "write_mode": spec.mode,
+                    "write_mode": spec.mode.value,
                     "rows_not_loaded": chunks.rows - result.rows if not result.skipped else 0,
                     "table_created": result.created,
                 }
@@ -316,7 +329,7 @@ def make_load_op(pipeline: str, name: str, loader: ClickHouseLoader) -> OpDefini
                     spec.database,
                     spec.table,
                     f"{spec.mode} by pipeline {pipeline}",
-                    {"write_mode": spec.mode, "rows_loaded": result.rows},
+                    {"write_mode": spec.mode.value, "rows_loaded": result.rows},
                 )
                 if exists
                 else None
@@ -329,7 +342,11 @@ def make_load_op(pipeline: str, name: str, loader: ClickHouseLoader) -> OpDefini
                 event = None
         if event is not None:
             yield event
-        summary = {"table": f"{spec.database}.{spec.table}", "mode": spec.mode, "rows": result.rows}
+        summary = {
+            "table": f"{spec.database}.{spec.table}",
+            "mode": spec.mode.value,
+            "rows": result.rows,
+        }
         yield Output(summary, metadata={**metrics.metadata(), **facts})
         if not loader.keep_chunks:
             cleanup_run_chunks(context, chunks)

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -26,8 +27,13 @@ from dataproc_dagster.clickhouse.types import (
 from dataproc_dagster.core.chunks import read_chunk
 from dataproc_dagster.core.errors import SchemaError
 
-DriftPolicy = Literal["evolve", "freeze", "discard"]
-DRIFT_POLICIES: tuple[str, ...] = ("evolve", "freeze", "discard")
+
+class DriftPolicy(StrEnum):
+    """What a load does with columns of the data that the table lacks."""
+
+    EVOLVE = "evolve"  # add them to the table
+    FREEZE = "freeze"  # fail the load
+    DISCARD = "discard"  # drop them from the data
 
 
 @dataclass
@@ -39,7 +45,7 @@ class DriftPlan:
 
 
 def plan_drift(
-    schema: pa.Schema, info: TableInfo, policy: str, nullable_columns: set[str]
+    schema: pa.Schema, info: TableInfo, policy: DriftPolicy, nullable_columns: set[str]
 ) -> DriftPlan:
     """Decide how to handle extra columns under ``policy``.
 
@@ -52,14 +58,14 @@ def plan_drift(
     if not extra:
         return plan
     names = ", ".join(f"{f.name} ({f.type})" for f in extra)
-    if policy == "freeze":
+    if policy == DriftPolicy.FREEZE:
         raise SchemaError(
             f"the data has columns that table {info.database}.{info.name} lacks: {names}",
             source=f"{info.database}.{info.name}",
             fix="add them with a migration, drop them in a transformer, or set "
             "schema_drift='evolve' (add columns) or 'discard' (drop them)",
         )
-    if policy == "evolve":
+    if policy == DriftPolicy.EVOLVE:
         plan.add = [f"`{f.name}` {arrow_to_clickhouse(f, nullable=True)}" for f in extra]
     else:
         plan.drop = [f.name for f in extra]

@@ -20,8 +20,9 @@ import hashlib
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import pyarrow as pa
 from clickhouse_connect.driver.client import Client
@@ -34,6 +35,7 @@ from dataproc_dagster.clickhouse.tables import (
     describe_table,
     drop_table,
 )
+from dataproc_dagster.core.choices import parse_choice
 from dataproc_dagster.core.chunks import ChunkSet
 from dataproc_dagster.core.errors import ConfigError, DataprocError, LoadError, SchemaError
 from dataproc_dagster.core.settings import get_settings
@@ -61,16 +63,24 @@ from dataproc_dagster.loading.ledger import (
     write_entry,
 )
 from dataproc_dagster.loading.schema_check import (
-    DRIFT_POLICIES,
+    DriftPolicy,
     check_chunk,
     check_file,
     plan_drift,
 )
 
-WriteMode = Literal["append", "replace", "replace_partitions", "upsert"]
-WRITE_MODES: tuple[str, ...] = ("append", "replace", "replace_partitions", "upsert")
+
+class WriteMode(StrEnum):
+    """How a load writes into its table (docs/loading.md)."""
+
+    APPEND = "append"
+    REPLACE = "replace"
+    REPLACE_PARTITIONS = "replace_partitions"
+    UPSERT = "upsert"
+
+
 VERSION_COLUMN = "_version"
-__all__ = ["LEDGER_TABLE", "LoadResult", "LoadSpec", "load_chunkset"]
+__all__ = ["LEDGER_TABLE", "DriftPolicy", "LoadResult", "LoadSpec", "WriteMode", "load_chunkset"]
 
 
 @dataclass(frozen=True)
@@ -80,14 +90,15 @@ class LoadSpec:
     Attributes:
         database: Target database.
         table: Target table.
-        mode: One of :data:`WRITE_MODES`.
+        mode: The write mode (a :class:`WriteMode` or its string value).
         order_by: Sorting key used when the loader creates the table.
         partition_by: Partition expression used when the loader creates the table
             (required for ``replace_partitions``).
         key_columns: Key of ``upsert`` (also its sorting key).
         version_column: Column deciding the latest row in ``upsert``; when ``None`` the loader
             adds ``_version`` (load time in ns).
-        schema_drift: ``freeze`` (fail), ``evolve`` (add columns) or ``discard`` (drop them).
+        schema_drift: ``freeze`` (fail), ``evolve`` (add columns) or ``discard`` (drop them)
+            (a :class:`DriftPolicy` or its string value).
         create_table: Create the table from the data's schema when it is missing.
         allow_empty_replace: Let ``replace`` with no rows empty the table (otherwise skipped).
         optimize_after_upsert: Run ``OPTIMIZE TABLE ... FINAL`` after an upsert.
@@ -95,15 +106,25 @@ class LoadSpec:
 
     database: str
     table: str
-    mode: str = "append"
+    mode: WriteMode = WriteMode.APPEND
     order_by: tuple[str, ...] = ()
     partition_by: str | None = None
     key_columns: tuple[str, ...] = ()
     version_column: str | None = None
-    schema_drift: str = "freeze"
+    schema_drift: DriftPolicy = DriftPolicy.FREEZE
     create_table: bool = True
     allow_empty_replace: bool = False
     optimize_after_upsert: bool = False
+
+    def __post_init__(self) -> None:
+        # Strings (run config, user code) become the enums here, once; unknown ones fail.
+        where = f"{self.database}.{self.table}"
+        mode = parse_choice(WriteMode, self.mode, what="write mode", source=where)
+        drift = parse_choice(
+            DriftPolicy, self.schema_drift, what="schema_drift policy", source=where
+        )
+        object.__setattr__(self, "mode", mode)
+        object.__setattr__(self, "schema_drift", drift)
 
     def validate(self) -> None:
         """Check the combination of options.
@@ -112,19 +133,7 @@ class LoadSpec:
             ConfigError: Naming the option and the accepted values.
         """
         where = f"{self.database}.{self.table}"
-        if self.mode not in WRITE_MODES:
-            raise ConfigError(
-                f"unknown write mode {self.mode!r}",
-                source=where,
-                fix=f"use one of {', '.join(WRITE_MODES)}",
-            )
-        if self.schema_drift not in DRIFT_POLICIES:
-            raise ConfigError(
-                f"unknown schema_drift policy {self.schema_drift!r}",
-                source=where,
-                fix=f"use one of {', '.join(DRIFT_POLICIES)}",
-            )
-        if self.mode == "upsert" and not self.key_columns:
+        if self.mode == WriteMode.UPSERT and not self.key_columns:
             raise ConfigError(
                 "write mode 'upsert' needs key_columns",
                 source=where,
@@ -181,7 +190,7 @@ def _create_target(client: Client, spec: LoadSpec, chunks: ChunkSet) -> None:
     extra: list[str] = []
     engine = "MergeTree"
     order_by: Sequence[str] = spec.order_by
-    if spec.mode == "upsert":
+    if spec.mode == WriteMode.UPSERT:
         missing = [k for k in spec.key_columns if k not in schema.names]
         if missing:
             raise SchemaError(
@@ -194,7 +203,7 @@ def _create_target(client: Client, spec: LoadSpec, chunks: ChunkSet) -> None:
             extra.append(f"{quote_identifier(VERSION_COLUMN)} UInt64")
         engine = f"ReplacingMergeTree({quote_identifier(version)})"
         order_by = spec.key_columns
-    if spec.mode == "replace_partitions" and not spec.partition_by:
+    if spec.mode == WriteMode.REPLACE_PARTITIONS and not spec.partition_by:
         raise ConfigError(
             "write mode 'replace_partitions' needs partition_by to create the table",
             source=f"{spec.database}.{spec.table}",
@@ -217,13 +226,13 @@ def _create_target(client: Client, spec: LoadSpec, chunks: ChunkSet) -> None:
 
 def _check_mode_fits(spec: LoadSpec, info: TableInfo) -> None:
     where = f"{spec.database}.{spec.table}"
-    if spec.mode == "replace_partitions" and not info.partition_key:
+    if spec.mode == WriteMode.REPLACE_PARTITIONS and not info.partition_key:
         raise ConfigError(
             "write mode 'replace_partitions' needs a partitioned table, but it has no PARTITION BY",
             source=where,
             fix="use mode 'replace', or recreate the table with PARTITION BY in a migration",
         )
-    if spec.mode == "upsert":
+    if spec.mode == WriteMode.UPSERT:
         if "ReplacingMergeTree" not in info.engine:
             raise ConfigError(
                 f"write mode 'upsert' needs a ReplacingMergeTree table, but it is {info.engine}",
@@ -288,7 +297,9 @@ def load_chunkset(
         exclusive=exclusive,
         log=(lambda line: _log(log, "warning", line)),
     )
-    if spec.mode in ("append", "upsert") and already_loaded(client, spec, dataset_id):
+    if spec.mode in (WriteMode.APPEND, WriteMode.UPSERT) and already_loaded(
+        client, spec, dataset_id
+    ):
         result.skipped = f"dataset {dataset_id} was already loaded into {where}"
         _log(log, "warning", result.skipped + "; nothing written (retry of a finished load)")
         done = read_entries(client, spec.database, spec.table, dataset_id)[-1]
@@ -314,7 +325,7 @@ def load_chunkset(
         info = describe_table(client, spec.database, spec.table)
         assert info is not None
     _check_mode_fits(spec, info)
-    if chunks.rows == 0 and spec.mode == "replace" and not spec.allow_empty_replace:
+    if chunks.rows == 0 and spec.mode == WriteMode.REPLACE and not spec.allow_empty_replace:
         result.skipped = f"no rows: {where} kept as it was (allow_empty_replace is off)"
         _log(log, "warning", result.skipped)
         return result
@@ -339,9 +350,9 @@ def load_chunkset(
     else:
         drift = None
     stage = staging_name(spec, dataset_id)
-    shadow = stage if spec.mode == "replace" else shadow_name(spec, dataset_id)
+    shadow = stage if spec.mode == WriteMode.REPLACE else shadow_name(spec, dataset_id)
     entry = LedgerEntry(
-        spec.table, dataset_id, spec.mode, run_id, STAGING, stage=stage, shadow=shadow
+        spec.table, dataset_id, spec.mode.value, run_id, STAGING, stage=stage, shadow=shadow
     )
     drop_table(client, spec.database, stage)
     drop_table(client, spec.database, shadow)
@@ -350,7 +361,7 @@ def load_chunkset(
         client.command(f"CREATE TABLE {qualified_name(stage, spec.database)} AS {spec.qualified}")
         renewed = time.monotonic()
         version = time.time_ns()
-        add_version = spec.mode == "upsert" and spec.version_column is None
+        add_version = spec.mode == WriteMode.UPSERT and spec.version_column is None
 
         def staged_one(index: int) -> None:
             nonlocal renewed
@@ -401,7 +412,7 @@ def load_chunkset(
             STAGED,
             rows=result.rows,
             fingerprint=fingerprint(client, spec.database, stage, data_columns)
-            if spec.mode in ("append", "upsert")
+            if spec.mode in (WriteMode.APPEND, WriteMode.UPSERT)
             else "",
         )
         write_entry(client, spec.database, entry)
@@ -420,7 +431,7 @@ def load_chunkset(
             entry = _publish(client, spec, entry)
         kill_point_for_tests("published")
         drop_table(client, spec.database, shadow)
-        if spec.mode == "upsert" and spec.optimize_after_upsert and not result.skipped:
+        if spec.mode == WriteMode.UPSERT and spec.optimize_after_upsert and not result.skipped:
             client.command(f"OPTIMIZE TABLE {spec.qualified} FINAL")
     except DataprocError:
         _settle_own(client, spec, entry, log)
@@ -452,7 +463,11 @@ def _published_by_unfinished_run(
     Data published by a run that finished is never matched: loading the same rows again in a
     new, separate run is then what the user asked for.
     """
-    if run_succeeded is None or spec.mode not in ("append", "upsert") or not entry.fingerprint:
+    if (
+        run_succeeded is None
+        or spec.mode not in (WriteMode.APPEND, WriteMode.UPSERT)
+        or not entry.fingerprint
+    ):
         return None
     previous = latest_published(client, spec.database, spec.table)
     if previous is None or previous.fingerprint != entry.fingerprint:
@@ -545,7 +560,7 @@ def _publish(client: Client, spec: LoadSpec, entry: LedgerEntry) -> LedgerEntry:
     if spec.mode != "replace":
         new = active_partitions(client, database, entry.stage)
         keep = active_partitions(client, database, spec.table)
-        if spec.mode == "replace_partitions":
+        if spec.mode == WriteMode.REPLACE_PARTITIONS:
             keep = [p for p in keep if p not in set(new)]
         moves = [(p, spec.qualified) for p in keep] + [(p, staged) for p in new]
         for count, (partition, source) in enumerate(moves, start=1):

@@ -66,7 +66,7 @@ class MigrationFileStatus:
 
     def to_dict(self) -> dict[str, Any]:
         """The row as plain data (for ``--json``)."""
-        return dataclasses.asdict(self)
+        return {**dataclasses.asdict(self), "status": self.status.value}
 
 
 @dataclass(frozen=True)
@@ -111,7 +111,7 @@ class DirtyMigration:
 
     def to_dict(self) -> dict[str, Any]:
         """The row as plain data (``interrupted`` only when determined)."""
-        data = dataclasses.asdict(self)
+        data = {**dataclasses.asdict(self), "status": self.status.value}
         if self.interrupted is None:
             del data["interrupted"]
         return data

@@ -45,6 +45,7 @@ from dagster import (
 from dagster._utils.schedules import cron_string_iterator
 
 from dataproc_dagster.clickhouse.sql import qualified_name, quote_identifier
+from dataproc_dagster.loading.schema_check import DriftPolicy
 from dataproc_dagster.migrations.runner import ClickHouseMigrationManager
 from dataproc_dagster.migrations.schema import schema_differences
 from dataproc_dagster.pipeline.steps import CLICKHOUSE_POOL
@@ -137,7 +138,7 @@ class TableAsset:
     loaded: bool  # written by the pipeline's load step (not a SQL step)
     key_columns: tuple[str, ...] = ()
     allow_empty: bool = False
-    schema_drift: str = "freeze"
+    schema_drift: DriftPolicy = DriftPolicy.FREEZE
 
 
 def graph_asset_for(
@@ -311,7 +312,7 @@ def _columns_result(
         expectation = "the pipeline"
     else:
         loaded = list(facts.get("loaded_columns") or [])
-        drop = table.schema_drift == "discard"
+        drop = table.schema_drift == DriftPolicy.DISCARD
         problems = [] if drop else [f"column {c} missing" for c in loaded if c not in columns]
         expectation = "the pipeline's last load"
         metadata["loaded_columns"] = MetadataValue.json(loaded)

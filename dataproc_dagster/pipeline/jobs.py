@@ -31,6 +31,8 @@ from dagster import (
 
 from dataproc_dagster.core.errors import ConfigError
 from dataproc_dagster.core.settings import get_settings
+from dataproc_dagster.loading.schema_check import DriftPolicy
+from dataproc_dagster.loading.writer import WriteMode
 from dataproc_dagster.pipeline.assets import (
     SOURCE_KINDS,
     TableAsset,
@@ -196,11 +198,13 @@ def build_asset_pipeline(parts: PipelineParts) -> Pipeline:
                         target.table,
                         loaded=True,
                         key_columns=tuple(load_spec.key_columns)
-                        if load_spec is not None and load_spec.mode == "upsert"
+                        if load_spec is not None and load_spec.mode == WriteMode.UPSERT
                         else (),
                         allow_empty=parts.allow_empty_loads
                         or bool(load_spec is not None and load_spec.allow_empty_replace),
-                        schema_drift=load_spec.schema_drift if load_spec is not None else "freeze",
+                        schema_drift=load_spec.schema_drift
+                        if load_spec is not None
+                        else DriftPolicy.FREEZE,
                     ),
                 )
             )

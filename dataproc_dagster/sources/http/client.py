@@ -21,7 +21,7 @@ import httpx
 from dataproc_dagster.core.errors import SourceError
 from dataproc_dagster.core.redaction import mask_url, scrub
 from dataproc_dagster.observability.logging import async_http_debug_hooks, http_debug_hooks
-from dataproc_dagster.sources.http.auth import NO_AUTH, HttpAuth
+from dataproc_dagster.sources.http.auth import NO_AUTH, AuthKind, HttpAuth
 from dataproc_dagster.sources.http.retry import HttpRetryPolicy, parse_retry_after
 
 BODY_PREVIEW = 200
@@ -323,7 +323,7 @@ def _param(value: Any) -> str:
 
 def _fix_for_status(status: int, auth: HttpAuth) -> str:
     if status in (401, 403):
-        if auth.kind == "none":
+        if auth.kind == AuthKind.NONE:
             return "the API needs credentials: configure auth (bearer, basic or api_key)"
         return f"check the credential ({auth.describe()}) and its permissions"
     if status == 404:

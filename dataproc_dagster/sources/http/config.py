@@ -12,18 +12,19 @@ from typing import Any
 from dagster import Array, Field, Map, Noneable, Permissive, Shape
 
 from dataproc_dagster.pipeline.config_types import choice
-from dataproc_dagster.sources.http.auth import AUTH_KINDS, HttpAuth
+from dataproc_dagster.sources.http.auth import ApiKeyLocation, AuthKind, HttpAuth
 from dataproc_dagster.sources.http.incremental import Incremental
 from dataproc_dagster.sources.http.pagination import PAGINATION_STYLES, paginator_from_config
+from dataproc_dagster.sources.http.records import ListMode
 from dataproc_dagster.sources.http.retry import HttpRetryPolicy, check_statuses
 from dataproc_dagster.sources.http.spec import HttpSourceSpec
 
 AUTH_SCHEMA = Shape(
     {
         "kind": Field(
-            choice("HttpAuthKind", AUTH_KINDS),
-            default_value="none",
-            description=f"One of {', '.join(AUTH_KINDS)}",
+            choice("HttpAuthKind", AuthKind),
+            default_value=AuthKind.NONE.value,
+            description=f"One of {', '.join(AuthKind)}",
         ),
         "secret_env": Field(
             Noneable(str),
@@ -37,8 +38,8 @@ AUTH_SCHEMA = Shape(
             description="api_key: header or query parameter name, e.g. X-API-Key",
         ),
         "location": Field(
-            choice("ApiKeyLocation", ("header", "query")),
-            default_value="header",
+            choice("ApiKeyLocation", ApiKeyLocation),
+            default_value=ApiKeyLocation.HEADER.value,
             description="api_key: header or query",
         ),
     }
@@ -142,8 +143,8 @@ HTTP_EXTRACT_CONFIG_SCHEMA: dict[str, Field] = {
     ),
     "max_depth": Field(int, default_value=3, description="Nested object levels flattened"),
     "list_mode": Field(
-        choice("ListMode", ("auto", "json")),
-        default_value="auto",
+        choice("ListMode", ListMode),
+        default_value=ListMode.AUTO.value,
         description="auto (Array columns) or json",
     ),
     "retry": Field(RETRY_SCHEMA, is_required=False, description="Retry policy"),

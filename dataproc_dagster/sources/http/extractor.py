@@ -13,16 +13,17 @@ from typing import Any
 
 import pyarrow as pa
 
+from dataproc_dagster.core.choices import parse_choice
 from dataproc_dagster.core.errors import ConfigError, DataprocError
 from dataproc_dagster.core.redaction import is_secret_name
 from dataproc_dagster.pipeline.contracts import StepContext
-from dataproc_dagster.sources.http.auth import NO_AUTH, HttpAuth
+from dataproc_dagster.sources.http.auth import NO_AUTH, AuthKind, HttpAuth
 from dataproc_dagster.sources.http.client import HttpSource
 from dataproc_dagster.sources.http.config import HTTP_EXTRACT_CONFIG_SCHEMA, spec_from_config
 from dataproc_dagster.sources.http.fetching import iter_pages
 from dataproc_dagster.sources.http.incremental import Incremental, LowerBound, read_lower_bound
 from dataproc_dagster.sources.http.pagination import Paginator, single
-from dataproc_dagster.sources.http.records import RecordConverter
+from dataproc_dagster.sources.http.records import ListMode, RecordConverter
 from dataproc_dagster.sources.http.retry import HttpRetryPolicy
 from dataproc_dagster.sources.http.spec import HttpSourceSpec
 from dataproc_dagster.sources.http.walker import PageWalker
@@ -163,7 +164,7 @@ def build_source(spec: HttpSourceSpec, ctx: StepContext | None) -> tuple[HttpSou
     secrets = list(source.extra_secrets)
     secrets.extend(v for k, v in spec.headers.items() if is_secret_name(k))
     auth, secret = source.auth, source.secret
-    if spec.auth.kind != "none":
+    if spec.auth.kind != AuthKind.NONE:
         auth = spec.auth
         secret = spec.auth.read_secret(pipeline=pipeline, source=spec.describe())
     timeout = spec.timeout if spec.timeout is not None else source.timeout
@@ -191,7 +192,7 @@ def create_http_extractor(
     incremental: Incremental | None = None,
     concurrency: int = 4,
     max_depth: int = 3,
-    list_mode: str = "auto",
+    list_mode: ListMode | str = ListMode.AUTO,
     retry: HttpRetryPolicy | None = None,
     resource_key: str | None = None,
 ) -> HttpExtractor:
@@ -232,7 +233,7 @@ def create_http_extractor(
         incremental=incremental,
         concurrency=concurrency,
         max_depth=max_depth,
-        list_mode=list_mode,
+        list_mode=parse_choice(ListMode, list_mode, what="list_mode", source="HTTP extractor"),
         retry=retry,
         resource_key=resource_key,
     )

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
+from enum import StrEnum
 from typing import Any
 
 import pyarrow as pa
@@ -41,6 +42,13 @@ _TYPE_KINDS: dict[type, str] = {
 }
 
 
+class ListMode(StrEnum):
+    """How JSON lists become columns."""
+
+    AUTO = "auto"  # Arrow lists (ClickHouse Array) when the elements share one scalar type
+    JSON = "json"  # every list as JSON text
+
+
 class RecordConverter:
     """Turn pages of JSON records into Arrow tables with one stable type per column.
 
@@ -54,13 +62,13 @@ class RecordConverter:
             (ClickHouse ``Array``) and others as JSON strings; ``json`` stores every list as JSON.
     """
 
-    def __init__(self, *, max_depth: int = 3, list_mode: str = "auto") -> None:
-        if list_mode not in ("auto", "json"):
+    def __init__(self, *, max_depth: int = 3, list_mode: ListMode | str = ListMode.AUTO) -> None:
+        if list_mode not in set(ListMode):
             raise ValueError("list_mode must be 'auto' or 'json'")
         if max_depth < 0:
             raise ValueError("max_depth must not be negative")
         self.max_depth = max_depth
-        self.list_mode = list_mode
+        self.list_mode = ListMode(list_mode)
         self.kinds: dict[str, str] = {}
         self._first_seen: dict[str, str] = {}
         # Column name -> the source path that gives it, and the page where it was first met:
@@ -78,7 +86,7 @@ class RecordConverter:
         # Anything unusual (mixed types, mixed lists, objects deeper than max_depth, empty
         # objects, odd key names) returns None and goes through the Python path, which holds
         # the rules and the error messages.
-        if self.list_mode != "auto":
+        if self.list_mode != ListMode.AUTO:
             return None
         try:
             array = pa.array(records)

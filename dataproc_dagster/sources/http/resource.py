@@ -8,10 +8,11 @@ from urllib.parse import urljoin
 from dagster import ConfigurableResource
 from pydantic import Field
 
+from dataproc_dagster.core.choices import parse_choice
 from dataproc_dagster.core.config_checks import check_http_url, check_timeout
 from dataproc_dagster.core.errors import ConfigError
 from dataproc_dagster.core.redaction import is_secret_name
-from dataproc_dagster.sources.http.auth import AUTH_KINDS, HttpAuth
+from dataproc_dagster.sources.http.auth import ApiKeyLocation, AuthKind, HttpAuth
 from dataproc_dagster.sources.http.client import HttpSource
 from dataproc_dagster.sources.http.retry import RETRY_STATUSES, HttpRetryPolicy, check_statuses
 
@@ -49,17 +50,16 @@ class HttpResource(ConfigurableResource):
 
     def auth(self) -> HttpAuth:
         """The auth settings (without the secret)."""
-        if self.auth_kind not in AUTH_KINDS:
-            raise ConfigError(
-                f"unknown auth_kind {self.auth_kind!r}",
-                source="http resource",
-                fix=f"use one of {', '.join(AUTH_KINDS)}",
-            )
         return HttpAuth(
-            kind=self.auth_kind,
+            kind=parse_choice(AuthKind, self.auth_kind, what="auth_kind", source="http resource"),
             username=self.username or None,
             name=self.api_key_name or None,
-            location=self.api_key_location,
+            location=parse_choice(
+                ApiKeyLocation,
+                self.api_key_location,
+                what="api_key_location",
+                source="http resource",
+            ),
         )
 
     def retry_policy(self) -> HttpRetryPolicy:
@@ -98,7 +98,7 @@ class HttpResource(ConfigurableResource):
                 "secret=EnvVar('NAME')",
             )
         check_timeout(self.timeout, option="http resource timeout")
-        if auth.kind != "none" and not self.secret:
+        if auth.kind != AuthKind.NONE and not self.secret:
             raise ConfigError(
                 f"the http resource uses {auth.kind} auth but its secret is empty",
                 pipeline=pipeline,

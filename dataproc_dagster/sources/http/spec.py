@@ -6,12 +6,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from dataproc_dagster.core.choices import parse_choice
 from dataproc_dagster.core.config_checks import check_http_url, check_timeout
 from dataproc_dagster.core.errors import ConfigError
 from dataproc_dagster.sources.http.auth import NO_AUTH, HttpAuth
 from dataproc_dagster.sources.http.client import HttpSource
 from dataproc_dagster.sources.http.incremental import Incremental
 from dataproc_dagster.sources.http.pagination import Paginator, single
+from dataproc_dagster.sources.http.records import ListMode
 from dataproc_dagster.sources.http.retry import HttpRetryPolicy
 
 
@@ -29,7 +31,7 @@ class HttpSourceSpec:
     incremental: Incremental | None = None
     concurrency: int = 4
     max_depth: int = 3
-    list_mode: str = "auto"
+    list_mode: ListMode = ListMode.AUTO
     retry: HttpRetryPolicy | None = None
     resource_key: str | None = None
 
@@ -46,12 +48,11 @@ class HttpSourceSpec:
                 source="HTTP extractor",
                 fix="set concurrency=1 for sequential paging, or a small number such as 4",
             )
-        if self.list_mode not in ("auto", "json"):
-            raise ConfigError(
-                f"list_mode must be 'auto' or 'json', got {self.list_mode!r}",
-                source="HTTP extractor",
-                fix="use list_mode='auto' (Array columns when possible) or 'json'",
-            )
+        # The strings of run config and user code become the enum here.
+        list_mode = parse_choice(
+            ListMode, self.list_mode, what="list_mode", source="HTTP extractor"
+        )
+        object.__setattr__(self, "list_mode", list_mode)
         if self.max_depth < 0:
             raise ConfigError(
                 "max_depth must not be negative",

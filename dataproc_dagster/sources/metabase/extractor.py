@@ -26,8 +26,9 @@ from dataproc_dagster.sources.metabase.native_reader import read_native
 from dataproc_dagster.sources.metabase.paging import (
     ABSOLUTE_MAX,
     DEFAULT_PAGE_SIZE,
-    METHODS,
+    ReadMethod,
     ReadStats,
+    check_method,
 )
 from dataproc_dagster.sources.metabase.table_reader import read_table
 
@@ -51,8 +52,8 @@ METABASE_SOURCE_CONFIG_SCHEMA = {
         Array(str), default_value=[], description="Table fields to read (default: all visible)"
     ),
     "method": Field(
-        choice("MetabaseMethod", METHODS),
-        default_value="dataset",
+        choice("MetabaseMethod", ReadMethod),
+        default_value=ReadMethod.DATASET.value,
         description="dataset (default) or export",
     ),
     "page_size": Field(int, default_value=DEFAULT_PAGE_SIZE, description="Rows per request"),
@@ -72,7 +73,7 @@ class MetabaseExtractor:
     table_name: str | None = None
     order_by: tuple[str, ...] | str | None = None
     columns: tuple[str, ...] = ()
-    method: str = "dataset"
+    method: ReadMethod | str = ReadMethod.DATASET
     page_size: int = DEFAULT_PAGE_SIZE
     resource_key: str = "metabase"
     from_config: bool = False
@@ -133,10 +134,7 @@ class MetabaseExtractor:
                 source=where,
                 fix="set database_id (see the metabase_catalog job) or database_name",
             )
-        if self.method not in METHODS:
-            raise ConfigError(
-                f"unknown method {self.method!r}", source=where, fix=f"use one of {METHODS}"
-            )
+        self.method = check_method(self.method, where)
         if self.limit is not None and self.limit < 0:
             raise ConfigError(f"limit {self.limit} is negative", source=where, fix="use >= 0")
         if not 0 < self.page_size <= ABSOLUTE_MAX:
@@ -163,7 +161,7 @@ class MetabaseExtractor:
     def _extract(self, ctx: StepContext) -> Iterator[pd.DataFrame]:
         resource = ctx.resource(self.resource_key)
         log = ctx.log
-        stats = ReadStats(method=self.method, page_size=self.page_size)
+        stats = ReadStats(method=str(self.method), page_size=self.page_size)
         if self.limit == 0:
             return
         with resource.get_client(log=log.warning) as client:
@@ -247,7 +245,7 @@ def create_metabase_extractor(
     table_name: str | None = None,
     order_by: Sequence[str] | str | None = None,
     columns: Sequence[str] = (),
-    method: str = "dataset",
+    method: ReadMethod | str = ReadMethod.DATASET,
     page_size: int = DEFAULT_PAGE_SIZE,
     resource_key: str = "metabase",
     from_config: bool = False,

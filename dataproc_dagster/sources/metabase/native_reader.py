@@ -12,6 +12,7 @@ from dataproc_dagster.core.errors import ConfigError, SourceError
 from dataproc_dagster.sources.metabase.client import MetabaseClient
 from dataproc_dagster.sources.metabase.paging import (
     DEFAULT_PAGE_SIZE,
+    ReadMethod,
     ReadStats,
     check_method,
     check_page_size,
@@ -56,7 +57,7 @@ def read_native(
     limit: int | None = None,
     page_size: int = DEFAULT_PAGE_SIZE,
     order_by: str | None = None,
-    method: str = "dataset",
+    method: ReadMethod | str = ReadMethod.DATASET,
     database_label: str = "",
     log: Callable[[str], None] | None = None,
     stats: ReadStats | None = None,
@@ -73,17 +74,17 @@ def read_native(
         MetabaseQueryError: Metabase reported the query failed.
         SourceError: A possibly capped result without ``order_by``; transport failures.
     """
-    check_method(method, client.source)
+    method = check_method(method, client.source)
     check_page_size(page_size, method, client.source)
     if not sql or not sql.strip():
         raise ConfigError("native_query is empty", source=client.source, fix="give the SQL to run")
     label = database_label or f"database {database_id}"
-    stats = stats if stats is not None else ReadStats(method=method, page_size=page_size)
+    stats = stats if stats is not None else ReadStats(method=method.value, page_size=page_size)
     log = log or (lambda _message: None)
     started = time.perf_counter()
     cols: list[dict[str, Any]] = []
     tz = "UTC"
-    if method == "export":
+    if method == ReadMethod.EXPORT:
         probe = probe_columns(client, native_query(database_id, sql), label, stats)
         cols = probe["data"]["cols"]
         tz = str(probe["data"].get("results_timezone") or "UTC")
@@ -93,7 +94,7 @@ def read_native(
     def fetch(text: str) -> list[Any]:
         nonlocal cols, tz, flagged
         q = native_query(database_id, text)
-        if method == "export":
+        if method == ReadMethod.EXPORT:
             return export_rows(client, q, cols, label, stats)
         data = run_dataset(client, q, label, stats)["data"]
         cols = data.get("cols") or []
@@ -113,7 +114,7 @@ def read_native(
         n = len(rows)
         # /api/dataset flags an unpaged result that reached its cap (reference section 5); an
         # export stops at the download limit without a flag (section 6): count those.
-        if (flagged or method == "export") and (limit is None or n < limit):
+        if (flagged or method == ReadMethod.EXPORT) and (limit is None or n < limit):
             total = page_target(count(), limit)
             if n < total:
                 raise SourceError(

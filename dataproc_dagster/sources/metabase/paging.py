@@ -26,10 +26,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
 
 import pandas as pd
 
+from dataproc_dagster.core.choices import parse_choice
 from dataproc_dagster.core.errors import ConfigError, SourceError
 from dataproc_dagster.sources.metabase.client import MetabaseClient
 from dataproc_dagster.sources.metabase.types import rows_to_frame
@@ -38,10 +40,16 @@ DATASET_CAP = 2000
 AGGREGATED_CAP = 10_000
 ABSOLUTE_MAX = 1_048_575
 DEFAULT_PAGE_SIZE = 20_000
-METHODS = ("dataset", "export")
 RAISED_CONSTRAINTS = {"max-results": ABSOLUTE_MAX, "max-results-bare-rows": ABSOLUTE_MAX}
 # Plain JSON numbers instead of stringified integers; strings are still parsed back if sent.
 MIDDLEWARE = {"js-int-to-string?": False}
+
+
+class ReadMethod(StrEnum):
+    """How rows are read from Metabase."""
+
+    DATASET = "dataset"  # POST /api/dataset with raised caps, paged
+    EXPORT = "export"  # POST /api/dataset/json
 
 
 @dataclass
@@ -59,14 +67,9 @@ class ReadStats:
     notes: list[str] = field(default_factory=list)
 
 
-def check_method(method: str, source: str) -> None:
-    """Raise :class:`ConfigError` unless ``method`` is known."""
-    if method not in METHODS:
-        raise ConfigError(
-            f"unknown Metabase read method {method!r}",
-            source=source,
-            fix=f"use one of {', '.join(METHODS)}",
-        )
+def check_method(method: ReadMethod | str, source: str) -> ReadMethod:
+    """``method`` as a :class:`ReadMethod`; :class:`ConfigError` when it is unknown."""
+    return parse_choice(ReadMethod, method, what="Metabase read method", source=source)
 
 
 def check_page_size(page_size: int, method: str, source: str) -> int:

@@ -13,6 +13,7 @@ from dataproc_dagster.sources.metabase.client import MetabaseClient
 from dataproc_dagster.sources.metabase.discovery import FieldInfo, MetabaseTable
 from dataproc_dagster.sources.metabase.paging import (
     DEFAULT_PAGE_SIZE,
+    ReadMethod,
     ReadStats,
     check_method,
     check_page_size,
@@ -86,7 +87,7 @@ def read_table(
     page_size: int = DEFAULT_PAGE_SIZE,
     columns: Sequence[str] | None = None,
     order_by: Sequence[str] | None = None,
-    method: str = "dataset",
+    method: ReadMethod | str = ReadMethod.DATASET,
     database_label: str = "",
     log: Callable[[str], None] | None = None,
     stats: ReadStats | None = None,
@@ -98,15 +99,15 @@ def read_table(
         MetabaseQueryError: Metabase reported the query failed.
         SourceError: Transport failures after retries, unusable answers.
     """
-    check_method(method, client.source)
+    method = check_method(method, client.source)
     check_page_size(page_size, method, client.source)
     query, selected = table_query(table, columns=columns, order_by=order_by)
     label = database_label or f"database {table.db_id}, table {table.qualified} (id {table.id})"
-    stats = stats if stats is not None else ReadStats(method=method, page_size=page_size)
+    stats = stats if stats is not None else ReadStats(method=method.value, page_size=page_size)
     log = log or (lambda _message: None)
     cols: list[dict[str, Any]] = [f.as_col() for f in selected]
     tz = "UTC"
-    if method == "export":
+    if method == ReadMethod.EXPORT:
         probe = probe_columns(client, query, label, stats)
         cols = probe["data"]["cols"]
         tz = str(probe["data"].get("results_timezone") or "UTC")
@@ -116,7 +117,7 @@ def read_table(
         # MBQL pages are numbered: the offset is always a multiple of ``items`` here.
         page = {"page": offset // items + 1, "items": items}
         q = {**query, "query": {**query["query"], "page": page}}
-        if method == "export":
+        if method == ReadMethod.EXPORT:
             return export_rows(client, q, cols, label, stats)
         data = run_dataset(client, q, label, stats)["data"]
         cols = data.get("cols") or cols

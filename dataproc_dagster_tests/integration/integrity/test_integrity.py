@@ -156,7 +156,7 @@ def test_unreachable_server_fails_without_the_password() -> None:
     assert (
         result.metadata["where"] == f"ClickHouse server http://127.0.0.1:{port} (database default)"
     )
-    assert "pw-never-shown-42" not in json.dumps(result.as_dict(), default=str)
+    assert "pw-never-shown-42" not in json.dumps(result.to_dict(), default=str)
 
 
 def test_metabase_api_key_login_and_refusal(standin: MetabaseStandin) -> None:
@@ -183,7 +183,7 @@ def test_metabase_api_key_login_and_refusal(standin: MetabaseStandin) -> None:
     assert refused.failed
     assert "API key was refused" in refused.summary
     assert "METABASE_API_KEY" in refused.fix
-    assert "mb_wrong_key_123" not in json.dumps(refused.as_dict(), default=str)
+    assert "mb_wrong_key_123" not in json.dumps(refused.to_dict(), default=str)
 
     standin.stop()
     down = integrity.check_metabase(
