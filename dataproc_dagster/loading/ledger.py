@@ -22,6 +22,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from enum import StrEnum
 from typing import Any
 
 from clickhouse_connect.driver.client import Client
@@ -29,13 +30,19 @@ from clickhouse_connect.driver.client import Client
 from dataproc_dagster.clickhouse.sql import qualified_name, quote_identifier, scalar
 
 LEDGER_TABLE = "_dataproc_loads"
-STAGING, STAGED, PUBLISHING, PUBLISHED, ABANDONED = (
-    "staging",
-    "staged",
-    "publishing",
-    "published",
-    "abandoned",
-)
+
+
+class LoadState(StrEnum):
+    """Where one load of one dataset into one table stands."""
+
+    STAGING = "staging"
+    STAGED = "staged"
+    PUBLISHING = "publishing"
+    PUBLISHED = "published"
+    ABANDONED = "abandoned"
+
+
+STAGING, STAGED, PUBLISHING, PUBLISHED, ABANDONED = LoadState
 FINAL_STATES = (PUBLISHED, ABANDONED)
 # An unfinished entry whose owner cannot be checked (another host, against a server) counts as
 # dead when it has not been touched for this long; a live load renews it while it stages.
@@ -77,7 +84,6 @@ _NEW_COLUMNS: tuple[str, ...] = (
     "seq UInt64 DEFAULT 0",
     "updated_at DateTime64(3, 'UTC') DEFAULT now64(3)",
 )
-_TEXT_FIELDS = _COLUMNS[:10]
 _seq_lock = threading.Lock()
 _last_seq = 0
 
@@ -90,7 +96,7 @@ class LedgerEntry:
     dataset_id: str
     mode: str
     run_id: str
-    state: str
+    state: LoadState
     stage: str = ""
     shadow: str = ""
     swap_marker: str = ""
@@ -101,7 +107,7 @@ class LedgerEntry:
     note: str = ""
     age_seconds: float = 0.0
 
-    def moved(self, state: str, **changes: Any) -> LedgerEntry:
+    def moved(self, state: LoadState, **changes: Any) -> LedgerEntry:
         """The same entry in another state."""
         return replace(self, state=state, **changes)
 
@@ -158,7 +164,7 @@ def write_entry(client: Client, database: str, entry: LedgerEntry) -> None:
         entry.dataset_id,
         entry.mode,
         entry.run_id,
-        entry.state,
+        entry.state.value,
         entry.stage,
         entry.shadow,
         entry.swap_marker,
@@ -194,7 +200,16 @@ def read_entries(
     ).result_rows
     entries = [
         LedgerEntry(
-            **{name: str(value) for name, value in zip(_TEXT_FIELDS, row[:10], strict=True)},
+            target=str(row[0]),
+            dataset_id=str(row[1]),
+            mode=str(row[2]),
+            run_id=str(row[3]),
+            state=LoadState(row[4]),
+            stage=str(row[5]),
+            shadow=str(row[6]),
+            swap_marker=str(row[7]),
+            target_comment=str(row[8]),
+            fingerprint=str(row[9]),
             rows=int(row[10]),
             owner=str(row[11]),
             note=str(row[12]),

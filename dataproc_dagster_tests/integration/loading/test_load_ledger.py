@@ -23,6 +23,7 @@ from dataproc_dagster.loading.ledger import (
     PUBLISHED,
     PUBLISHING,
     LedgerEntry,
+    LoadState,
     read_entries,
     recover_target,
     write_entry,
@@ -234,7 +235,13 @@ def test_an_unfinished_load_of_a_live_process_is_left_alone(
                 client,
                 "default",
                 LedgerEntry(
-                    "t", dataset, "append", "r", "staging", stage=stage, owner=f"{host}:{pid}"
+                    "t",
+                    dataset,
+                    "append",
+                    "r",
+                    LoadState.STAGING,
+                    stage=stage,
+                    owner=f"{host}:{pid}",
                 ),
             )
         client.command("CREATE TABLE default._stage_t_ba9876543210 AS default.t")
