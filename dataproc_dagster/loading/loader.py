@@ -29,9 +29,9 @@ from dataproc_dagster.clickhouse.tables import TargetTable, describe_table, spli
 from dataproc_dagster.core.choices import parse_choice
 from dataproc_dagster.core.chunks import ChunkSet
 from dataproc_dagster.core.errors import ConfigError
+from dataproc_dagster.core.modes import DriftPolicy, WriteMode
 from dataproc_dagster.core.settings import get_settings
-from dataproc_dagster.loading.schema_check import DriftPolicy
-from dataproc_dagster.loading.writer import LoadSpec, WriteMode, load_chunkset
+from dataproc_dagster.loading.writer import LoadSpec, load_chunkset
 from dataproc_dagster.observability.metrics import measure_step
 from dataproc_dagster.pipeline.config_types import choice
 from dataproc_dagster.pipeline.steps import (

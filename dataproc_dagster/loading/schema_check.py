@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -26,14 +25,7 @@ from dataproc_dagster.clickhouse.types import (
 )
 from dataproc_dagster.core.chunks import read_chunk
 from dataproc_dagster.core.errors import SchemaError
-
-
-class DriftPolicy(StrEnum):
-    """What a load does with columns of the data that the table lacks."""
-
-    EVOLVE = "evolve"  # add them to the table
-    FREEZE = "freeze"  # fail the load
-    DISCARD = "discard"  # drop them from the data
+from dataproc_dagster.core.modes import DriftPolicy
 
 
 @dataclass

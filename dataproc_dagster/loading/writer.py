@@ -20,7 +20,6 @@ import hashlib
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +37,7 @@ from dataproc_dagster.clickhouse.tables import (
 from dataproc_dagster.core.choices import parse_choice
 from dataproc_dagster.core.chunks import ChunkSet
 from dataproc_dagster.core.errors import ConfigError, DataprocError, LoadError, SchemaError
+from dataproc_dagster.core.modes import DriftPolicy, WriteMode
 from dataproc_dagster.core.settings import get_settings
 from dataproc_dagster.loading.ledger import (
     ABANDONED,
@@ -63,24 +63,13 @@ from dataproc_dagster.loading.ledger import (
     write_entry,
 )
 from dataproc_dagster.loading.schema_check import (
-    DriftPolicy,
     check_chunk,
     check_file,
     plan_drift,
 )
 
-
-class WriteMode(StrEnum):
-    """How a load writes into its table (docs/loading.md)."""
-
-    APPEND = "append"
-    REPLACE = "replace"
-    REPLACE_PARTITIONS = "replace_partitions"
-    UPSERT = "upsert"
-
-
 VERSION_COLUMN = "_version"
-__all__ = ["LEDGER_TABLE", "DriftPolicy", "LoadResult", "LoadSpec", "WriteMode", "load_chunkset"]
+__all__ = ["LEDGER_TABLE", "LoadResult", "LoadSpec", "load_chunkset"]
 
 
 @dataclass(frozen=True)

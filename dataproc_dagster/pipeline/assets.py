@@ -45,7 +45,7 @@ from dagster import (
 from dagster._utils.schedules import cron_string_iterator
 
 from dataproc_dagster.clickhouse.sql import qualified_name, quote_identifier
-from dataproc_dagster.loading.schema_check import DriftPolicy
+from dataproc_dagster.core.modes import DriftPolicy
 from dataproc_dagster.migrations.runner import ClickHouseMigrationManager
 from dataproc_dagster.migrations.schema import schema_differences
 from dataproc_dagster.pipeline.steps import CLICKHOUSE_POOL

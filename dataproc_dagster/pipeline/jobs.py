@@ -30,9 +30,8 @@ from dagster import (
 )
 
 from dataproc_dagster.core.errors import ConfigError
+from dataproc_dagster.core.modes import DriftPolicy, WriteMode
 from dataproc_dagster.core.settings import get_settings
-from dataproc_dagster.loading.schema_check import DriftPolicy
-from dataproc_dagster.loading.writer import WriteMode
 from dataproc_dagster.pipeline.assets import (
     SOURCE_KINDS,
     TableAsset,

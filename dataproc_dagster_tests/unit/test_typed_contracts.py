@@ -7,14 +7,12 @@ import json
 
 import pytest
 
-from dataproc_dagster.pipeline.config_types import choice
 from dataproc_dagster.core.errors import ConfigError
-from dataproc_dagster.sources.http.auth import ApiKeyLocation, AuthKind, HttpAuth, api_key
-from dataproc_dagster.integrity.results import CheckResult, CheckStatus, TableState
+from dataproc_dagster.core.modes import DriftPolicy, WriteMode
 from dataproc_dagster.integrity.job import table_result_of
-from dataproc_dagster.loading.schema_check import DriftPolicy
-from dataproc_dagster.loading.writer import LoadSpec, WriteMode
-from dataproc_dagster.sources.metabase.paging import ReadMethod
+from dataproc_dagster.integrity.results import CheckResult, CheckStatus, TableState
+from dataproc_dagster.loading.loader import create_clickhouse_loader
+from dataproc_dagster.loading.writer import LoadSpec
 from dataproc_dagster.migrations.schema import ProblemKind, SchemaProblem
 from dataproc_dagster.migrations.status import (
     CommandResult,
@@ -23,7 +21,9 @@ from dataproc_dagster.migrations.status import (
     MigrationState,
     MigrationStatus,
 )
-from dataproc_dagster.loading.loader import create_clickhouse_loader
+from dataproc_dagster.pipeline.config_types import choice
+from dataproc_dagster.sources.http.auth import ApiKeyLocation, AuthKind, HttpAuth, api_key
+from dataproc_dagster.sources.metabase.paging import ReadMethod
 
 
 def test_the_loader_factory_takes_the_enum_or_its_string() -> None:
