@@ -1,25 +1,36 @@
-"""Config types shared by the run-config schemas of the generic jobs and config-driven steps."""
+"""Helpers shared by the ``dagster.Config`` models of the generic jobs and config-driven steps.
+
+Choices are ``typing.Literal`` fields: the Launchpad offers the values and refuses any other
+before the run starts, and the run config keeps the plain lowercase strings (a Python ``Enum``
+field would take the member *name*, ``REPLACE``, instead). Each ``Literal`` mirrors a
+``StrEnum`` of the library; a unit test keeps the two equal.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from enum import StrEnum
-
-from dagster import Enum, EnumValue
+from dataclasses import MISSING, fields
+from typing import Any
 
 
-def choice(name: str, values: type[StrEnum] | Iterable[str], description: str = "") -> Enum:
-    """A Dagster config enum whose values are those of a ``StrEnum`` (or a name registry).
+def default_of(cls: type, name: str) -> Any:
+    """The default of field ``name`` of dataclass ``cls``, so a config model repeats no default.
 
-    The Launchpad offers the values and ``dagster job execute`` refuses any other before the
-    run starts (a typo such as ``upsrt`` never reaches a step); the op still receives the plain
-    string, so the accepted values and the shape of the config do not change.
-
-    Args:
-        name: Type name shown in the Launchpad (unique in the code location).
-        values: The ``StrEnum`` declaring the accepted strings (declared once: the library
-            parses the string the op receives back into that enum), or the names of a registry
-            (such as the paginator styles).
-        description: Shown with each value.
+    Raises:
+        KeyError: When ``cls`` has no such field, or the field has no default.
     """
+    for item in fields(cls):
+        if item.name != name:
+            continue
+        if item.default is not MISSING:
+            return item.default
+        if item.default_factory is not MISSING:
+            return item.default_factory()
+        break
+    raise KeyError(f"{cls.__name__}.{name} has no default")
+
+
+def choice(name: str, values: Any, description: str = "") -> Any:
+    """A Dagster config enum of ``values`` (legacy schemas still being converted)."""
+    from dagster import Enum, EnumValue
+
     return Enum(name, [EnumValue(str(v), description=description or None) for v in values])

@@ -25,6 +25,8 @@ class StepContext:
         step: The op name.
         dagster: The Dagster ``OpExecutionContext``.
         config: The op's run config (empty when the step declares none).
+        config_model: The op's ``dagster.Config`` model, when the step declares one (its
+            values are in ``config`` too).
         target: The pipeline's target table, when the pipeline has a ClickHouse loader.
         metadata: Figures the step's code adds (requests, pages, retries); they are shown with
             the step's output metadata in the UI.
@@ -35,6 +37,7 @@ class StepContext:
     dagster: Any
     config: Mapping[str, Any] = field(default_factory=dict)
     target: TargetTable | None = None
+    config_model: Any = None
     metadata: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -60,8 +63,10 @@ class Extractor(Protocol):
     Attributes:
         kind: Short name of the source kind (``http``, ``clickhouse``, ``metabase``).
         required_resource_keys: Resource keys the extractor uses.
-        config_schema: Dagster config schema of the op, or ``None``; values arrive in
-            ``ctx.config`` (used by generic jobs launched with run config only).
+        config_schema: Run config of the op: a ``dagster.Config`` class (the op receives an
+            instance in ``ctx.config_model``), a legacy Dagster config schema, or ``None``;
+            values arrive in ``ctx.config`` (used by generic jobs launched with run config
+            only).
     """
 
     @property
@@ -76,7 +81,7 @@ class Extractor(Protocol):
 
     @property
     def config_schema(self) -> Any:
-        """Dagster config schema of the op, or ``None``."""
+        """``dagster.Config`` class or Dagster config schema of the op, or ``None``."""
         ...
 
     def describe(self) -> str:

@@ -6,7 +6,7 @@ and turn errors into messages that name the pipeline, the step and the fix.
 
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -14,6 +14,7 @@ from typing import Any
 from dagster import (
     AssetKey,
     AssetMaterialization,
+    Config,
     DagsterType,
     Failure,
     In,
@@ -116,6 +117,11 @@ def _chain_holds_secret(exc: BaseException) -> bool:
     return False
 
 
+def config_class_of(schema: Any) -> type[Config] | None:
+    """``schema`` when it is a ``dagster.Config`` class (a step's run-config model), else None."""
+    return schema if isinstance(schema, type) and issubclass(schema, Config) else None
+
+
 def _output(chunks: ChunkSet, metrics: StepMetrics) -> Output[ChunkSet]:
     metadata: dict[str, Any] = dict(metrics.metadata())
     metadata["columns"] = MetadataValue.text(", ".join(chunks.columns))
@@ -136,20 +142,18 @@ def make_extract_op(
         keys.add("clickhouse")
     uses_clickhouse = "clickhouse" in keys
 
-    @op(
-        name=name,
-        description=f"Extract: {extractor.describe()}",
-        required_resource_keys=keys,
-        config_schema=extractor.config_schema,
-        # Carries the lineage edge from the source asset; nothing flows through it.
-        ins={"source": In(Nothing)},
-        out=Out(ChunkSetType),
-        tags={"kind": extractor.kind, "dataproc/step": "extract"},
-        pool=CLICKHOUSE_POOL if uses_clickhouse and extractor.kind == "clickhouse" else None,
-    )
-    def _extract(context: OpExecutionContext) -> Iterator[Output[ChunkSet]]:
+    config_class = config_class_of(extractor.config_schema)
+
+    def run(context: OpExecutionContext, config: Config | None) -> Iterator[Output[ChunkSet]]:
         source = extractor.describe()
-        ctx = StepContext(pipeline, name, context, dict(context.op_config or {}), target)
+        ctx = StepContext(
+            pipeline,
+            name,
+            context,
+            dict(context.op_config or {}),
+            target,
+            config_model=config,
+        )
         prune_old_chunks()
         label_cli_run(context)
         with pipeline_errors(pipeline, name, source), measure_step(name, context.log) as metrics:
@@ -166,7 +170,32 @@ def make_extract_op(
             metrics.extra.update(ctx.metadata)
         yield _output(chunks, metrics)
 
-    return _extract
+    # Dagster reads the schema from the annotation of a `config` parameter (the public way of
+    # attaching a Config class); the class is known only here, so the annotation is set here.
+    def _extract(context: OpExecutionContext) -> Iterator[Output[ChunkSet]]:
+        yield from run(context, None)
+
+    def _extract_configured(
+        context: OpExecutionContext, config: Config
+    ) -> Iterator[Output[ChunkSet]]:
+        yield from run(context, config)
+
+    compute: Callable[..., Iterator[Output[ChunkSet]]] = _extract
+    if config_class is not None:
+        _extract_configured.__annotations__["config"] = config_class
+        compute = _extract_configured
+
+    return op(
+        name=name,
+        description=f"Extract: {extractor.describe()}",
+        required_resource_keys=keys,
+        config_schema=None if config_class is not None else extractor.config_schema,
+        # Carries the lineage edge from the source asset; nothing flows through it.
+        ins={"source": In(Nothing)},
+        out=Out(ChunkSetType),
+        tags={"kind": extractor.kind, "dataproc/step": "extract"},
+        pool=CLICKHOUSE_POOL if uses_clickhouse and extractor.kind == "clickhouse" else None,
+    )(compute)
 
 
 def make_transform_op(pipeline: str, name: str, transformer: Any) -> OpDefinition:

@@ -19,7 +19,7 @@ from dataproc_dagster.core.redaction import is_secret_name
 from dataproc_dagster.pipeline.contracts import StepContext
 from dataproc_dagster.sources.http.auth import NO_AUTH, AuthKind, HttpAuth
 from dataproc_dagster.sources.http.client import HttpSource
-from dataproc_dagster.sources.http.config import HTTP_EXTRACT_CONFIG_SCHEMA, spec_from_config
+from dataproc_dagster.sources.http.config import HttpExtractConfig, spec_from_config
 from dataproc_dagster.sources.http.fetching import iter_pages
 from dataproc_dagster.sources.http.incremental import Incremental, LowerBound, read_lower_bound
 from dataproc_dagster.sources.http.pagination import Paginator, single
@@ -73,7 +73,8 @@ class HttpExtractor:
                 source="HTTP extractor",
                 fix="pass a spec or a config parser",
             )
-        return self._config_parser(ctx.config)
+        config = ctx.config_model if ctx.config_model is not None else ctx.config
+        return self._config_parser(config)
 
     def extract(self, ctx: StepContext) -> Iterator[pa.Table]:
         """Yield one Arrow table per page, in page order."""
@@ -247,5 +248,5 @@ def create_configurable_http_extractor() -> HttpExtractor:
     :func:`create_http_extractor` (see docs/http-extractor.md).
     """
     return HttpExtractor(
-        None, config_schema=HTTP_EXTRACT_CONFIG_SCHEMA, config_parser=spec_from_config
+        None, config_schema=HttpExtractConfig, config_parser=spec_from_config
     )

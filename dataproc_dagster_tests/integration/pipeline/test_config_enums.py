@@ -30,21 +30,35 @@ def http_config(extract: dict[str, Any] | None = None, **load: Any) -> dict[str,
 
 
 @pytest.mark.parametrize(
-    ("config", "typo"),
+    ("config", "typo", "field"),
     [
-        (http_config(mode="upsrt"), "upsrt"),
-        (http_config(schema_drift="evolv"), "evolv"),
-        (http_config({"paginator": {"style": "page_numbr"}}), "page_numbr"),
-        (http_config({"auth": {"kind": "beaer", "secret_env": "T"}}), "beaer"),
-        (http_config({"auth": {"kind": "api_key", "location": "hedaer"}}), "hedaer"),
-        (http_config({"list_mode": "jsn"}), "jsn"),
+        (http_config(mode="upsrt"), "upsrt", f"{LOAD}:config:mode"),
+        (http_config(schema_drift="evolv"), "evolv", f"{LOAD}:config:schema_drift"),
+        (
+            http_config({"paginator": {"style": "page_numbr"}}),
+            "page_numbr",
+            f"{EXTRACT}:config:paginator:style",
+        ),
+        (
+            http_config({"auth": {"kind": "beaer", "secret_env": "T"}}),
+            "beaer",
+            f"{EXTRACT}:config:auth:kind",
+        ),
+        (
+            http_config({"auth": {"kind": "api_key", "location": "hedaer"}}),
+            "hedaer",
+            f"{EXTRACT}:config:auth:location",
+        ),
+        (http_config({"list_mode": "jsn"}), "jsn", f"{EXTRACT}:config:list_mode"),
     ],
 )
 def test_a_typo_in_a_choice_fails_before_the_run(
-    clickhouse: ClickHouseResource, config: dict[str, Any], typo: str
+    clickhouse: ClickHouseResource, config: dict[str, Any], typo: str, field: str
 ) -> None:
-    with pytest.raises(DagsterInvalidConfigError, match=typo):
+    with pytest.raises(DagsterInvalidConfigError, match=typo) as caught:
         HTTP_JOB.execute_in_process(run_config=config, resources={"clickhouse": clickhouse})
+    # The error names the option (its path in the run config), not only the bad value.
+    assert field in str(caught.value)
 
 
 def test_metabase_method_typo_fails_before_the_run() -> None:
