@@ -5,13 +5,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from dagster import (
-    Array,
     DagsterInstance,
     DagsterRunStatus,
-    Field,
     In,
     MetadataValue,
-    Noneable,
     OpDefinition,
     OpExecutionContext,
     Out,
@@ -31,9 +28,9 @@ from dataproc_dagster.core.chunks import ChunkSet
 from dataproc_dagster.core.errors import ConfigError
 from dataproc_dagster.core.modes import DriftPolicy, WriteMode
 from dataproc_dagster.core.settings import get_settings
+from dataproc_dagster.loading.config import LoaderConfig
 from dataproc_dagster.loading.writer import LoadSpec, load_chunkset
 from dataproc_dagster.observability.metrics import measure_step
-from dataproc_dagster.pipeline.config_types import choice
 from dataproc_dagster.pipeline.steps import (
     CLICKHOUSE_POOL,
     ChunkSetType,
@@ -43,25 +40,6 @@ from dataproc_dagster.pipeline.steps import (
     pipeline_errors,
     table_metadata,
 )
-
-LOADER_CONFIG_SCHEMA = {
-    "table": Field(str, description="Target table, `table` or `database.table`"),
-    "mode": Field(
-        choice("WriteMode", WriteMode),
-        default_value=WriteMode.APPEND.value,
-        description=f"One of {', '.join(WriteMode)}",
-    ),
-    "key_columns": Field(Array(str), default_value=[], description="Key of upsert mode"),
-    "order_by": Field(Array(str), default_value=[], description="ORDER BY for a new table"),
-    "partition_by": Field(
-        Noneable(str), default_value=None, description="PARTITION BY for a new table"
-    ),
-    "schema_drift": Field(
-        choice("SchemaDrift", DriftPolicy),
-        default_value=DriftPolicy.FREEZE.value,
-        description="freeze, evolve or discard",
-    ),
-}
 
 
 @dataclass(frozen=True)
@@ -91,28 +69,25 @@ class ClickHouseLoader:
         """The load op of a pipeline."""
         return make_load_op(pipeline, name, self)
 
-    def resolve(self, config: dict[str, Any], default_database: str) -> LoadSpec:
-        """The load spec, from run config for a config-driven loader."""
+    def resolve(self, config: LoaderConfig | None, default_database: str) -> LoadSpec:
+        """The load spec: the fixed one, or the one in the run config of a config-driven loader.
+
+        Raises:
+            ConfigError: For an invalid value, naming the option and the fix.
+        """
         if not self.from_config:
             assert self.spec is not None
             return self.spec
-        database, table = split_table(config["table"], default_database)
-        where = f"{database}.{table}"
+        assert config is not None, "a config-driven load step receives its LoaderConfig"
+        database, table = split_table(config.table, default_database)
         spec = LoadSpec(
             database=database,
             table=table,
-            mode=parse_choice(
-                WriteMode, config.get("mode", WriteMode.APPEND), what="write mode", source=where
-            ),
-            key_columns=tuple(config.get("key_columns") or ()),
-            order_by=tuple(config.get("order_by") or ()),
-            partition_by=config.get("partition_by"),
-            schema_drift=parse_choice(
-                DriftPolicy,
-                config.get("schema_drift", DriftPolicy.FREEZE),
-                what="schema_drift policy",
-                source=where,
-            ),
+            mode=WriteMode(config.mode),
+            key_columns=tuple(config.key_columns),
+            order_by=tuple(config.order_by),
+            partition_by=config.partition_by,
+            schema_drift=DriftPolicy(config.schema_drift),
         )
         spec.validate()
         check_spec_sql(spec, prefix="run config ")
@@ -269,22 +244,13 @@ def run_succeeded_in(instance: DagsterInstance) -> Callable[[str], bool | None]:
 def make_load_op(pipeline: str, name: str, loader: ClickHouseLoader) -> OpDefinition:
     """The op that writes the chunks and records an ``AssetMaterialization`` of the table."""
 
-    @op(
-        name=name,
-        description=f"Load: {loader.describe()}",
-        ins={"chunks": In(ChunkSetType)},
-        out=Out(dict, description="What was loaded (table, mode, rows), for steps after the load"),
-        required_resource_keys={"clickhouse"},
-        config_schema=LOADER_CONFIG_SCHEMA if loader.from_config else None,
-        retry_policy=loader.retry_policy,
-        tags={"kind": "clickhouse", "dataproc/step": "load"},
-        pool=CLICKHOUSE_POOL,
-    )
-    def _load(context: OpExecutionContext, chunks: ChunkSet) -> Iterator[Any]:
+    def run(
+        context: OpExecutionContext, chunks: ChunkSet, config: LoaderConfig | None
+    ) -> Iterator[Any]:
         clickhouse = context.resources.clickhouse
         source = loader.describe()
         with pipeline_errors(pipeline, name, source):
-            spec = loader.resolve(dict(context.op_config or {}), clickhouse.database)
+            spec = loader.resolve(config, clickhouse.database)
             source = f"ClickHouse {spec.database}.{spec.table}"
         with (
             pipeline_errors(pipeline, name, source),
@@ -351,4 +317,23 @@ def make_load_op(pipeline: str, name: str, loader: ClickHouseLoader) -> OpDefini
         if not loader.keep_chunks:
             cleanup_run_chunks(context, chunks)
 
-    return _load
+    def _load(context: OpExecutionContext, chunks: ChunkSet) -> Iterator[Any]:
+        yield from run(context, chunks, None)
+
+    # A generic job's load step takes its target from run config: Dagster reads the schema
+    # from the `config` parameter's annotation (set without `from __future__ import annotations`).
+    def _load_configured(
+        context: OpExecutionContext, chunks: ChunkSet, config: LoaderConfig
+    ) -> Iterator[Any]:
+        yield from run(context, chunks, config)
+
+    return op(
+        name=name,
+        description=f"Load: {loader.describe()}",
+        ins={"chunks": In(ChunkSetType)},
+        out=Out(dict, description="What was loaded (table, mode, rows), for steps after the load"),
+        required_resource_keys={"clickhouse"},
+        retry_policy=loader.retry_policy,
+        tags={"kind": "clickhouse", "dataproc/step": "load"},
+        pool=CLICKHOUSE_POOL,
+    )(_load_configured if loader.from_config else _load)
