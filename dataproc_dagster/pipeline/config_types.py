@@ -27,10 +27,3 @@ def default_of(cls: type, name: str) -> Any:
             return item.default_factory()
         break
     raise KeyError(f"{cls.__name__}.{name} has no default")
-
-
-def choice(name: str, values: Any, description: str = "") -> Any:
-    """A Dagster config enum of ``values`` (legacy schemas still being converted)."""
-    from dagster import Enum, EnumValue
-
-    return Enum(name, [EnumValue(str(v), description=description or None) for v in values])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from typing import Any, get_args
 
 import pytest
 
@@ -11,6 +12,7 @@ from dataproc_dagster.core.errors import ConfigError
 from dataproc_dagster.core.modes import DriftPolicy, WriteMode
 from dataproc_dagster.integrity.job import table_result_of
 from dataproc_dagster.integrity.results import CheckResult, CheckStatus, TableState
+from dataproc_dagster.loading.config import DriftPolicyName, WriteModeName
 from dataproc_dagster.loading.loader import create_clickhouse_loader
 from dataproc_dagster.loading.writer import LoadSpec
 from dataproc_dagster.migrations.schema import ProblemKind, SchemaProblem
@@ -21,8 +23,16 @@ from dataproc_dagster.migrations.status import (
     MigrationState,
     MigrationStatus,
 )
-from dataproc_dagster.pipeline.config_types import choice
 from dataproc_dagster.sources.http.auth import ApiKeyLocation, AuthKind, HttpAuth, api_key
+from dataproc_dagster.sources.http.config import (
+    ApiKeyLocationName,
+    AuthKindName,
+    ListModeName,
+    PaginationStyleName,
+)
+from dataproc_dagster.sources.http.pagination import PAGINATORS
+from dataproc_dagster.sources.http.records import ListMode
+from dataproc_dagster.sources.metabase.extractor import ReadMethodName
 from dataproc_dagster.sources.metabase.paging import ReadMethod
 
 
@@ -64,12 +74,26 @@ def test_specs_built_from_strings_hold_the_enums() -> None:
     assert "header, query" in (raised.value.fix or "")
 
 
-@pytest.mark.parametrize("enum", [WriteMode, DriftPolicy, AuthKind, ApiKeyLocation, ReadMethod])
-def test_the_run_config_choice_offers_the_enum_values(enum: type) -> None:
-    config_enum = choice(f"Test{enum.__name__}", enum)
-    assert [v.config_value for v in config_enum.enum_values] == [m.value for m in enum]
-    # The op receives the plain string, which the library parses back.
-    assert all(type(v.python_value) is str for v in config_enum.enum_values)
+@pytest.mark.parametrize(
+    ("literal", "values"),
+    [
+        (WriteModeName, list(WriteMode)),
+        (DriftPolicyName, list(DriftPolicy)),
+        (AuthKindName, list(AuthKind)),
+        (ApiKeyLocationName, list(ApiKeyLocation)),
+        (ListModeName, list(ListMode)),
+        (PaginationStyleName, list(PAGINATORS)),
+        (ReadMethodName, list(ReadMethod)),
+    ],
+)
+def test_each_run_config_choice_offers_exactly_the_library_values(
+    literal: Any, values: list[str]
+) -> None:
+    # The Literal is what the Launchpad offers and refuses typos against; the StrEnum (or the
+    # paginator registry) is what the library parses. They must not drift apart.
+    assert list(get_args(literal)) == [str(v) for v in values]
+    # The run config keeps the lowercase strings (an Enum field would take member names).
+    assert all(type(v) is str and v == v.lower() for v in get_args(literal))
 
 
 def _status(*, interrupted: bool | None) -> MigrationStatus:

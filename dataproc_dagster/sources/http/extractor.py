@@ -247,6 +247,4 @@ def create_configurable_http_extractor() -> HttpExtractor:
     Used by the generic ``http_to_clickhouse`` job; the options are those of
     :func:`create_http_extractor` (see docs/http-extractor.md).
     """
-    return HttpExtractor(
-        None, config_schema=HttpExtractConfig, config_parser=spec_from_config
-    )
+    return HttpExtractor(None, config_schema=HttpExtractConfig, config_parser=spec_from_config)

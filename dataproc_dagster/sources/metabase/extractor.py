@@ -13,13 +13,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
-from typing import Any
+from typing import Any, Literal
 
 import pandas as pd
-from dagster import Array, Field, Noneable
+from dagster import Config
+from pydantic import Field
 
 from dataproc_dagster.core.errors import ConfigError, DataprocError
-from dataproc_dagster.pipeline.config_types import choice
+from dataproc_dagster.pipeline.config_types import default_of
 from dataproc_dagster.pipeline.contracts import StepContext
 from dataproc_dagster.sources.metabase.discovery import find_database, get_database, resolve_table
 from dataproc_dagster.sources.metabase.native_reader import read_native
@@ -31,33 +32,6 @@ from dataproc_dagster.sources.metabase.paging import (
     check_method,
 )
 from dataproc_dagster.sources.metabase.table_reader import read_table
-
-# Run config of a config-driven extractor (the generic ``metabase_to_clickhouse`` job).
-METABASE_SOURCE_CONFIG_SCHEMA = {
-    "database_id": Field(Noneable(int), default_value=None, description="Metabase database id"),
-    "database_name": Field(
-        Noneable(str), default_value=None, description="Database name as shown in Metabase"
-    ),
-    "schema": Field(Noneable(str), default_value=None, description="Schema of table_name"),
-    "table_id": Field(Noneable(int), default_value=None, description="Metabase table id"),
-    "table_name": Field(Noneable(str), default_value=None, description="Table name as synced"),
-    "native_query": Field(Noneable(str), default_value=None, description="SQL to run instead"),
-    "limit": Field(Noneable(int), default_value=None, description="At most this many rows"),
-    "order_by": Field(
-        Noneable(str),
-        default_value=None,
-        description="Table: comma-separated field names; SQL: an ORDER BY list making rows unique",
-    ),
-    "columns": Field(
-        Array(str), default_value=[], description="Table fields to read (default: all visible)"
-    ),
-    "method": Field(
-        choice("MetabaseMethod", ReadMethod),
-        default_value=ReadMethod.DATASET.value,
-        description="dataset (default) or export",
-    ),
-    "page_size": Field(int, default_value=DEFAULT_PAGE_SIZE, description="Rows per request"),
-}
 
 
 @dataclass
@@ -83,7 +57,7 @@ class MetabaseExtractor:
 
     def __post_init__(self) -> None:
         self.required_resource_keys = frozenset({self.resource_key})
-        self.config_schema = METABASE_SOURCE_CONFIG_SCHEMA if self.from_config else None
+        self.config_schema = MetabaseSourceConfig if self.from_config else None
 
     def describe(self) -> str:
         """The source, without credentials."""
@@ -99,8 +73,10 @@ class MetabaseExtractor:
         where = f"{self.schema}.{self.table_name}" if self.schema else self.table_name
         return f"Metabase {db}: table {where}"
 
-    def with_config(self, config: Mapping[str, Any]) -> MetabaseExtractor:
-        """A copy with the values of run ``config`` (keys of the config schema), validated."""
+    def with_config(self, config: MetabaseSourceConfig | Mapping[str, Any]) -> MetabaseExtractor:
+        """A copy with the values of run ``config`` (its model, or the same keys), validated."""
+        if isinstance(config, MetabaseSourceConfig):
+            config = config.model_dump(by_alias=True)
         known = {f.name for f in fields(self) if f.init}
         values: dict[str, Any] = {k: v for k, v in config.items() if k in known}
         if isinstance(values.get("order_by"), str):
@@ -152,7 +128,8 @@ class MetabaseExtractor:
 
     def extract(self, ctx: StepContext) -> Iterator[pd.DataFrame]:
         """Yield the rows page by page (DataFrames typed from Metabase's column types)."""
-        spec = self.with_config(ctx.config) if self.from_config else self
+        config = ctx.config_model if ctx.config_model is not None else ctx.config
+        spec = self.with_config(config) if self.from_config else self
         try:
             yield from spec._extract(ctx)
         except DataprocError as exc:
@@ -224,6 +201,53 @@ class MetabaseExtractor:
                     "metabase_retries": client.retries,
                 }
             )
+
+
+ReadMethodName = Literal["dataset", "export"]
+
+
+def _default(name: str) -> Any:
+    return default_of(MetabaseExtractor, name)
+
+
+class MetabaseSourceConfig(Config):
+    """Run config of a config-driven Metabase extract step (``metabase_to_clickhouse``).
+
+    ``method`` is a ``Literal`` mirroring :class:`ReadMethod`; defaults are those of
+    :class:`MetabaseExtractor`.
+    """
+
+    database_id: int | None = Field(
+        default=_default("database_id"), description="Metabase database id"
+    )
+    database_name: str | None = Field(
+        default=_default("database_name"), description="Database name as shown in Metabase"
+    )
+    # `schema` is a name pydantic models reserve; the run config key stays `schema`.
+    schema_: str | None = Field(
+        default=_default("schema"), alias="schema", description="Schema of table_name"
+    )
+    table_id: int | None = Field(default=_default("table_id"), description="Metabase table id")
+    table_name: str | None = Field(
+        default=_default("table_name"), description="Table name as synced"
+    )
+    native_query: str | None = Field(
+        default=_default("native_query"), description="SQL to run instead"
+    )
+    limit: int | None = Field(default=_default("limit"), description="At most this many rows")
+    order_by: str | None = Field(
+        default=_default("order_by"),
+        description="Table: comma-separated field names; SQL: an ORDER BY list making rows unique",
+    )
+    columns: list[str] = Field(
+        default=list(_default("columns")),
+        description="Table fields to read (default: all visible)",
+    )
+    method: ReadMethodName = Field(
+        default=ReadMethod(_default("method")).value,
+        description=f"{' or '.join(ReadMethod)} (default {ReadMethod(_default('method'))})",
+    )
+    page_size: int = Field(default=_default("page_size"), description="Rows per request")
 
 
 def _split_order(order_by: Sequence[str] | str | None) -> list[str] | None:

@@ -15,7 +15,8 @@ ClickHouse table; everything comes from run config, so it runs from the launchpa
 
 from typing import Any
 
-from dagster import Field, MetadataValue, Noneable, OpExecutionContext, Output, job, op
+from dagster import Config, MetadataValue, OpExecutionContext, Output, job, op
+from pydantic import Field
 
 from dataproc_dagster.loading.loader import create_clickhouse_loader
 from dataproc_dagster.pipeline.factory import create_etl_pipeline
@@ -40,40 +41,42 @@ METABASE_TO_CLICKHOUSE = create_etl_pipeline(
     tags={"dataproc/kind": "generic"},
 )
 
-CATALOG_CONFIG = {
-    "database_id": Field(Noneable(int), default_value=None, description="Only this database"),
-    "database_name": Field(Noneable(str), default_value=None, description="Only this database"),
-    "table_id": Field(Noneable(int), default_value=None, description="Fields of this table"),
-    "include_fields": Field(
-        bool, default_value=False, description="Fields of every listed table (can be long)"
-    ),
-    "include_hidden": Field(bool, default_value=False, description="Hidden tables as well"),
-}
+
+class CatalogConfig(Config):
+    """Run config of ``metabase_catalog``: what to list (everything by default)."""
+
+    database_id: int | None = Field(default=None, description="Only this database")
+    database_name: str | None = Field(default=None, description="Only this database")
+    table_id: int | None = Field(default=None, description="Fields of this table")
+    include_fields: bool = Field(
+        default=False, description="Fields of every listed table (can be long)"
+    )
+    include_hidden: bool = Field(default=False, description="Hidden tables as well")
 
 
 @op(
     name="read_metabase_catalog",
-    config_schema=CATALOG_CONFIG,
     required_resource_keys={"metabase"},
     tags={"kind": "metabase"},
     description="List Metabase databases, tables and fields (Markdown metadata).",
 )
-def metabase_catalog_op(context: OpExecutionContext) -> Output[dict[str, Any]]:
+def metabase_catalog_op(
+    context: OpExecutionContext, config: CatalogConfig
+) -> Output[dict[str, Any]]:
     """Read the catalog and report it as Markdown tables in the op's output metadata."""
-    config = context.op_config
     resource = context.resources.metabase
     with (
         pipeline_errors("metabase_catalog", "metabase_catalog", resource.describe()),
         resource.get_client(log=context.log.warning) as client,
     ):
         databases = list_databases(client)
-        if config["database_id"] is not None:
-            databases = [d for d in databases if d.id == config["database_id"]]
-        elif config["database_name"]:
-            databases = [find_database(client, config["database_name"])]
+        if config.database_id is not None:
+            databases = [d for d in databases if d.id == config.database_id]
+        elif config.database_name:
+            databases = [find_database(client, config.database_name)]
         tables: dict[int, list[MetabaseTable]] = {}
         for db in databases:
-            tables[db.id] = list_tables(client, db.id, include_hidden=config["include_hidden"])
+            tables[db.id] = list_tables(client, db.id, include_hidden=config.include_hidden)
             context.log.info(
                 f"Metabase database {db.id} {db.name!r} ({db.engine}): {len(tables[db.id])} tables"
             )
@@ -83,9 +86,9 @@ def metabase_catalog_op(context: OpExecutionContext) -> Output[dict[str, Any]]:
             "catalog": MetadataValue.md(catalog_markdown(databases, tables)),
         }
         detailed: list[MetabaseTable] = []
-        if config["table_id"] is not None:
-            detailed.append(table_metadata(client, config["table_id"]))
-        elif config["include_fields"]:
+        if config.table_id is not None:
+            detailed.append(table_metadata(client, config.table_id))
+        elif config.include_fields:
             detailed.extend(t for items in tables.values() for t in items)
         if detailed:
             metadata["fields"] = MetadataValue.md("\n\n".join(fields_markdown(t) for t in detailed))

@@ -71,9 +71,15 @@ def test_metabase_method_typo_fails_before_the_run() -> None:
             load: {"config": {"table": "mb"}},
         }
     }
-    with pytest.raises(DagsterInvalidConfigError, match="exprt"):
+    with pytest.raises(DagsterInvalidConfigError, match="exprt") as caught:
         validate_run_config(job, config)
+    assert f"{extract}:config:method" in str(caught.value)
     config["ops"][extract]["config"]["method"] = "export"
+    config["ops"][load]["config"]["mode"] = "replac"
+    with pytest.raises(DagsterInvalidConfigError, match="replac") as caught:
+        validate_run_config(job, config)
+    assert f"{load}:config:mode" in str(caught.value)
+    config["ops"][load]["config"]["mode"] = "replace"
     assert validate_run_config(job, config)["ops"][extract]["config"]["method"] == "export"
 
 

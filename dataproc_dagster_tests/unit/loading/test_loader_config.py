@@ -2,21 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any, get_args
-
-import pytest
-
 from dataproc_dagster.core.modes import DriftPolicy, WriteMode
-from dataproc_dagster.loading.config import DriftPolicyName, LoaderConfig, WriteModeName
+from dataproc_dagster.loading.config import LoaderConfig
 from dataproc_dagster.loading.loader import create_clickhouse_loader
 from dataproc_dagster.loading.writer import LoadSpec
-
-
-@pytest.mark.parametrize(
-    ("literal", "enum"), [(WriteModeName, WriteMode), (DriftPolicyName, DriftPolicy)]
-)
-def test_each_choice_offers_exactly_the_enum_values(literal: Any, enum: Any) -> None:
-    assert list(get_args(literal)) == [member.value for member in enum]
 
 
 def test_the_model_defaults_are_the_load_spec_defaults() -> None:
