@@ -9,18 +9,17 @@ from __future__ import annotations
 
 from typing import Literal
 
-from dagster import Config
 from pydantic import Field
 
 from dataproc_dagster.core.modes import DriftPolicy, WriteMode
 from dataproc_dagster.loading.writer import LoadSpec
-from dataproc_dagster.pipeline.config_types import default_of
+from dataproc_dagster.pipeline.config_types import StepConfig, default_of
 
 WriteModeName = Literal["append", "replace", "replace_partitions", "upsert"]
 DriftPolicyName = Literal["evolve", "freeze", "discard"]
 
 
-class LoaderConfig(Config):
+class LoaderConfig(StepConfig):
     """Run config of a config-driven ClickHouse load step (``table``, ``mode``, ...)."""
 
     table: str = Field(description="Target table, `table` or `database.table`")

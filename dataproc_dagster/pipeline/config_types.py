@@ -11,6 +11,9 @@ from __future__ import annotations
 from dataclasses import MISSING, fields
 from typing import Any
 
+from dagster import Config
+from pydantic import model_validator
+
 
 def default_of(cls: type, name: str) -> Any:
     """The default of field ``name`` of dataclass ``cls``, so a config model repeats no default.
@@ -27,3 +30,24 @@ def default_of(cls: type, name: str) -> Any:
             return item.default_factory()
         break
     raise KeyError(f"{cls.__name__}.{name} has no default")
+
+
+class StepConfig(Config):
+    """Base of the run-config models of steps: ``null`` for an optional field means its default.
+
+    Dagster lets ``null`` through config validation for every field that has a default; without
+    this, ``headers: null`` or ``max_attempts: null`` would pass the Launchpad and then fail when
+    the step starts with a bare validation error, instead of running with the default.
+    """
+
+    @model_validator(mode="before")
+    @classmethod
+    def _null_means_default(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        optional = {
+            info.alias or name for name, info in cls.model_fields.items() if not info.is_required()
+        }
+        return {
+            key: value for key, value in data.items() if value is not None or key not in optional
+        }

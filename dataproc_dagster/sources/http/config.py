@@ -13,10 +13,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Literal, cast
 
-from dagster import Config
 from pydantic import Field
 
-from dataproc_dagster.pipeline.config_types import default_of
+from dataproc_dagster.pipeline.config_types import StepConfig, default_of
 from dataproc_dagster.sources.http.auth import ApiKeyLocation, AuthKind, HttpAuth
 from dataproc_dagster.sources.http.client import HttpSource
 from dataproc_dagster.sources.http.incremental import Incremental
@@ -42,7 +41,7 @@ PaginationStyleName = Literal[
 ListModeName = Literal["auto", "json"]
 
 
-class HttpAuthConfig(Config):
+class HttpAuthConfig(StepConfig):
     """The ``auth`` block: how requests authenticate (the secret comes from ``secret_env``)."""
 
     kind: AuthKindName = Field(
@@ -75,7 +74,7 @@ class HttpAuthConfig(Config):
         )
 
 
-class HttpPaginatorConfig(Config):
+class HttpPaginatorConfig(StepConfig):
     """The ``paginator`` block: ``style`` picks the paginator class; the other options are
     those of every style (a style ignores the options of the others)."""
 
@@ -141,7 +140,7 @@ class HttpPaginatorConfig(Config):
 _RETRY = HttpRetryPolicy()
 
 
-class HttpRetryConfig(Config):
+class HttpRetryConfig(StepConfig):
     """The ``retry`` block: when and how long to wait before sending a failed request again."""
 
     max_attempts: int = Field(default=_RETRY.max_attempts, description="Attempts per request")
@@ -165,7 +164,7 @@ class HttpRetryConfig(Config):
         return HttpRetryPolicy(**values)
 
 
-class HttpIncrementalConfig(Config):
+class HttpIncrementalConfig(StepConfig):
     """The ``incremental`` block: load only records newer than what the table holds."""
 
     cursor_field: str = Field(description="JSON path of the cursor in a record, e.g. updated_at")
@@ -194,7 +193,7 @@ class HttpIncrementalConfig(Config):
         )
 
 
-class HttpExtractConfig(Config):
+class HttpExtractConfig(StepConfig):
     """Run config of the generic HTTP extract step (``http_to_clickhouse``)."""
 
     url: str = Field(description="Endpoint URL (the first page)")

@@ -16,11 +16,10 @@ from dataclasses import dataclass, field, fields, replace
 from typing import Any, Literal
 
 import pandas as pd
-from dagster import Config
 from pydantic import Field
 
 from dataproc_dagster.core.errors import ConfigError, DataprocError
-from dataproc_dagster.pipeline.config_types import default_of
+from dataproc_dagster.pipeline.config_types import StepConfig, default_of
 from dataproc_dagster.pipeline.contracts import StepContext
 from dataproc_dagster.sources.metabase.discovery import find_database, get_database, resolve_table
 from dataproc_dagster.sources.metabase.native_reader import read_native
@@ -210,7 +209,7 @@ def _default(name: str) -> Any:
     return default_of(MetabaseExtractor, name)
 
 
-class MetabaseSourceConfig(Config):
+class MetabaseSourceConfig(StepConfig):
     """Run config of a config-driven Metabase extract step (``metabase_to_clickhouse``).
 
     ``method`` is a ``Literal`` mirroring :class:`ReadMethod`; defaults are those of

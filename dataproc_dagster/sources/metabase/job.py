@@ -15,10 +15,11 @@ ClickHouse table; everything comes from run config, so it runs from the launchpa
 
 from typing import Any
 
-from dagster import Config, MetadataValue, OpExecutionContext, Output, job, op
+from dagster import MetadataValue, OpExecutionContext, Output, job, op
 from pydantic import Field
 
 from dataproc_dagster.loading.loader import create_clickhouse_loader
+from dataproc_dagster.pipeline.config_types import StepConfig
 from dataproc_dagster.pipeline.factory import create_etl_pipeline
 from dataproc_dagster.pipeline.steps import pipeline_errors
 from dataproc_dagster.sources.metabase.discovery import (
@@ -42,7 +43,7 @@ METABASE_TO_CLICKHOUSE = create_etl_pipeline(
 )
 
 
-class CatalogConfig(Config):
+class CatalogConfig(StepConfig):
     """Run config of ``metabase_catalog``: what to list (everything by default)."""
 
     database_id: int | None = Field(default=None, description="Only this database")

@@ -10,6 +10,8 @@ import yaml
 from dagster import DagsterInvalidConfigError, validate_run_config
 
 from dataproc_dagster.clickhouse.resource import ClickHouseResource
+from dataproc_dagster.loading.config import LoaderConfig
+from dataproc_dagster.sources.http.config import HttpExtractConfig
 from dataproc_dagster.sources.http.job import PIPELINE
 from dataproc_dagster.sources.metabase.job import METABASE_TO_CLICKHOUSE
 from dataproc_dagster_tests.helpers.cli import job_execute_command, run_dagster
@@ -117,3 +119,18 @@ def test_dagster_job_execute_refuses_the_typo_first(data_dir: Path, tmp_path: Pa
     assert done.returncode != 0
     assert "upsrt" in output and "RUN_START" not in output
     assert not (data_dir / "clickhouse").exists()  # nothing was opened, let alone written
+
+
+def test_null_for_an_option_with_a_default_means_the_default() -> None:
+    # Dagster lets null through validation for any option with a default (it hands the step
+    # None); the step's model must then take the default, not fail when the step starts.
+    config = http_config(
+        {"headers": None, "params": None, "timeout": None, "retry": {"max_attempts": None}},
+        key_columns=None,
+        order_by=None,
+    )
+    resolved = validate_run_config(HTTP_JOB, config)["ops"]
+    assert resolved[EXTRACT]["config"]["headers"] is None
+    spec = HttpExtractConfig(**resolved[EXTRACT]["config"]).to_spec()
+    assert spec == HttpExtractConfig(url="http://127.0.0.1:9/items").to_spec()
+    assert LoaderConfig(**resolved[LOAD]["config"]) == LoaderConfig(table="items")
