@@ -20,6 +20,7 @@ from dataproc_dagster.core.errors import (
     SchemaError,
     SourceError,
 )
+from dataproc_dagster.core.modes import DriftPolicy, WriteMode
 from dataproc_dagster.core.settings import get_settings
 from dataproc_dagster.loading.custom import create_loader
 from dataproc_dagster.loading.loader import create_clickhouse_loader
@@ -63,6 +64,7 @@ __all__ = [
     "ClickHouseResource",
     "ConfigError",
     "DataprocError",
+    "DriftPolicy",
     "HttpResource",
     "HttpRetryPolicy",
     "Incremental",
@@ -72,6 +74,7 @@ __all__ = [
     "Pipeline",
     "SchemaError",
     "SourceError",
+    "WriteMode",
     "api_key",
     "basic",
     "bearer",

@@ -55,10 +55,17 @@ def test_the_authoring_vocabulary_is_public() -> None:
         *("ConfigError", "SourceError", "SchemaError", "LoadError", "DataprocError"),
         *("ClickHouseResource", "HttpResource", "MetabaseResource", "ClickHouseMigrationManager"),
         *("get_settings", "measure_step", "create_etl_pipeline", "create_http_extractor"),
+        *("WriteMode", "DriftPolicy"),
     }
     assert wanted <= set(dataproc_dagster.__all__)
     assert dataproc_dagster.link_header is pagination.link_header
     assert dataproc_dagster.bearer is auth.bearer
+    assert (
+        dataproc_dagster.create_clickhouse_loader(
+            "t", mode=dataproc_dagster.WriteMode.UPSERT, key_columns=["id"]
+        ).spec.mode
+        == "upsert"
+    )
 
 
 def test_http_retry_policy_does_not_clash_with_dagsters() -> None:
