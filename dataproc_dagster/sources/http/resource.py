@@ -12,8 +12,10 @@ from dataproc_dagster.core.choices import parse_choice
 from dataproc_dagster.core.config_checks import check_http_url, check_timeout
 from dataproc_dagster.core.errors import ConfigError
 from dataproc_dagster.core.redaction import is_secret_name
+from dataproc_dagster.pipeline.config_types import default_of
 from dataproc_dagster.sources.http.auth import ApiKeyLocation, AuthKind, HttpAuth
 from dataproc_dagster.sources.http.client import HttpSource
+from dataproc_dagster.sources.http.config import ApiKeyLocationName, AuthKindName
 from dataproc_dagster.sources.http.retry import RETRY_STATUSES, HttpRetryPolicy, check_statuses
 
 
@@ -30,18 +32,36 @@ class HttpResource(ConfigurableResource):
     headers: dict[str, str] = Field(
         default_factory=dict, description="Headers sent with every request"
     )
-    timeout: float = Field(default=30.0, description="Connect/read timeout, seconds")
-    auth_kind: str = Field(default="none", description="none, bearer, basic or api_key")
+    timeout: float = Field(
+        default=default_of(HttpSource, "timeout"), description="Connect/read timeout, seconds"
+    )
+    auth_kind: AuthKindName = Field(
+        default=default_of(HttpAuth, "kind").value, description="none, bearer, basic or api_key"
+    )
     username: str = Field(default="", description="User name for basic auth")
     api_key_name: str = Field(default="", description="Header or query parameter of the API key")
-    api_key_location: str = Field(default="header", description="header or query (api_key)")
+    api_key_location: ApiKeyLocationName = Field(
+        default=default_of(HttpAuth, "location").value, description="header or query (api_key)"
+    )
     secret: str = Field(
         default="", description="Token, password or API key; pass EnvVar('NAME'), never a literal"
     )
-    max_attempts: int = Field(default=5, description="Attempts per request, the first included")
-    backoff: float = Field(default=0.5, description="Base backoff, seconds (doubles per attempt)")
-    max_backoff: float = Field(default=30.0, description="Cap on one computed wait, seconds")
-    max_total_wait: float = Field(default=120.0, description="Cap on all waits of one request")
+    max_attempts: int = Field(
+        default=default_of(HttpRetryPolicy, "max_attempts"),
+        description="Attempts per request, the first included",
+    )
+    backoff: float = Field(
+        default=default_of(HttpRetryPolicy, "backoff"),
+        description="Base backoff, seconds (doubles per attempt)",
+    )
+    max_backoff: float = Field(
+        default=default_of(HttpRetryPolicy, "max_backoff"),
+        description="Cap on one computed wait, seconds",
+    )
+    max_total_wait: float = Field(
+        default=default_of(HttpRetryPolicy, "max_total_wait"),
+        description="Cap on all waits of one request",
+    )
     retry_statuses: list[int] | None = Field(
         default=None,
         description="HTTP statuses retried; default 408, 425, 429 and every 5xx (other 4xx "
