@@ -8,10 +8,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from dagster import DagsterInstance
-from dataproc_dagster.pipelines.penguins import PENGUINS_CSV, clean_penguins
-from dataproc_dagster.pipelines.penguins import pipeline as penguins
 
 from dataproc_dagster.clickhouse.resource import ClickHouseResource
+from dataproc_dagster.pipelines.penguins import PENGUINS_CSV, clean_penguins
+from dataproc_dagster.pipelines.penguins import pipeline as penguins
 from dataproc_dagster_tests.helpers.cli import REPO, cli_env, job_execute_command, run_dagster
 
 
