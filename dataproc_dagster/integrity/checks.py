@@ -9,10 +9,7 @@ so they work on the embedded engine, and never print a secret.
 
 from __future__ import annotations
 
-import dataclasses
-import time
-from collections.abc import Callable, Iterable, Sequence
-from functools import partial
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,12 +18,17 @@ from dataproc_dagster.clickhouse.connection import (
     HasConnection,
     as_connection,
 )
-from dataproc_dagster.clickhouse.sql import quote_identifier
 from dataproc_dagster.core.errors import DataprocError
-from dataproc_dagster.integrity.results import CheckResult, CheckStatus, JsonValue, TableState
+from dataproc_dagster.integrity.results import (
+    CheckResult,
+    CheckStatus,
+    JsonValue,
+    timed,
+    when_failed,
+)
+from dataproc_dagster.integrity.tables import check_pipeline_tables
 from dataproc_dagster.loading.ledger import LEDGER_TABLE, unfinished, work_tables
 from dataproc_dagster.migrations.runner import ClickHouseMigrationManager
-from dataproc_dagster.migrations.schema import schema_problems
 
 CHECK_CLICKHOUSE = "clickhouse_reachable"
 CHECK_METABASE = "metabase_reachable"
@@ -34,39 +36,6 @@ CHECK_MIGRATIONS = "migrations_up_to_date"
 CHECK_LOADS = "no_unfinished_loads"
 
 PASSED, FAILED, WARNING, SKIPPED = CheckStatus  # short names for the results below
-
-
-def _timed(name: str, body: Callable[[], CheckResult]) -> CheckResult:
-    """Run ``body``; any error becomes a failed result that keeps the error's own fix."""
-    started = time.perf_counter()
-    try:
-        result = body()
-    except DataprocError as exc:
-        result = CheckResult(name, FAILED, exc.message, fix=exc.fix or "", metadata=_where(exc))
-    except Exception as exc:
-        result = CheckResult(name, FAILED, f"{type(exc).__name__}: {_first_line(exc)}")
-    seconds = time.perf_counter() - started
-    return dataclasses.replace(
-        result, seconds=seconds, metadata={"seconds": round(seconds, 3), **result.metadata}
-    )
-
-
-def _when_failed(result: CheckResult, where: str, fix: str) -> CheckResult:
-    """A failed result that says where it looked and, unless its error gave one, the fix."""
-    if not result.failed:
-        return result
-    return dataclasses.replace(
-        result, metadata={"where": where, **result.metadata}, fix=result.fix or fix
-    )
-
-
-def _where(exc: DataprocError) -> dict[str, JsonValue]:
-    return {"source": exc.source} if exc.source else {}
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0][:500] if text else ""
 
 
 # ClickHouse
@@ -99,8 +68,8 @@ def check_clickhouse(clickhouse: ClickHouseConnection) -> CheckResult:
             },
         )
 
-    result = _timed(CHECK_CLICKHOUSE, body)
-    return _when_failed(
+    result = timed(CHECK_CLICKHOUSE, body)
+    return when_failed(
         result,
         _safe_describe(clickhouse) if result.failed else "",
         "check CLICKHOUSE_URL (chdb:///dir or http(s)://host:8123), CLICKHOUSE_USER and "
@@ -169,7 +138,7 @@ def check_unfinished_loads(clickhouse: ClickHouseConnection) -> CheckResult:
             "table: resume its run (./run.sh resume RUN_ID) or run the pipeline again",
         )
 
-    return _timed(CHECK_LOADS, body)
+    return timed(CHECK_LOADS, body)
 
 
 def _age(seconds: float | None) -> str:
@@ -225,8 +194,8 @@ def check_metabase(metabase: Any) -> CheckResult:
             },
         )
 
-    return _when_failed(
-        _timed(CHECK_METABASE, body),
+    return when_failed(
+        timed(CHECK_METABASE, body),
         metabase.describe(),
         "check METABASE_BASE_URL, the API key or login, and that Metabase is up",
     )
@@ -280,155 +249,7 @@ def check_migrations(clickhouse: ClickHouseConnection, folder: Path | None = Non
             metadata,
         )
 
-    return _timed(CHECK_MIGRATIONS, body)
-
-
-def table_check_name(pipeline: str) -> str:
-    """The name of a pipeline's target-table check."""
-    return f"pipeline_tables_{pipeline}"
-
-
-def check_pipeline_tables(
-    clickhouse: ClickHouseConnection,
-    pipelines: Iterable[Any],
-    folder: Path | None = None,
-) -> list[CheckResult]:
-    """Every pipeline's target tables present, with the columns the migrations define.
-
-    A table the migrations create must exist with their columns and types (else failed). A
-    table only the pipeline creates (its loader or a SQL step, on the first run) is a warning
-    while it does not exist yet.
-
-    Args:
-        clickhouse: The ClickHouse resource.
-        pipelines: ``Pipeline`` objects (``registry.discover_pipelines()``).
-        folder: Migrations folder (default: the project's).
-    """
-    pipelines = [p for p in pipelines if p.targets]
-    if not pipelines:
-        return []
-    try:
-        expected = _expected_tables(clickhouse, folder)
-    except Exception:  # reported by check_migrations; compare presence only
-        expected = {}
-    results = []
-    for pipeline in pipelines:
-        results.append(
-            _timed(
-                table_check_name(pipeline.name),
-                partial(_pipeline_tables, clickhouse, pipeline, expected),
-            )
-        )
-    return results
-
-
-def _expected_tables(
-    clickhouse: ClickHouseConnection, folder: Path | None
-) -> dict[str, dict[str, str] | None]:
-    """Tables and typed columns the applied migrations create (``db.table`` -> columns)."""
-    return _manager(clickhouse, folder).expected_schema()
-
-
-def _pipeline_tables(
-    clickhouse: ClickHouseConnection, pipeline: Any, expected: dict[str, dict[str, str] | None]
-) -> CheckResult:
-    default_db = clickhouse.database or "default"
-    tables = [t if "." in t else f"{default_db}.{t}" for t in pipeline.targets]
-    with clickhouse.get_client(step="integrity_check") as client:
-        states = tuple(_table_state(client, table, expected) for table in tables)
-    return _tables_result(table_check_name(pipeline.name), pipeline.name, states)
-
-
-def _table_state(client: Any, table: str, expected: dict[str, dict[str, str] | None]) -> TableState:
-    """What ``db.table`` looks like, compared with the migrations when they create it."""
-    database, bare = table.split(".", 1)
-    columns = tuple(
-        f"{n} {t}"
-        for n, t in client.query(
-            "SELECT name, type FROM system.columns WHERE database = %(db)s AND "
-            "table = %(t)s ORDER BY position",
-            parameters={"db": database, "t": bare},
-        ).result_rows
-    )
-    managed = table in expected
-    return TableState(
-        table=table,
-        columns=columns,
-        managed_by_migrations=managed,
-        problems=tuple(schema_problems(client, {table: expected[table]})) if managed else (),
-        keys_present_more_than_once=_duplicate_keys(client, database, bare) if columns else 0,
-    )
-
-
-def _tables_result(name: str, pipeline: str, states: tuple[TableState, ...]) -> CheckResult:
-    """The check result of a pipeline's tables: failed on any problem, else warnings."""
-    tables = [s.table for s in states]
-    found: dict[str, JsonValue] = {s.table: list(s.columns) for s in states if s.created}
-    problems = [str(p) for s in states for p in s.problems]
-    not_created = [s.table for s in states if s.not_created_yet]
-    repeated = {
-        s.table: s.keys_present_more_than_once for s in states if s.keys_present_more_than_once
-    }
-    metadata: dict[str, JsonValue] = {
-        "pipeline": pipeline,
-        "tables": list(tables),
-        "columns": found,
-        "managed_by_migrations": [s.table for s in states if s.managed_by_migrations],
-    }
-    if problems:
-        return CheckResult(
-            name,
-            FAILED,
-            "; ".join(problems),
-            {**metadata, "problems": list(problems)},
-            "apply pending migrations (./run.sh migrate), or add a migration that gives the "
-            "table the columns the pipeline loads",
-            tables=states,
-        )
-    if repeated:
-        return CheckResult(
-            name,
-            WARNING,
-            "keys present more than once (upsert tables not merged yet): "
-            + ", ".join(f"{t} ({n} keys)" for t, n in repeated.items())
-            + "; a plain SELECT counts them more than once",
-            {**metadata, "keys_present_more_than_once": dict(repeated)},
-            "read upsert tables with FINAL (SELECT ... FROM table FINAL, or SETTINGS final = 1); "
-            "SQL steps and show_table already do; OPTIMIZE TABLE ... FINAL merges them now",
-            tables=states,
-        )
-    if not_created:
-        return CheckResult(
-            name,
-            WARNING,
-            f"not created yet: {', '.join(not_created)} (the pipeline creates "
-            f"{'it' if len(not_created) == 1 else 'them'} on its first run)",
-            {**metadata, "not_created": list(not_created)},
-            f"run the job {pipeline} once, or create the table in a migration",
-            tables=states,
-        )
-    return CheckResult(
-        name,
-        PASSED,
-        ", ".join(f"{s.table} ({len(s.columns)} columns)" for s in states) + " present as expected",
-        metadata,
-        tables=states,
-    )
-
-
-def _duplicate_keys(client: Any, database: str, table: str) -> int:
-    """How many sorting keys of a ReplacingMergeTree (upsert) table have more than one row."""
-    rows = client.query(
-        "SELECT engine, sorting_key FROM system.tables WHERE database = %(db)s AND name = %(t)s",
-        parameters={"db": database, "t": table},
-    ).result_rows
-    if not rows or not str(rows[0][0]).endswith("ReplacingMergeTree") or not rows[0][1]:
-        return 0
-    qualified = f"{quote_identifier(database)}.{quote_identifier(table)}"
-    counted = client.query(
-        f"SELECT countIf(c > 1) FROM (SELECT count() AS c FROM {qualified} GROUP BY {rows[0][1]})"
-    ).result_rows
-    return int(counted[0][0]) if counted else 0
+    return timed(CHECK_MIGRATIONS, body)
 
 
 # All checks

@@ -35,6 +35,7 @@ from dagster import (
 
 from dataproc_dagster.core.settings import get_settings
 from dataproc_dagster.integrity import checks as integrity
+from dataproc_dagster.integrity import tables as table_checks
 from dataproc_dagster.integrity.results import CheckResult, CheckStatus, JsonValue
 from dataproc_dagster.pipeline.registry import discover_pipelines
 from dataproc_dagster.pipeline.schedules import build_schedule
@@ -181,7 +182,7 @@ def build_integrity_checks(
         writing = {w for writers in chosen.values() for w in writers}
         by_name = {
             r.name: r
-            for r in integrity.check_pipeline_tables(
+            for r in table_checks.check_pipeline_tables(
                 clickhouse, [p for p in pipelines if p.name in writing]
             )
         }
@@ -229,7 +230,7 @@ def table_result_of(
         by_name: The pipeline-table check results by check name.
     """
     name = f"{TABLE_CHECK} {qualified}"
-    results = [by_name[n] for n in map(integrity.table_check_name, writers) if n in by_name]
+    results = [by_name[n] for n in map(table_checks.table_check_name, writers) if n in by_name]
     if not results:
         return CheckResult(name, CheckStatus.FAILED, "the table check did not run")
     state = next((s for r in results if (s := r.table(qualified)) is not None), None)

@@ -3,11 +3,14 @@ checks, what was found for each table (problems as structured items, not text)."
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import dataclasses
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Union
 
+from dataproc_dagster.core.errors import DataprocError
 from dataproc_dagster.migrations.schema import SchemaProblem
 
 # A value the UI and ``--json`` show as is.
@@ -102,3 +105,40 @@ class CheckResult:
             "seconds": round(self.seconds, 3),
             "metadata": dict(self.metadata),
         }
+
+
+def timed(name: str, body: Callable[[], CheckResult]) -> CheckResult:
+    """Run ``body``; any error becomes a failed result that keeps the error's own fix."""
+    started = time.perf_counter()
+    try:
+        result = body()
+    except DataprocError as exc:
+        result = CheckResult(
+            name, CheckStatus.FAILED, exc.message, fix=exc.fix or "", metadata=where_of(exc)
+        )
+    except Exception as exc:
+        result = CheckResult(name, CheckStatus.FAILED, f"{type(exc).__name__}: {first_line(exc)}")
+    seconds = time.perf_counter() - started
+    return dataclasses.replace(
+        result, seconds=seconds, metadata={"seconds": round(seconds, 3), **result.metadata}
+    )
+
+
+def when_failed(result: CheckResult, where: str, fix: str) -> CheckResult:
+    """A failed result that says where it looked and, unless its error gave one, the fix."""
+    if not result.failed:
+        return result
+    return dataclasses.replace(
+        result, metadata={"where": where, **result.metadata}, fix=result.fix or fix
+    )
+
+
+def where_of(exc: DataprocError) -> dict[str, JsonValue]:
+    """The source an error names, as check metadata."""
+    return {"source": exc.source} if exc.source else {}
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an error's text, at most 500 characters."""
+    text = str(exc).strip().splitlines()
+    return text[0][:500] if text else ""

@@ -12,7 +12,7 @@ from typing import Literal
 from pydantic import Field
 
 from dataproc_dagster.core.modes import DriftPolicy, WriteMode
-from dataproc_dagster.loading.writer import LoadSpec
+from dataproc_dagster.loading.spec import LoadSpec
 from dataproc_dagster.pipeline.config_types import StepConfig, default_of
 
 WriteModeName = Literal["append", "replace", "replace_partitions", "upsert"]

@@ -29,7 +29,8 @@ from dataproc_dagster.core.errors import ConfigError
 from dataproc_dagster.core.modes import DriftPolicy, WriteMode
 from dataproc_dagster.core.settings import get_settings
 from dataproc_dagster.loading.config import LoaderConfig
-from dataproc_dagster.loading.writer import LoadSpec, load_chunkset
+from dataproc_dagster.loading.spec import LoadSpec
+from dataproc_dagster.loading.writer import load_chunkset
 from dataproc_dagster.observability.metrics import measure_step
 from dataproc_dagster.pipeline.steps import (
     CLICKHOUSE_POOL,

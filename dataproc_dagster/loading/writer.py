@@ -16,11 +16,8 @@ next load of a table settles what a dead process left and never publishes the sa
 
 from __future__ import annotations
 
-import hashlib
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
@@ -34,11 +31,11 @@ from dataproc_dagster.clickhouse.tables import (
     describe_table,
     drop_table,
 )
-from dataproc_dagster.core.choices import parse_choice
 from dataproc_dagster.core.chunks import ChunkSet
 from dataproc_dagster.core.errors import ConfigError, DataprocError, LoadError, SchemaError
-from dataproc_dagster.core.modes import DriftPolicy, WriteMode
+from dataproc_dagster.core.modes import WriteMode
 from dataproc_dagster.core.settings import get_settings
+from dataproc_dagster.loading.files import GLOB_CHARACTERS, file_batches, insert_files
 from dataproc_dagster.loading.ledger import (
     ABANDONED,
     FINAL_STATES,
@@ -46,8 +43,6 @@ from dataproc_dagster.loading.ledger import (
     LEDGER_TABLE,
     PUBLISHED,
     PUBLISHING,
-    SHADOW_PREFIX,
-    STAGE_PREFIX,
     STAGED,
     STAGING,
     LedgerEntry,
@@ -67,103 +62,15 @@ from dataproc_dagster.loading.schema_check import (
     check_file,
     plan_drift,
 )
+from dataproc_dagster.loading.spec import (
+    VERSION_COLUMN,
+    LoadResult,
+    LoadSpec,
+    shadow_name,
+    staging_name,
+)
 
-VERSION_COLUMN = "_version"
 __all__ = ["LEDGER_TABLE", "LoadResult", "LoadSpec", "load_chunkset"]
-
-
-@dataclass(frozen=True)
-class LoadSpec:
-    """How to write into the target table.
-
-    Attributes:
-        database: Target database.
-        table: Target table.
-        mode: The write mode (a :class:`WriteMode` or its string value).
-        order_by: Sorting key used when the loader creates the table.
-        partition_by: Partition expression used when the loader creates the table
-            (required for ``replace_partitions``).
-        key_columns: Key of ``upsert`` (also its sorting key).
-        version_column: Column deciding the latest row in ``upsert``; when ``None`` the loader
-            adds ``_version`` (load time in ns).
-        schema_drift: ``freeze`` (fail), ``evolve`` (add columns) or ``discard`` (drop them)
-            (a :class:`DriftPolicy` or its string value).
-        create_table: Create the table from the data's schema when it is missing.
-        allow_empty_replace: Let ``replace`` with no rows empty the table (otherwise skipped).
-        optimize_after_upsert: Run ``OPTIMIZE TABLE ... FINAL`` after an upsert.
-    """
-
-    database: str
-    table: str
-    mode: WriteMode = WriteMode.APPEND
-    order_by: tuple[str, ...] = ()
-    partition_by: str | None = None
-    key_columns: tuple[str, ...] = ()
-    version_column: str | None = None
-    schema_drift: DriftPolicy = DriftPolicy.FREEZE
-    create_table: bool = True
-    allow_empty_replace: bool = False
-    optimize_after_upsert: bool = False
-
-    def __post_init__(self) -> None:
-        # Strings (run config, user code) become the enums here, once; unknown ones fail.
-        where = f"{self.database}.{self.table}"
-        mode = parse_choice(WriteMode, self.mode, what="write mode", source=where)
-        drift = parse_choice(
-            DriftPolicy, self.schema_drift, what="schema_drift policy", source=where
-        )
-        object.__setattr__(self, "mode", mode)
-        object.__setattr__(self, "schema_drift", drift)
-
-    def validate(self) -> None:
-        """Check the combination of options.
-
-        Raises:
-            ConfigError: Naming the option and the accepted values.
-        """
-        where = f"{self.database}.{self.table}"
-        if self.mode == WriteMode.UPSERT and not self.key_columns:
-            raise ConfigError(
-                "write mode 'upsert' needs key_columns",
-                source=where,
-                fix="pass key_columns=('id',) naming the columns that identify a row",
-            )
-        if not self.table or not self.database:
-            raise ConfigError("the target table needs a database and a name", source=where)
-
-    @property
-    def qualified(self) -> str:
-        """Quoted ``database.table``."""
-        return qualified_name(self.table, self.database)
-
-
-@dataclass
-class LoadResult:
-    """What a load did."""
-
-    rows: int = 0
-    chunks: int = 0
-    created: bool = False
-    skipped: str | None = None
-    columns_added: list[str] = field(default_factory=list)
-    columns_discarded: list[str] = field(default_factory=list)
-    partitions: list[str] = field(default_factory=list)
-    recovered: list[str] = field(default_factory=list)
-
-
-def staging_name(spec: LoadSpec, dataset_id: str) -> str:
-    """A staging table name that is the same for every retry of the same load."""
-    return _work_name(STAGE_PREFIX, spec, dataset_id)
-
-
-def shadow_name(spec: LoadSpec, dataset_id: str) -> str:
-    """The name of the table assembled as the next version of the target."""
-    return _work_name(SHADOW_PREFIX, spec, dataset_id)
-
-
-def _work_name(prefix: str, spec: LoadSpec, dataset_id: str) -> str:
-    digest = hashlib.sha1(f"{dataset_id}|{spec.database}.{spec.table}".encode()).hexdigest()[:12]
-    return f"{prefix}{spec.table}_{digest}"[:200]
 
 
 def already_loaded(client: Client, spec: LoadSpec, dataset_id: str) -> bool:
@@ -368,18 +275,18 @@ def load_chunkset(
             engine_reads_files
             and chunks.uniform
             and chunks.schema is not None
-            and not _GLOB_CHARACTERS & set(chunks.directory)
+            and not GLOB_CHARACTERS & set(chunks.directory)
         )
         if direct:
             assert chunks.schema is not None
             columns = [n for n in chunks.schema.names if not (drift and n in drift.drop)]
             index = 0
-            for batch in _file_batches(chunks, get_settings().load_insert_rows):
+            for batch in file_batches(chunks, get_settings().load_insert_rows):
                 counts: list[int] = []
                 for path in batch:  # every file of the batch is checked before it is read
                     offset = result.rows + sum(counts)
                     counts.append(check_file(path, columns, info, row_offset=offset))
-                _insert_files(client, spec.database, stage, batch, columns, add_version, version)
+                insert_files(client, spec.database, stage, batch, columns, add_version, version)
                 for rows in counts:
                     result.rows += rows
                     staged_one(index)
@@ -478,61 +385,6 @@ def _settle_own(client: Client, spec: LoadSpec, entry: LedgerEntry, log: Any) ->
         _log(log, "warning", f"could not clean up after the failed load: {exc}")
         return entry.state
     return PUBLISHED if outcome.startswith(PUBLISHED) else ABANDONED
-
-
-# Rows the engine reads from chunk files in one INSERT: LOAD_INSERT_ROWS. Each INSERT makes parts
-# that the engine then merges in the background. Measured at 10M rows (100 files of 100k): one
-# INSERT per file 8.0-10.7 s (peak 707 MB), per 3 files 6.4 s (927 MB), per 5 files 4.4 s
-# (922 MB), per 10 files 4.2-4.8 s (1,020-1,107 MB): the engine buffers the files of one INSERT,
-# so more files buy little speed for much memory.
-_GLOB_CHARACTERS = set("*?{}[]")
-
-
-def _file_batches(chunks: ChunkSet, batch_rows: int) -> list[list[Path]]:
-    """The chunk files in runs of about ``batch_rows`` rows, one INSERT each."""
-    paths = chunks.paths()
-    if len(chunks.chunk_rows) != len(paths):  # a ChunkSet written without row counts
-        return [[path] for path in paths]
-    batches: list[list[Path]] = []
-    rows = 0
-    for path, count in zip(paths, chunks.chunk_rows, strict=True):
-        if not batches or rows + count > batch_rows or path.suffix != batches[-1][0].suffix:
-            batches.append([])
-            rows = 0
-        batches[-1].append(path)
-        rows += count
-    return batches
-
-
-def _insert_files(
-    client: Client,
-    database: str,
-    stage: str,
-    paths: list[Path],
-    columns: list[str],
-    add_version: bool,
-    version: int,
-) -> None:
-    """Let the engine read chunk files (Arrow IPC or Parquet) into the staging table at once."""
-    names = [quote_identifier(c) for c in columns]
-    selected = list(names)
-    if add_version:
-        names.append(quote_identifier(VERSION_COLUMN))
-        selected.append(f"toUInt64({int(version)})")
-    if len(paths) == 1:
-        pattern = str(paths[0])
-    else:
-        stems = ",".join(path.stem for path in paths)
-        pattern = str(paths[0].parent / f"{{{stems}}}{paths[0].suffix}")
-    literal = pattern.replace("\\", "\\\\").replace("'", "\\'")
-    client.command(
-        f"INSERT INTO {qualified_name(stage, database)} ({', '.join(names)}) "
-        f"SELECT {', '.join(selected)} FROM file('{literal}', {_file_format(paths[0])})"
-    )
-
-
-def _file_format(path: Path) -> str:
-    return "Parquet" if path.suffix == ".parquet" else "Arrow"
 
 
 def _publish(client: Client, spec: LoadSpec, entry: LedgerEntry) -> LedgerEntry:

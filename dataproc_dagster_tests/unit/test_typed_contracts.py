@@ -14,7 +14,7 @@ from dataproc_dagster.integrity.job import table_result_of
 from dataproc_dagster.integrity.results import CheckResult, CheckStatus, TableState
 from dataproc_dagster.loading.config import DriftPolicyName, WriteModeName
 from dataproc_dagster.loading.loader import create_clickhouse_loader
-from dataproc_dagster.loading.writer import LoadSpec
+from dataproc_dagster.loading.spec import LoadSpec
 from dataproc_dagster.migrations.schema import ProblemKind, SchemaProblem
 from dataproc_dagster.migrations.status import (
     CommandResult,

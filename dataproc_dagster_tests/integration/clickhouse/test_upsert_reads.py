@@ -9,6 +9,7 @@ from dataproc_dagster import create_clickhouse_loader, create_sql_step
 from dataproc_dagster.clickhouse.resource import ClickHouseResource
 from dataproc_dagster.core.settings import get_settings
 from dataproc_dagster.integrity import checks as integrity
+from dataproc_dagster.integrity import tables
 from dataproc_dagster_tests.helpers.pipelines import run_pipeline
 
 
@@ -66,12 +67,12 @@ def test_integrity_check_reports_keys_present_more_than_once(
     clickhouse: ClickHouseResource,
 ) -> None:
     _load_twice(clickhouse)
-    [result] = integrity.check_pipeline_tables(clickhouse, [_Pipeline()])
+    [result] = tables.check_pipeline_tables(clickhouse, [_Pipeline()])
     assert result.status == integrity.WARNING
     assert "default.orders (4 keys)" in result.summary
     assert result.metadata["keys_present_more_than_once"] == {"default.orders": 4}
     assert "FINAL" in result.fix
 
     clickhouse.command("OPTIMIZE TABLE orders FINAL")
-    [merged] = integrity.check_pipeline_tables(clickhouse, [_Pipeline()])
+    [merged] = tables.check_pipeline_tables(clickhouse, [_Pipeline()])
     assert merged.status == integrity.PASSED, merged.summary

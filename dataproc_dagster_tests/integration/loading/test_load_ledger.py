@@ -28,7 +28,8 @@ from dataproc_dagster.loading.ledger import (
     recover_target,
     write_entry,
 )
-from dataproc_dagster.loading.writer import LoadResult, LoadSpec, load_chunkset
+from dataproc_dagster.loading.spec import LoadResult, LoadSpec
+from dataproc_dagster.loading.writer import load_chunkset
 
 
 class Killed(BaseException):

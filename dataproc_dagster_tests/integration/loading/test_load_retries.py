@@ -102,7 +102,8 @@ def test_retry_of_a_finished_append_does_not_duplicate(
 ) -> None:
     """A load step retried after it published (e.g. a crash after the swap) writes nothing."""
     from dataproc_dagster.core.chunks import ChunkWriter
-    from dataproc_dagster.loading.writer import LoadSpec, load_chunkset
+    from dataproc_dagster.loading.spec import LoadSpec
+    from dataproc_dagster.loading.writer import load_chunkset
 
     with ChunkWriter(data_dir / "chunks", "run-1/extract") as writer:
         for frame in _frames(3, 100):

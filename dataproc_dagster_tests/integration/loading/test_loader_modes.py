@@ -192,7 +192,8 @@ def test_both_insert_paths_load_the_same_rows_and_refuse_the_same_data(
 
     from dataproc_dagster.core.chunks import ChunkWriter
     from dataproc_dagster.core.errors import SchemaError
-    from dataproc_dagster.loading.writer import LoadSpec, load_chunkset
+    from dataproc_dagster.loading.spec import LoadSpec
+    from dataproc_dagster.loading.writer import load_chunkset
 
     frame = pd.DataFrame(
         {
@@ -240,8 +241,9 @@ def test_engine_reads_chunk_files_in_batches(
     from dataproc_dagster.core.chunks import ChunkWriter
     from dataproc_dagster.core.errors import SchemaError
     from dataproc_dagster.core.settings import get_settings
-    from dataproc_dagster.loading import writer as writer_module
-    from dataproc_dagster.loading.writer import LoadSpec, load_chunkset
+    from dataproc_dagster.loading.files import file_batches
+    from dataproc_dagster.loading.spec import LoadSpec
+    from dataproc_dagster.loading.writer import load_chunkset
 
     monkeypatch.setenv("LOAD_INSERT_ROWS", "4")
     get_settings.cache_clear()
@@ -251,7 +253,7 @@ def test_engine_reads_chunk_files_in_batches(
     with ChunkWriter(Path(str(tmp_path)) / folder / "ok", "r/1", chunk_rows=2) as w:
         w.write(pd.DataFrame({"id": range(9), "qty": range(9)}))
     chunks = w.close()
-    assert [len(batch) for batch in writer_module._file_batches(chunks, 4)] == [2, 2, 1]
+    assert [len(batch) for batch in file_batches(chunks, 4)] == [2, 2, 1]
     with clickhouse.get_client() as client:
         loaded = load_chunkset(
             client,
@@ -283,7 +285,8 @@ def test_engine_reads_parquet_and_compressed_arrow_chunks(
 
     from dataproc_dagster.core.chunks import ChunkSet, ChunkWriter, read_chunk
     from dataproc_dagster.core.errors import SchemaError
-    from dataproc_dagster.loading.writer import LoadSpec, load_chunkset
+    from dataproc_dagster.loading.spec import LoadSpec
+    from dataproc_dagster.loading.writer import load_chunkset
 
     def chunks_of(frame: pd.DataFrame, name: str) -> ChunkSet:
         compression = "lz4" if file_format == "arrow-lz4" else None

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataproc_dagster.core.modes import DriftPolicy, WriteMode
 from dataproc_dagster.loading.config import LoaderConfig
 from dataproc_dagster.loading.loader import create_clickhouse_loader
-from dataproc_dagster.loading.writer import LoadSpec
+from dataproc_dagster.loading.spec import LoadSpec
 
 
 def test_the_model_defaults_are_the_load_spec_defaults() -> None:
