@@ -10,11 +10,9 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import os
 import time
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager, nullcontext
-from datetime import datetime
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -33,30 +31,25 @@ from dataproc_dagster.migrations.errors import (
     MigrationStateError,
 )
 from dataproc_dagster.migrations.files import MigrationFile, discover_migrations, render
+from dataproc_dagster.migrations.lock import MigrationLock
 from dataproc_dagster.migrations.schema import expected_tables, schema_differences
 from dataproc_dagster.migrations.state import (
-    LeaseKeeper,
     MigrationRow,
-    Owner,
     StateTable,
-    new_owner,
 )
 from dataproc_dagster.migrations.status import (
     APPLIED_STATES,
     DIRTY_STATES,
     CommandResult,
-    DirtyMigration,
-    LockHolder,
-    MigrationFileStatus,
     MigrationState,
     MigrationStatus,
     PlannedStatement,
     SchemaCheck,
     label,
 )
+from dataproc_dagster.migrations.summary import summarize
 
 _logger = logging.getLogger(__name__)
-_SERVER_SETTLE_SECONDS = 1.0
 
 
 class ClickHouseMigrationManager:
@@ -95,7 +88,7 @@ class ClickHouseMigrationManager:
         self.database = self.clickhouse.database or "default"
         self.cluster = self.settings.clickhouse_cluster
         self._log = log or _logger.info
-        self._claimed_at = 0.0  # when this runner last wrote its lock claim (monotonic)
+        self.lock = MigrationLock(self.clickhouse, self.settings, run_id, self._log)
 
     # Public commands
 
@@ -114,7 +107,7 @@ class ClickHouseMigrationManager:
         with self._client() as client:
             state = self._state(client)
             rows = state.migrations()
-            holders = self.lock_holders(state) if state.exists() else []
+            holders = self.lock.holders(state) if state.exists() else []
         status = self._status(files, rows)
         # Without the lock, a "running" row is a migration in progress only while a live
         # runner claims the lock; otherwise its runner died.
@@ -150,13 +143,13 @@ class ClickHouseMigrationManager:
                     self._log(f"[dry run] {item.migration} #{item.number}: {item.sql}")
                 return CommandResult("up", (), status, dry_run=True, statements=tuple(plan))
             applied: list[str] = []
-            with self._locked(state) as owner:
+            with self.lock.held(state) as owner:
                 status = self._status(files, state.migrations())
                 self._refuse_unsafe(status, command="up")
                 pending = status.pending_versions
                 for migration in files:
                     if migration.version in pending:
-                        self._heartbeat(state, owner)
+                        self.lock.heartbeat(state, owner)
                         self._run_up(client, state, migration)
                         applied.append(migration.label)
                 status = self._status(files, state.migrations())
@@ -188,7 +181,7 @@ class ClickHouseMigrationManager:
         rolled_back: list[str] = []
         with self._client() as client:
             state = self._state(client)
-            with self._locked(state) as owner:
+            with self.lock.held(state) as owner:
                 status = self._status(files, state.migrations())
                 self._refuse_unsafe(status, command="down")
                 applied = sorted((r.version for r in status.migrations if r.applied), reverse=True)
@@ -208,7 +201,7 @@ class ClickHouseMigrationManager:
                         fix="write the missing NNNN_name.down.sql file(s), or roll back fewer",
                     )
                 for migration in chosen:
-                    self._heartbeat(state, owner)
+                    self.lock.heartbeat(state, owner)
                     self._run_down(client, state, migration)
                     rolled_back.append(migration.label)
                 status = self._status(files, state.migrations())
@@ -231,10 +224,10 @@ class ClickHouseMigrationManager:
             repaired: list[str] = []
             if not state.exists():
                 return CommandResult("repair", (), self._status(files, {}))
-            holders = self.lock_holders(state)
+            holders = self.lock.holders(state)
             for holder in holders:
                 self._log(f"the migration lock was claimed by {holder.owner}: {holder.state}")
-            with self._locked(state):
+            with self.lock.held(state):
                 rows = state.migrations()
                 by_version = {m.version: m for m in files}
                 for row in rows.values():
@@ -275,7 +268,7 @@ class ClickHouseMigrationManager:
             )
         with self._client() as client:
             state = self._state(client)
-            with self._locked(state):
+            with self.lock.held(state):
                 if state.has_history():
                     raise MigrationStateError(
                         "cannot baseline: migrations are already recorded",
@@ -403,144 +396,8 @@ class ClickHouseMigrationManager:
         with self.clickhouse.get_client(step="migrations") as client:
             yield client
 
-    def lock_holders(self, state: StateTable) -> list[LockHolder]:
-        """Who claims the migration lock (one per unreleased claim) and whether each is alive."""
-        found = []
-        for owner_id, expiry, valid in state.unreleased_claims():
-            owner = Owner.parse(owner_id)
-            alive: bool | None
-            if self.clickhouse.is_embedded and owner.pid != os.getpid():
-                # This process holds the engine's file lock: no other process is running.
-                alive = False
-                text = "not running (this process holds the embedded engine), claim is stale"
-            elif owner.process_alive() is False:
-                alive, text = False, "its process is gone, claim is stale"
-            elif not valid:
-                alive, text = False, "its lease expired without renewal, claim is stale"
-            else:
-                alive = True if owner.process_alive() else None
-                until = f" until {expiry:%H:%M:%S} UTC" if expiry else ""
-                text = ("alive" if alive else "on another host") + f", lease valid{until}"
-            found.append(
-                LockHolder(
-                    owner=owner.describe(),
-                    host=owner.host,
-                    pid=owner.pid,
-                    run=owner.run,
-                    alive=alive,
-                    state=text,
-                )
-            )
-        return found
-
-    def _release_stale_claims(self, state: StateTable) -> None:
-        """On the embedded engine, withdraw the claims of other processes: holding the engine's
-        file lock proves none of them is running."""
-        for owner_id, _expiry, _valid in state.unreleased_claims():
-            owner = Owner.parse(owner_id)
-            if owner.pid != os.getpid() or not owner.on_this_host:
-                state.release_lock(owner_id)
-                self._log(
-                    f"released the stale migration lock claim of {owner.describe()} "
-                    "(that process is not running)"
-                )
-
-    def _heartbeat(self, state: StateTable, owner: str) -> None:
-        """Refresh the lock claim once a quarter of its lifetime has passed."""
-        ttl = self.settings.migrations_lock_ttl
-        if time.monotonic() - self._claimed_at > ttl / 4:
-            state.claim_lock(owner, ttl)
-            self._claimed_at = time.monotonic()
-
-    @contextmanager
-    def _locked(self, state: StateTable) -> Iterator[str]:
-        """Hold the migration lock for the block; yields the owner id, to refresh the claim."""
-        state.ensure()
-        owner = new_owner(self.run_id)
-        embedded = self.clickhouse.is_embedded
-        if embedded:
-            self._release_stale_claims(state)
-        ttl = self.settings.migrations_lock_ttl
-        state.acquire_lock(
-            owner,
-            ttl=ttl,
-            timeout=self.settings.migrations_lock_timeout,
-            settle=0.0 if embedded else _SERVER_SETTLE_SECONDS,
-        )
-        self._claimed_at = time.monotonic()
-        lease: AbstractContextManager[Any] = (
-            nullcontext()
-            if embedded  # nobody else can reach the engine while this process holds it
-            else LeaseKeeper(
-                lambda: self.clickhouse.get_client(step="migrations lock"),
-                state,
-                owner,
-                ttl=ttl,
-                interval=self.settings.migrations_lock_heartbeat,
-                warn=_logger.warning,
-            )
-        )
-        try:
-            with lease:
-                yield owner
-        finally:
-            state.release_lock(owner)
-
     def _status(self, files: list[MigrationFile], rows: dict[int, MigrationRow]) -> MigrationStatus:
-        by_version = {m.version: m for m in files}
-        per_file: list[MigrationFileStatus] = []
-        for migration in files:
-            row = rows.get(migration.version)
-            recorded = row.status if row else MigrationState.PENDING
-            shown = MigrationState.PENDING if recorded == MigrationState.REVERTED else recorded
-            applied = recorded in APPLIED_STATES
-            per_file.append(
-                MigrationFileStatus(
-                    version=migration.version,
-                    name=migration.name,
-                    file=migration.up_path.name,
-                    has_down=migration.down_path is not None,
-                    status=shown,
-                    applied=applied,
-                    checksum=migration.checksum,
-                    checksum_ok=not applied or row is None or row.checksum == migration.checksum,
-                    applied_at=_iso(row.applied_at) if row and applied else None,
-                    duration_ms=row.duration_ms if row and applied else None,
-                    statements=len(migration.up),
-                )
-            )
-        failed = tuple(
-            DirtyMigration(
-                version=row.version,
-                name=row.name,
-                status=row.status,
-                operation=row.operation,
-                failed_statement=row.failed_statement,
-                statements=row.statements,
-                error=row.error,
-            )
-            for row in rows.values()
-            if row.status in DIRTY_STATES
-        )
-        missing = tuple(
-            label(row.version, row.name)
-            for row in rows.values()
-            if row.version not in by_version and row.status != MigrationState.REVERTED
-        )
-        applied_versions = [v for v, r in rows.items() if r.status in APPLIED_STATES]
-        return MigrationStatus(
-            database=self.database,
-            folder=str(self.folder),
-            executed_count=len(applied_versions),
-            pending_count=sum(1 for r in per_file if r.status == MigrationState.PENDING),
-            failed_count=len(failed),
-            failed=failed,
-            checksum_mismatches=tuple(r.file for r in per_file if not r.checksum_ok),
-            missing_files=missing,
-            current_version=max(applied_versions, default=None),
-            latest_version=max(by_version, default=None),
-            migrations=tuple(per_file),
-        )
+        return summarize(files, rows, database=self.database, folder=self.folder)
 
     def _refuse_unsafe(self, status: MigrationStatus, *, command: str) -> None:
         if status.failed:
@@ -551,7 +408,7 @@ class ClickHouseMigrationManager:
                 f"`{command}` refused: {first.describe()}",
                 source=self._target(),
                 fix="make the schema consistent by hand, then run `python -m "
-                "dataproc_dagster.migrations repair` (add --applied if you completed it)",
+                "dataproc_dagster.cli.migrations repair` (add --applied if you completed it)",
             )
         if status.checksum_mismatches:
             names = ", ".join(status.checksum_mismatches)
@@ -587,10 +444,6 @@ def _first_line(exc: BaseException, *, secret: str = "") -> str:
     if secret:
         text = text.replace(secret, "***")
     return text.splitlines()[0][:1000]
-
-
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat() if value is not None else None
 
 
 __all__ = ["ClickHouseMigrationManager", "MigrationFileError", "MigrationStatus"]
