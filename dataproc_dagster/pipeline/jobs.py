@@ -132,6 +132,16 @@ class PipelineParts:
         )
 
     @property
+    def job_tags(self) -> dict[str, str]:
+        """The job's tags: the pipeline's name and the tags it was given."""
+        return {"dataproc/pipeline": self.name, **dict(self.tags or {})}
+
+    @property
+    def executor_def(self) -> ExecutorDefinition:
+        """The executor the ``executor`` argument names (or is)."""
+        return _executor(self.name, self.executor)
+
+    @property
     def targets(self) -> tuple[str, ...]:
         """The loader's target, then each SQL step's table."""
         loader = self.loader
@@ -236,8 +246,8 @@ def build_asset_pipeline(parts: PipelineParts) -> Pipeline:
         selection=AssetSelection.assets(*keys).without_checks()
         | AssetSelection.checks(*check_keys),
         description=text,
-        tags={"dataproc/pipeline": parts.name, **dict(parts.tags or {})},
-        executor_def=_executor(parts.name, parts.executor),
+        tags=parts.job_tags,
+        executor_def=parts.executor_def,
     )
     sched = optional_schedule(job, parts.schedule, parts.timezone, parts.schedule_run_config)
     return Pipeline(
@@ -286,8 +296,8 @@ def build_op_pipeline(parts: PipelineParts) -> Pipeline:
     )
     job = graph.to_job(
         name=parts.name,
-        tags={"dataproc/pipeline": parts.name, **dict(parts.tags or {})},
-        executor_def=_executor(parts.name, parts.executor),
+        tags=parts.job_tags,
+        executor_def=parts.executor_def,
     )
     sched = optional_schedule(job, parts.schedule, parts.timezone, parts.schedule_run_config)
     return Pipeline(

@@ -30,7 +30,7 @@ from dataproc_dagster.sources.http.pagination import (
     paginator_from_config,
 )
 from dataproc_dagster.sources.http.records import ListMode
-from dataproc_dagster.sources.http.retry import HttpRetryPolicy, check_statuses
+from dataproc_dagster.sources.http.retry import HttpRetryPolicy
 from dataproc_dagster.sources.http.spec import HttpSourceSpec
 
 AuthKindName = Literal["none", "bearer", "basic", "api_key"]
@@ -158,10 +158,11 @@ class HttpRetryConfig(StepConfig):
 
     def to_policy(self) -> HttpRetryPolicy:
         """The :class:`HttpRetryPolicy` of this block (statuses checked)."""
-        values: dict[str, Any] = self.model_dump(exclude={"statuses"})
-        if self.statuses is not None:
-            values["statuses"] = check_statuses(self.statuses, source="run config retry.statuses")
-        return HttpRetryPolicy(**values)
+        return HttpRetryPolicy.from_options(
+            self.statuses,
+            source="run config retry.statuses",
+            **self.model_dump(exclude={"statuses"}),
+        )
 
 
 class HttpIncrementalConfig(StepConfig):

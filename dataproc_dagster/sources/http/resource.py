@@ -16,7 +16,7 @@ from dataproc_dagster.pipeline.config_types import default_of
 from dataproc_dagster.sources.http.auth import ApiKeyLocation, AuthKind, HttpAuth
 from dataproc_dagster.sources.http.client import HttpSource
 from dataproc_dagster.sources.http.config import ApiKeyLocationName, AuthKindName
-from dataproc_dagster.sources.http.retry import RETRY_STATUSES, HttpRetryPolicy, check_statuses
+from dataproc_dagster.sources.http.retry import HttpRetryPolicy
 
 
 class HttpResource(ConfigurableResource):
@@ -84,17 +84,13 @@ class HttpResource(ConfigurableResource):
 
     def retry_policy(self) -> HttpRetryPolicy:
         """The retry policy."""
-        statuses = (
-            RETRY_STATUSES
-            if self.retry_statuses is None
-            else check_statuses(self.retry_statuses, source="http resource retry_statuses")
-        )
-        return HttpRetryPolicy(
+        return HttpRetryPolicy.from_options(
+            self.retry_statuses,
+            source="http resource retry_statuses",
             max_attempts=self.max_attempts,
             backoff=self.backoff,
             max_backoff=self.max_backoff,
             max_total_wait=self.max_total_wait,
-            statuses=statuses,
         )
 
     def resolve_url(self, url: str) -> str:

@@ -7,6 +7,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
+from typing import Any
 
 from dataproc_dagster.core.errors import ConfigError
 
@@ -83,6 +84,16 @@ class HttpRetryPolicy:
                 "backoff, max_backoff, max_total_wait and max_retry_after must not be negative"
             )
         object.__setattr__(self, "statuses", check_statuses(self.statuses))
+
+    @classmethod
+    def from_options(
+        cls, statuses: Iterable[int] | None = None, *, source: str, **options: Any
+    ) -> HttpRetryPolicy:
+        """A policy from configured options; ``statuses`` (``None`` = the default ones) are
+        checked with an error naming ``source``, the option they came from."""
+        if statuses is not None:
+            options["statuses"] = check_statuses(statuses, source=source)
+        return cls(**options)
 
     def delay(self, attempt: int, retry_after: float | None = None) -> float:
         """Seconds to wait after failed attempt number ``attempt`` (1-based).
