@@ -1,4 +1,4 @@
-"""The load ledger and idempotent publishing, in the engine's ``default`` database and an Atomic one.
+"""The load ledger and idempotent publishing, in `default` and in an Atomic database.
 
 A crash is simulated in-process by an exception that no ``except Exception`` catches, raised at a
 named instant (the crash tests in test_load_kills.py SIGKILL real processes instead).
