@@ -31,13 +31,13 @@ from dataproc_dagster.loading.spec import LoadSpec
 from dataproc_dagster.loading.writer import load_chunkset
 from dataproc_dagster.observability.metrics import measure_step
 from dataproc_dagster.pipeline.steps import (
-    CLICKHOUSE_POOL,
     ChunkSetType,
     cleanup_run_chunks,
     materialization,
     output_is_asset,
     pipeline_errors,
     table_metadata,
+    target_pool,
 )
 
 
@@ -330,5 +330,8 @@ def make_load_op(pipeline: str, name: str, loader: ClickHouseLoader) -> OpDefini
         required_resource_keys={"clickhouse"},
         retry_policy=loader.retry_policy,
         tags={"kind": "clickhouse", "dataproc/step": "load"},
-        pool=CLICKHOUSE_POOL,
+        pool=target_pool(
+            loader.spec.database if loader.spec else None,
+            loader.spec.table if loader.spec else None,
+        ),
     )(_load_configured if loader.from_config else _load)
