@@ -9,6 +9,7 @@ publishes once; another load_id with the same rows is new data.
 
 from __future__ import annotations
 
+import socket
 import sys
 import threading
 import time
@@ -40,6 +41,10 @@ OLD = range(1000)  # rows already in the target before a test's loads
 
 class Killed(BaseException):
     """Stands for SIGKILL: not an ``Exception``, so the loader's error handling does not run."""
+
+
+class Outage(RuntimeError):
+    """Stands for a statement failing as the server goes away: the error handling runs."""
 
 
 # --- data and tables -------------------------------------------------------------------------
@@ -140,6 +145,11 @@ def _user_tables(clickhouse: ClickHouseResource) -> list[str]:
     return [row[0] for row in rows]
 
 
+def _work_tables(clickhouse: ClickHouseResource) -> list[str]:
+    """Tables a load left behind: the test's own names never start with ``_``."""
+    return [name for name in _user_tables(clickhouse) if name.startswith("_")]
+
+
 @contextmanager
 def _kill_points(hook: Callable[[str], None]) -> Iterator[None]:
     """Send every named instant of the loader (``kill_point_for_tests``) to ``hook``.
@@ -208,6 +218,7 @@ def test_concurrent_appends_keep_every_row_once(
         outcome = workers.run_round(tasks)
         assert outcome == {task.load_id: None for task in tasks}, outcome
         _assert_exactly(server_clickhouse, want)
+        assert _work_tables(server_clickhouse) == []
 
 
 @pytest.mark.server
@@ -239,6 +250,7 @@ def test_concurrent_replace_partitions_of_different_partitions(
             assert rows == [(repetition + 1,)]
         assert _ids(server_clickhouse, where="p NOT IN (0, 1)") == untouched
         _assert_exactly(server_clickhouse, untouched + news[0] + news[1])
+        assert _work_tables(server_clickhouse) == []
 
 
 # --- other writers during a load (server) ---------------------------------------------------
@@ -306,6 +318,7 @@ def test_an_outside_writer_keeps_every_acknowledged_row(
     assert _ids(server_clickhouse, where=f"id < {OutsideWriter.FIRST_ID}") == sorted(
         list(OLD) + project
     )
+    assert _work_tables(server_clickhouse) == []
 
 
 STATEMENTS = {
@@ -375,6 +388,7 @@ def test_a_statement_acknowledged_during_a_load_stays_in_effect(
             partition < partitions and count == unique == full and old == 0
             for partition, count, unique, old in per_partition
         ), per_partition
+        assert _work_tables(server_clickhouse) == []
         return
     kept = [] if statement == "truncate" else list(OLD)
     if statement == "delete":
@@ -385,6 +399,7 @@ def test_a_statement_acknowledged_during_a_load_stays_in_effect(
     if statement == "add_column":
         ((with_note,),) = server_clickhouse.query_rows(f"SELECT countIf(note = 'x') FROM {DB}.t")
         assert with_note == len(kept) + len(new)
+    assert _work_tables(server_clickhouse) == []
 
 
 # --- materialized views (both backends) -----------------------------------------------------
@@ -429,12 +444,20 @@ def test_a_materialized_view_sees_each_loaded_row_once(clickhouse: ClickHouseRes
     _load(clickhouse, _chunks("second", second), _spec(), load_id="B", run_id="run-2")
     _assert_exactly(clickhouse, first + list(second))
     _assert_exactly(clickhouse, first + list(second), rows_table)
+    assert _work_tables(clickhouse) == []
 
 
+@pytest.mark.parametrize("interruption", ["killed", "error"])
 def test_a_load_interrupted_while_publishing_reaches_the_view_once(
-    clickhouse: ClickHouseResource,
+    clickhouse: ClickHouseResource, interruption: str
 ) -> None:
-    """Killed at the first, a middle and the last instant of publishing, then retried."""
+    """Interrupted at the first, a middle and the last instant of publishing, then loaded again.
+
+    ``killed``: the process dies (no error handling runs) and the load is resumed by a
+    re-execution on another host (another host name, as a new Kubernetes pod). ``error``: a
+    statement fails (as in a server outage) and the step's own retry, in the same process,
+    loads again.
+    """
     ids = list(range(3000))
     chunks = _chunks("data", range(3000))
     publishing = _publish_points(clickhouse, chunks, _with_view)
@@ -444,22 +467,28 @@ def test_a_load_interrupted_while_publishing_reaches_the_view_once(
         table = f"t{number}"
         rows_table = _with_view(clickhouse, table)
 
-        def kill(name: str, point: str = point) -> None:
+        def interrupt(name: str, point: str = point) -> None:
             if name == point:
-                raise Killed(name)
+                raise Killed(name) if interruption == "killed" else Outage(name)
 
-        with _kill_points(kill), pytest.raises(Killed):
+        with _kill_points(interrupt), pytest.raises((Killed, Outage, DataprocError)):
             _load(clickhouse, chunks, _spec(table), load_id="A")
         # Readers may see some partitions arrive, never a partial one.
         per_partition = clickhouse.query_rows(f"SELECT p, count() FROM {DB}.{table} GROUP BY p")
         assert all(count == 375 for _, count in per_partition), (point, per_partition)
 
-        _load(clickhouse, chunks, _spec(table), load_id="A")  # the step's retry
+        with pytest.MonkeyPatch.context() as patch:
+            if interruption == "killed":
+                patch.setattr(socket, "gethostname", lambda: "another-pod")
+                _load(clickhouse, chunks, _spec(table), load_id="A", run_id="run-1-reexecution")
+            else:
+                _load(clickhouse, chunks, _spec(table), load_id="A")
         _assert_exactly(clickhouse, ids, table)
         _assert_exactly(clickhouse, ids, rows_table)
-        _load(clickhouse, chunks, _spec(table), load_id="A", run_id="run-1-reexecution")
+        _load(clickhouse, chunks, _spec(table), load_id="A", run_id="run-1-another-reexecution")
         _assert_exactly(clickhouse, ids, table)
         _assert_exactly(clickhouse, ids, rows_table)
+        assert _work_tables(clickhouse) == [], point
 
 
 @pytest.mark.parametrize("without_window", ["target", "view"])
@@ -501,6 +530,7 @@ def test_a_chunk_spanning_150_partitions_loads(clickhouse: ClickHouseResource, m
         "AND table = 't' AND active"
     )
     assert partitions == 150
+    assert _work_tables(clickhouse) == []
 
 
 CLUSTER_XML = (
@@ -583,6 +613,7 @@ def test_identical_rows_of_a_new_load_are_new_data(clickhouse: ClickHouseResourc
     _load(clickhouse, run_1, _spec(), load_id="A", run_id="run-1")  # load A again
     _load(clickhouse, run_1, _spec(), load_id="A", run_id="run-1-reexecution")
     _assert_exactly(clickhouse, ids + ids)
+    assert _work_tables(clickhouse) == []
 
 
 def test_load_id_defaults_to_the_dataset_id(clickhouse: ClickHouseResource) -> None:
