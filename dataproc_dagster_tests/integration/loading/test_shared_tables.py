@@ -9,6 +9,7 @@ publishes once; another load_id with the same rows is new data.
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import sys
 import threading
@@ -455,8 +456,8 @@ def test_a_load_interrupted_while_publishing_reaches_the_view_once(
 
     ``killed``: the process dies (no error handling runs) and the load is resumed by a
     re-execution on another host (another host name, as a new Kubernetes pod). ``error``: a
-    statement fails (as in a server outage) and the step's own retry, in the same process,
-    loads again.
+    statement fails; the loader's error handling runs (it may finish the publish itself), then
+    the step's own retry, in the same process, loads again.
     """
     ids = list(range(3000))
     chunks = _chunks("data", range(3000))
@@ -471,8 +472,14 @@ def test_a_load_interrupted_while_publishing_reaches_the_view_once(
             if name == point:
                 raise Killed(name) if interruption == "killed" else Outage(name)
 
-        with _kill_points(interrupt), pytest.raises((Killed, Outage, DataprocError)):
-            _load(clickhouse, chunks, _spec(table), load_id="A")
+        with _kill_points(interrupt):
+            if interruption == "killed":
+                with pytest.raises(Killed):
+                    _load(clickhouse, chunks, _spec(table), load_id="A")
+            else:
+                # The loader's error handling may finish the publish itself, or fail the step.
+                with contextlib.suppress(DataprocError):
+                    _load(clickhouse, chunks, _spec(table), load_id="A")
         # Readers may see some partitions arrive, never a partial one.
         per_partition = clickhouse.query_rows(f"SELECT p, count() FROM {DB}.{table} GROUP BY p")
         assert all(count == 375 for _, count in per_partition), (point, per_partition)
