@@ -15,7 +15,6 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pyarrow as pa
@@ -26,6 +25,7 @@ from dataproc_dagster.clickhouse.resource import ClickHouseResource
 from dataproc_dagster.clickhouse.server import local_clickhouse_server
 from dataproc_dagster.core.chunks import ChunkSet, ChunkWriter
 from dataproc_dagster.core.errors import ConfigError, DataprocError
+from dataproc_dagster.core.modes import WriteMode
 from dataproc_dagster.core.settings import get_settings
 from dataproc_dagster.loading import writer
 from dataproc_dagster.loading.spec import LoadResult, LoadSpec
@@ -95,7 +95,9 @@ def _create(
 
 
 def _spec(table: str = "t", mode: str = "append") -> LoadSpec:
-    return LoadSpec(database=DB, table=table, mode=mode, partition_by="p", order_by=("id",))
+    return LoadSpec(
+        database=DB, table=table, mode=WriteMode(mode), partition_by="p", order_by=("id",)
+    )
 
 
 def _load(
@@ -151,7 +153,7 @@ def _work_tables(clickhouse: ClickHouseResource) -> list[str]:
     return [name for name in _user_tables(clickhouse) if name.startswith("_")]
 
 
-@contextmanager
+@contextlib.contextmanager
 def _kill_points(hook: Callable[[str], None]) -> Iterator[None]:
     """Send every named instant of the loader (``kill_point_for_tests``) to ``hook``.
 
@@ -243,8 +245,8 @@ def test_concurrent_replace_partitions_of_different_partitions(
             news[partition] = list(ids)
         outcome = workers.run_round(tasks)
         assert outcome == {task.load_id: None for task in tasks}, outcome
-        for partition, ids in news.items():
-            assert _ids(server_clickhouse, where=f"p = {partition}") == ids
+        for partition, loaded in news.items():
+            assert _ids(server_clickhouse, where=f"p = {partition}") == loaded
             rows = server_clickhouse.query_rows(
                 f"SELECT DISTINCT v FROM {DB}.t WHERE p = {partition}"
             )
