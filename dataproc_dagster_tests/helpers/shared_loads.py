@@ -36,12 +36,14 @@ class LoadTask:
     start_at: float = 0.0
 
 
-def _serve(tasks: Queue[LoadTask | None], results: Queue[tuple[str, str | None]]) -> None:
-    """A worker's loop: wait for the round's start, load, report (load_id, error or None)."""
+def _serve(
+    worker: int, tasks: Queue[LoadTask | None], results: Queue[tuple[int, str | None]]
+) -> None:
+    """A worker's loop: wait for the round's start, load, report (worker, error or None)."""
     from dataproc_dagster.clickhouse.connection import ClickHouseConnection
     from dataproc_dagster.loading.writer import load_chunkset
 
-    results.put((_READY, None))
+    results.put((worker, _READY))
     while (task := tasks.get()) is not None:
         time.sleep(max(0.0, task.start_at - time.time()))
         try:
@@ -55,9 +57,9 @@ def _serve(tasks: Queue[LoadTask | None], results: Queue[tuple[str, str | None]]
                     exclusive=False,
                 )
         except BaseException:  # reported to the test, which names it
-            results.put((task.load_id, traceback.format_exc()[-3000:]))
+            results.put((worker, traceback.format_exc()[-3000:]))
         else:
-            results.put((task.load_id, None))
+            results.put((worker, None))
 
 
 class LoadWorkers:
@@ -65,19 +67,19 @@ class LoadWorkers:
 
     def __init__(self, count: int, *, start_timeout: float = 120.0) -> None:
         context = multiprocessing.get_context("spawn")
-        self._results: Queue[tuple[str, str | None]] = context.Queue()
+        self._results: Queue[tuple[int, str | None]] = context.Queue()
         self._tasks: list[Queue[LoadTask | None]] = [context.Queue() for _ in range(count)]
         self._processes: list[SpawnProcess] = [
-            context.Process(target=_serve, args=(tasks, self._results), daemon=True)
-            for tasks in self._tasks
+            context.Process(target=_serve, args=(number, tasks, self._results), daemon=True)
+            for number, tasks in enumerate(self._tasks)
         ]
         for process in self._processes:
             process.start()
         for _ in self._processes:
-            name, _error = self._next_result(start_timeout)
-            assert name == _READY, name
+            _worker, error = self._next_result(start_timeout)
+            assert error == _READY, error
 
-    def _next_result(self, timeout: float) -> tuple[str, str | None]:
+    def _next_result(self, timeout: float) -> tuple[int, str | None]:
         try:
             return self._results.get(timeout=timeout)
         except queue.Empty:
@@ -85,16 +87,16 @@ class LoadWorkers:
             message = f"no worker answered within {timeout} s (alive: {alive})"
             raise AssertionError(message) from None
 
-    def run_round(self, tasks: list[LoadTask], timeout: float = 120.0) -> dict[str, str | None]:
-        """Start every task at the same instant; {load_id: traceback, or None when it loaded}."""
+    def run_round(self, tasks: list[LoadTask], timeout: float = 120.0) -> list[str | None]:
+        """Start every task at the same instant; per task, its traceback or None when it loaded."""
         assert len(tasks) <= len(self._tasks), "more tasks than workers"
         start_at = time.time() + _LEAD_SECONDS
-        for worker, task in zip(self._tasks, tasks, strict=False):
-            worker.put(replace(task, start_at=start_at))
-        outcome: dict[str, str | None] = {}
+        for queue_of_worker, task in zip(self._tasks, tasks, strict=False):
+            queue_of_worker.put(replace(task, start_at=start_at))
+        outcome: list[str | None] = [None] * len(tasks)
         for _ in tasks:
-            load_id, error = self._next_result(timeout)
-            outcome[load_id] = error
+            worker, error = self._next_result(timeout)
+            outcome[worker] = error
         return outcome
 
     def close(self) -> None:
