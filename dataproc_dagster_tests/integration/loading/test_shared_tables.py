@@ -256,6 +256,34 @@ def test_concurrent_replace_partitions_of_different_partitions(
         assert _work_tables(server_clickhouse) == []
 
 
+@pytest.mark.server
+def test_a_retry_racing_its_original_loads_the_rows_once(
+    server_clickhouse: ClickHouseResource, workers: LoadWorkers
+) -> None:
+    """A step retried, or re-executed on another pod, while its first attempt still runs.
+
+    Both attempts are the same load (same load_id). "A live load's work tables are never
+    dropped by another process": one attempt publishes, the other fails cleanly or finds the
+    load done, and the rows arrive once.
+    """
+    _create(server_clickhouse)
+    want = list(OLD)
+    for repetition in range(REPETITIONS):
+        first = 10_000 + repetition * ROWS
+        ids = range(first, first + ROWS)
+        name = f"r{repetition}"
+        chunks = _chunks(name, ids)
+        tasks = [
+            LoadTask(server_clickhouse.url, chunks, _spec(), f"{name}-attempt-{n}", f"load-{name}")
+            for n in (1, 2)
+        ]
+        outcome = workers.run_round(tasks)
+        want.extend(ids)
+        assert None in outcome, outcome  # at least one attempt loaded
+        _assert_exactly(server_clickhouse, want)
+        assert _work_tables(server_clickhouse) == []
+
+
 # --- other writers during a load (server) ---------------------------------------------------
 
 
