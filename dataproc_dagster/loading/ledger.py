@@ -253,15 +253,18 @@ def read_entries(client: Client, database: str, target: str) -> list[LedgerEntry
     return found[::-1]
 
 
-def owner_is_dead(entry: LedgerEntry, *, exclusive: bool) -> bool:
+def owner_is_dead(entry: LedgerEntry, *, exclusive: bool, same_load: bool = False) -> bool:
     """Whether the process that staged ``entry`` can no longer be working on it.
 
     Only asked of loads that never reached ``publishing``. ``exclusive``: the caller holds the
-    embedded engine's directory lock, so no other load is running. Otherwise an owner on this
-    host is dead when its pid is gone, and any owner when its lease ran out.
+    embedded engine's directory lock, so no other load is running. ``same_load``: the caller
+    is an attempt of the same load, so an earlier attempt in this process is over. Otherwise an
+    owner on this host is dead when its pid is gone, and any owner when its lease ran out.
     """
     if exclusive:
         return True
+    if same_load and entry.owner == this_owner():
+        return True  # an earlier attempt of the caller's own load, in this process: over
     host, _, pid = entry.owner.rpartition(":")
     if host == socket.gethostname() and pid.isdigit() and int(pid) != os.getpid():
         try:

@@ -33,6 +33,7 @@ from dataproc_dagster.loading.files import GLOB_CHARACTERS, file_batches, insert
 from dataproc_dagster.loading.ledger import (
     ABANDONED,
     HEARTBEAT_SECONDS,
+    LEASE_SECONDS,
     LEDGER_TABLE,
     PUBLISHED,
     PUBLISHING,
@@ -43,8 +44,10 @@ from dataproc_dagster.loading.ledger import (
     ensure_ledger,
     kill_point_for_tests,
     load_key,
+    owner_is_dead,
     read_entry,
     stage_table_name,
+    this_owner,
     write_entry,
 )
 from dataproc_dagster.loading.publish import (
@@ -70,6 +73,10 @@ from dataproc_dagster.loading.targets import (
 )
 
 __all__ = ["LEDGER_TABLE", "LoadResult", "LoadSpec", "load_chunkset"]
+
+# A stage with no ledger row yet is taken as another attempt's for this long (it records itself
+# right after creating the stage); after that it is a leftover of a crash.
+UNRECORDED_GRACE_SECONDS = 30.0
 
 
 def _create_target(client: Client, spec: LoadSpec, chunks: ChunkSet) -> None:
@@ -195,7 +202,6 @@ def load_chunkset(
     own = read_entry(client, spec.database, spec.table, key)
     if own is not None and own.state in (PUBLISHED, PUBLISHING):
         return _finish_own(client, spec, own, result, log)
-    drop_work_table(client, spec.database, stage)  # an earlier attempt of this load
     info = describe_table(client, spec.database, spec.table)
     if info is None:
         if chunks.schema is None:
@@ -241,10 +247,12 @@ def load_chunkset(
             )
     else:
         drift = None
+    claimed = _claim_stage(client, spec, key, stage, exclusive=exclusive, log=log)
+    if claimed is not None:
+        return _finish_own(client, spec, claimed, result, log)
     entry = LedgerEntry(spec.table, key, load_id, spec.mode.value, run_id, STAGING, stage=stage)
     write_entry(client, spec.database, entry)
     try:
-        client.command(f"CREATE TABLE {qualified_name(stage, spec.database)} AS {spec.qualified}")
         settings = stage_insert_settings(client)
         renewed = time.monotonic()
         version = time.time_ns()
@@ -332,6 +340,48 @@ def load_chunkset(
     return result
 
 
+def _claim_stage(
+    client: Client, spec: LoadSpec, key: str, stage: str, *, exclusive: bool, log: Any
+) -> LedgerEntry | None:
+    """Create this load's staging table once no other attempt of the same load is staging.
+
+    Two attempts of one load can overlap (a re-execution on another pod while the first
+    attempt still runs): the one whose ``CREATE TABLE`` succeeds stages, the other waits until
+    that attempt is over, never dropping a live attempt's stage. Returns the entry of an attempt
+    that published (or began to) meanwhile: then there is nothing to stage.
+    """
+    started = time.monotonic()
+    waited_note = False
+    while True:
+        own = read_entry(client, spec.database, spec.table, key)
+        if own is not None and own.state in (PUBLISHED, PUBLISHING):
+            return own
+        if table_engine(client, spec.database, stage) is not None:
+            waited = time.monotonic() - started
+            if own is None or own.state == ABANDONED:
+                # Created by an attempt that has not recorded itself yet, or a leftover.
+                alive = not exclusive and own is None and waited < UNRECORDED_GRACE_SECONDS
+            else:
+                alive = not owner_is_dead(own, exclusive=exclusive, same_load=True)
+            if alive and waited < LEASE_SECONDS:
+                if not waited_note:
+                    owner = own.owner if own is not None else "another process"
+                    _log(log, "info", f"waiting for the other attempt of this load ({owner})")
+                    waited_note = True
+                time.sleep(1.0)
+                continue
+            drop_work_table(client, spec.database, stage)  # an earlier attempt, now over
+        try:
+            client.command(
+                f"CREATE TABLE {qualified_name(stage, spec.database)} AS {spec.qualified}"
+            )
+            return None
+        except Exception as exc:
+            if "TABLE_ALREADY_EXISTS" not in str(exc) and "already exists" not in str(exc):
+                raise
+            time.sleep(0.2)  # another attempt created it first: wait for it above
+
+
 def _finish_own(
     client: Client, spec: LoadSpec, own: LedgerEntry, result: LoadResult, log: Any
 ) -> LoadResult:
@@ -367,6 +417,8 @@ def _undo_unpublished(client: Client, spec: LoadSpec, entry: LedgerEntry, log: A
         current = read_entry(client, spec.database, spec.table, entry.load_key) or entry
         if current.state in (PUBLISHED, ABANDONED, PUBLISHING):
             return current.state
+        if current.owner != this_owner():
+            return current.state  # another attempt of this load: its stage is its own
         drop_work_table(client, spec.database, entry.stage)
         write_entry(
             client, spec.database, current.moved(ABANDONED, owner="", note="the load failed")
