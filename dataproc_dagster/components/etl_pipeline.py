@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import replace
+from pathlib import Path
 from typing import Any, Self
 
 from dagster import (
@@ -26,7 +27,7 @@ from dagster import (
     scaffold_with,
 )
 from dagster.components.resolved.errors import ResolutionException
-from pydantic import Field, PrivateAttr, ValidationError, field_validator
+from pydantic import Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from dataproc_dagster.components.models import (
     LoaderBlock,
@@ -34,11 +35,14 @@ from dataproc_dagster.components.models import (
     SqlStepBlock,
     TransformerBlock,
     checked,
+    import_object,
     is_template,
     secret_paths,
     to_transformer,
+    unset,
 )
 from dataproc_dagster.components.scaffolder import EtlPipelineScaffolder
+from dataproc_dagster.core.errors import ConfigError, DataprocError
 from dataproc_dagster.pipeline.factory import create_etl_pipeline
 from dataproc_dagster.pipeline.jobs import Pipeline
 from dataproc_dagster.pipeline.schedules import check_schedule
@@ -56,39 +60,36 @@ class EtlPipelineComponent(Component, Resolvable, Model):
     when the step runs. See docs/extending.md, "Pipelines in YAML".
     """
 
-    name: str | None = Field(
-        default=None,
+    name: str | None = unset(
         description="Pipeline and job name (letters, digits, underscores); default: the "
         "folder holding this defs.yaml",
     )
-    description: str | None = Field(default=None, description="Shown on the job and assets")
-    source: SourceBlock | None = Field(
-        default=None, description="Where rows come from; none for a pipeline of SQL steps only"
+    description: str | None = unset(description="Shown on the job and assets")
+    source: SourceBlock | None = unset(
+        description="Where rows come from; none for a pipeline of SQL steps only"
     )
     transformers: list[str | TransformerBlock] = Field(
         default=[],
         description="Applied to every chunk, in order: import paths of fn(df) -> df, or "
         "blocks with function, name, output_type and arrow",
     )
-    loader: LoaderBlock | None = Field(
-        default=None, description="The ClickHouse table the rows go to (needed with a source)"
+    loader: LoaderBlock | None = unset(
+        description="The ClickHouse table the rows go to (needed with a source)"
     )
     sql_steps: list[SqlStepBlock] = Field(
         default=[], description="Tables rebuilt from a SELECT inside ClickHouse after the load"
     )
-    schedule: str | None = Field(
-        default=None, description="Cron string, e.g. '0 6 * * *'; none for no schedule"
-    )
+    schedule: str | None = unset(description="Cron string, e.g. '0 6 * * *'; none for no schedule")
     timezone: str = Field(default="UTC", description="The schedule's IANA time zone")
     # Partitions: when create_etl_pipeline takes `partitions=`, a `partitions` block goes here
     # and build_pipeline passes it on (docs/extending.md, "Pipelines in YAML").
     owners: list[str] = Field(
         default=[], description="Owners of the assets: team:name or e-mail addresses"
     )
-    group: str | None = Field(default=None, description="Asset group (default: the name)")
+    group: str | None = unset(description="Asset group (default: the name)")
     tags: dict[str, str] = Field(default={}, description="Job tags")
     executor: str = Field(default="in_process", description="in_process or multiprocess")
-    chunk_rows: int | None = Field(default=None, description="Rows per chunk between steps")
+    chunk_rows: int | None = unset(description="Rows per chunk between steps")
     allow_empty_loads: bool = Field(
         default=False, description="A load of no rows passes the rows_loaded check"
     )
@@ -99,8 +100,33 @@ class EtlPipelineComponent(Component, Resolvable, Model):
     @classmethod
     def _valid_cron(cls, value: str | None) -> str | None:
         if value is not None and not is_template(value):
-            checked("schedule", lambda: check_schedule("pipeline", value, "UTC"))
+            checked(lambda: check_schedule("yaml", value, "UTC"))
         return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _valid_timezone(cls, value: str) -> str:
+        if not is_template(value):
+            checked(lambda: check_schedule("yaml", "0 0 * * *", value))
+        return value
+
+    @field_validator("transformers")
+    @classmethod
+    def _importable(cls, items: list[str | TransformerBlock]) -> list[str | TransformerBlock]:
+        for index, item in enumerate(items):
+            if isinstance(item, str) and not is_template(item):
+                import_object(item, f"transformers[{index}]")
+        return items
+
+    @model_validator(mode="after")
+    def _complete(self) -> Self:
+        if self.source is not None and self.loader is None:
+            raise ValueError("a pipeline with a source needs a loader: add loader: {table: ...}")
+        if self.source is None and (self.loader is not None or self.transformers):
+            raise ValueError("a loader or transformers need a source: add source: {http: ...}")
+        if self.source is None and not self.sql_steps:
+            raise ValueError("the pipeline has no steps: add a source and a loader, or sql_steps")
+        return self
 
     @classmethod
     def model(cls) -> type[Model]:
@@ -123,7 +149,19 @@ class EtlPipelineComponent(Component, Resolvable, Model):
     def build_pipeline(self, context: ComponentLoadContext) -> Pipeline:
         """The pipeline, built by ``create_etl_pipeline`` from the blocks."""
         folder = context.path
-        pipeline = create_etl_pipeline(
+        module = context.defs_relative_module_name(folder)
+        where = "/".join(module.split(".")) + "/defs.yaml"
+        try:
+            pipeline = self._create(folder)
+        except DataprocError as exc:
+            raise ConfigError(
+                exc.message, pipeline=exc.pipeline, source=where, fix=exc.fix
+            ) from exc
+        # Where it is defined, for messages (a Python pipeline's is its module).
+        return replace(pipeline, module=where)
+
+    def _create(self, folder: Path) -> Pipeline:
+        return create_etl_pipeline(
             name=self.name or folder.name,
             extractor=self.source.to_extractor(folder) if self.source is not None else None,
             loader=self.loader.to_loader() if self.loader is not None else None,
@@ -139,9 +177,6 @@ class EtlPipelineComponent(Component, Resolvable, Model):
             group_name=self.group,
             allow_empty_loads=self.allow_empty_loads,
         )
-        # Where it is defined, for messages (a Python pipeline's is its module).
-        module = context.defs_relative_module_name(folder)
-        return replace(pipeline, module="/".join(module.split(".")) + "/defs.yaml")
 
     def build_defs(self, context: ComponentLoadContext) -> Definitions:
         """The pipeline's assets (its sources as external assets), checks, job and schedule.

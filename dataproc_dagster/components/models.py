@@ -55,6 +55,21 @@ _ENV_TEMPLATE = re.compile(
 )
 
 
+def _not_null(schema: dict[str, Any]) -> None:
+    """Drop ``null`` from an optional field's JSON schema: ``dg check yaml`` then reports what is
+    wrong inside the block (a key, a choice) instead of "not valid under any of the schemas"."""
+    options = [option for option in schema.pop("anyOf", []) if option.get("type") != "null"]
+    if len(options) == 1:
+        schema.update(options[0])
+    elif options:
+        schema["anyOf"] = options
+
+
+def unset(description: str, **options: Any) -> Any:
+    """An optional field: left out, the factory's own default applies."""
+    return Field(default=None, description=description, json_schema_extra=_not_null, **options)
+
+
 def is_template(value: object) -> bool:
     """Whether ``value`` is text holding a ``{{ ... }}`` template (checked once rendered)."""
     return isinstance(value, str) and "{{" in value
@@ -75,12 +90,13 @@ def env_variable(value: str, option: str) -> str:
     return match.group(1) or match.group(2)
 
 
-def checked(option: str, build: Callable[[], T]) -> T:
-    """``build()``, with the framework's error as a ``ValueError`` naming ``option``."""
+def checked(build: Callable[[], T]) -> T:
+    """``build()``, with the framework's error as a ``ValueError`` (its message and fix; the
+    validation error names the file, the line and the field)."""
     try:
         return build()
     except DataprocError as exc:
-        raise ValueError(f"{option}: {exc}") from None
+        raise ValueError(exc.message + (f". Fix: {exc.fix}" if exc.fix else "")) from None
 
 
 def import_object(path: str, option: str) -> Any:
@@ -120,16 +136,13 @@ class HttpAuthBlock(Block):
     """How requests authenticate; the secret is an environment variable read at run time."""
 
     kind: AuthKindName = Field(default="none", description="none, bearer, basic or api_key")
-    secret: str | None = Field(
-        default=None,
+    secret: str | None = unset(
         description="bearer: the token, basic: the password, api_key: the key; always written "
         "'{{ env.NAME }}' (the variable is read when the step runs)",
         examples=["{{ env.SHOP_TOKEN }}"],
     )
-    username: str | None = Field(default=None, description="basic: the user name")
-    name: str | None = Field(
-        default=None, description="api_key: header or query parameter name, e.g. X-API-Key"
-    )
+    username: str | None = unset(description="basic: the user name")
+    name: str | None = unset(description="api_key: header or query parameter name, e.g. X-API-Key")
     location: ApiKeyLocationName = Field(default="header", description="api_key: header or query")
 
     @field_validator("secret")
@@ -141,7 +154,7 @@ class HttpAuthBlock(Block):
 
     @model_validator(mode="after")
     def _complete(self) -> HttpAuthBlock:
-        checked("auth", self.to_auth)
+        checked(self.to_auth)
         return self
 
     def to_auth(self) -> HttpAuth:
@@ -163,28 +176,24 @@ class HttpPaginatorBlock(Block):
         default="single",
         description="single, page_number, offset, cursor, next_url or link_header",
     )
-    page_size: int | None = Field(default=None, description="Records asked for per page")
-    max_pages: int | None = Field(default=None, description="Stop after this many pages")
-    page_param: str | None = Field(default=None, description="page_number: page parameter")
-    first_page: int | None = Field(default=None, description="page_number: 0 or 1")
+    page_size: int | None = unset(description="Records asked for per page")
+    max_pages: int | None = unset(description="Stop after this many pages")
+    page_param: str | None = unset(description="page_number: page parameter")
+    first_page: int | None = unset(description="page_number: 0 or 1")
     size_param: str | None = Field(
         default=None, description="Parameter sending page_size (null: none is sent)"
     )
-    total_pages_path: str | None = Field(
-        default=None, description="page_number: JSON path of the page count"
-    )
-    total_path: str | None = Field(default=None, description="JSON path of the record count")
-    offset_param: str | None = Field(default=None, description="offset: offset parameter")
-    limit_param: str | None = Field(default=None, description="offset: limit parameter")
-    cursor_path: str | None = Field(default=None, description="cursor: JSON path of the cursor")
-    cursor_param: str | None = Field(default=None, description="cursor: cursor parameter")
-    next_url_path: str | None = Field(
-        default=None, description="next_url: JSON path of the next page's URL"
-    )
+    total_pages_path: str | None = unset(description="page_number: JSON path of the page count")
+    total_path: str | None = unset(description="JSON path of the record count")
+    offset_param: str | None = unset(description="offset: offset parameter")
+    limit_param: str | None = unset(description="offset: limit parameter")
+    cursor_path: str | None = unset(description="cursor: JSON path of the cursor")
+    cursor_param: str | None = unset(description="cursor: cursor parameter")
+    next_url_path: str | None = unset(description="next_url: JSON path of the next page's URL")
 
     @model_validator(mode="after")
     def _options_of_the_style(self) -> HttpPaginatorBlock:
-        checked("paginator", self.to_paginator)
+        checked(self.to_paginator)
         return self
 
     def to_paginator(self) -> Paginator:
@@ -195,19 +204,17 @@ class HttpPaginatorBlock(Block):
 class HttpRetryBlock(Block):
     """When and how long to wait before sending a failed request again."""
 
-    max_attempts: int | None = Field(default=None, description="Attempts per request (5)")
-    backoff: float | None = Field(default=None, description="Base backoff, seconds (0.5)")
-    max_backoff: float | None = Field(default=None, description="Cap on one wait, seconds")
-    max_total_wait: float | None = Field(
-        default=None, description="Cap on all waits of one request, seconds"
-    )
-    statuses: list[int] | None = Field(
-        default=None, description="Statuses retried (default 408, 425, 429 and every 5xx)"
+    max_attempts: int | None = unset(description="Attempts per request (5)")
+    backoff: float | None = unset(description="Base backoff, seconds (0.5)")
+    max_backoff: float | None = unset(description="Cap on one wait, seconds")
+    max_total_wait: float | None = unset(description="Cap on all waits of one request, seconds")
+    statuses: list[int] | None = unset(
+        description="Statuses retried (default 408, 425, 429 and every 5xx)"
     )
 
     @model_validator(mode="after")
     def _valid(self) -> HttpRetryBlock:
-        checked("retry", self.to_policy)
+        checked(self.to_policy)
         return self
 
     def to_policy(self) -> HttpRetryPolicy:
@@ -223,12 +230,12 @@ class HttpIncrementalBlock(Block):
     cursor_field: str = Field(description="JSON path of the cursor in a record, e.g. updated_at")
     param: str = Field(description="Request parameter taking the lower bound, e.g. updated_since")
     key: list[str] = Field(default=[], description="Fields identifying a record, e.g. [id]")
-    initial_value: str | None = Field(default=None, description="Lower bound of the first run")
-    table: str | None = Field(default=None, description="Table holding the cursor (the target)")
+    initial_value: str | None = unset(description="Lower bound of the first run")
+    table: str | None = unset(description="Table holding the cursor (the target)")
 
     @model_validator(mode="after")
     def _valid(self) -> HttpIncrementalBlock:
-        checked("incremental", self.to_incremental)
+        checked(self.to_incremental)
         return self
 
     def to_incremental(self) -> Incremental:
@@ -240,25 +247,23 @@ class HttpSourceBlock(Block):
     """A JSON API endpoint (``create_http_extractor``; docs/http-extractor.md)."""
 
     url: str = Field(description="The endpoint (the first page)")
-    auth: HttpAuthBlock | None = Field(default=None, description="Authentication")
-    paginator: HttpPaginatorBlock | None = Field(default=None, description="Paging (single)")
-    records_path: str | None = Field(
-        default=None, description="Dotted path of the records list, e.g. data.items"
+    auth: HttpAuthBlock | None = unset(description="Authentication")
+    paginator: HttpPaginatorBlock | None = unset(description="Paging (single)")
+    records_path: str | None = unset(description="Dotted path of the records list, e.g. data.items")
+    params: dict[str, str | int | float | bool] | None = unset(
+        description="Query parameters of every request (no secrets)"
     )
-    params: dict[str, str | int | float | bool] | None = Field(
-        default=None, description="Query parameters of every request (no secrets)"
+    headers: dict[str, str] | None = unset(
+        description="Extra request headers (no secrets: use auth)"
     )
-    headers: dict[str, str] | None = Field(
-        default=None, description="Extra request headers (no secrets: use auth)"
-    )
-    incremental: HttpIncrementalBlock | None = Field(default=None, description="Incremental")
-    retry: HttpRetryBlock | None = Field(default=None, description="Retry policy")
-    timeout: float | None = Field(default=None, description="Connect/read timeout, seconds")
-    concurrency: int | None = Field(default=None, description="Pages in flight (4)")
-    max_depth: int | None = Field(default=None, description="Nested levels flattened (3)")
-    list_mode: ListModeName | None = Field(default=None, description="auto or json")
-    resource_key: str | None = Field(
-        default=None, description="An HttpResource giving base URL, headers, auth and retries"
+    incremental: HttpIncrementalBlock | None = unset(description="Incremental")
+    retry: HttpRetryBlock | None = unset(description="Retry policy")
+    timeout: float | None = unset(description="Connect/read timeout, seconds")
+    concurrency: int | None = unset(description="Pages in flight (4)")
+    max_depth: int | None = unset(description="Nested levels flattened (3)")
+    list_mode: ListModeName | None = unset(description="auto or json")
+    resource_key: str | None = unset(
+        description="An HttpResource giving base URL, headers, auth and retries"
     )
 
     @field_validator("params", "headers")
@@ -290,8 +295,8 @@ class ClickHouseSourceBlock(Block):
     """A ClickHouse query, streamed (``create_clickhouse_extractor``)."""
 
     query: str = Field(description="SQL; bind values with {name:Type} placeholders")
-    parameters: dict[str, Any] | None = Field(default=None, description="Placeholder values")
-    database: str | None = Field(default=None, description="Database to run in")
+    parameters: dict[str, Any] | None = unset(description="Placeholder values")
+    database: str | None = unset(description="Database to run in")
 
     def to_extractor(self) -> Extractor:
         """``create_clickhouse_extractor(query, ...)``."""
@@ -301,23 +306,23 @@ class ClickHouseSourceBlock(Block):
 class MetabaseSourceBlock(Block):
     """A Metabase table or native SQL query (``create_metabase_extractor``)."""
 
-    database_id: int | None = Field(default=None, description="Metabase database id")
-    database_name: str | None = Field(default=None, description="Database by its Metabase name")
-    table_id: int | None = Field(default=None, description="Metabase table id")
-    table_name: str | None = Field(default=None, description="Table by name")
-    schema_: str | None = Field(default=None, alias="schema", description="Schema of table_name")
-    native_query: str | None = Field(default=None, description="SQL instead of a table")
-    order_by: list[str] | str | None = Field(default=None, description="A unique row order")
-    columns: list[str] | None = Field(default=None, description="Fields to read (default all)")
-    limit: int | None = Field(default=None, description="At most this many rows")
-    method: ReadMethodName | None = Field(default=None, description="dataset or export")
-    page_size: int | None = Field(default=None, description="Rows per request")
-    resource_key: str | None = Field(default=None, description="The MetabaseResource key")
+    database_id: int | None = unset(description="Metabase database id")
+    database_name: str | None = unset(description="Database by its Metabase name")
+    table_id: int | None = unset(description="Metabase table id")
+    table_name: str | None = unset(description="Table by name")
+    schema_: str | None = unset(alias="schema", description="Schema of table_name")
+    native_query: str | None = unset(description="SQL instead of a table")
+    order_by: list[str] | str | None = unset(description="A unique row order")
+    columns: list[str] | None = unset(description="Fields to read (default all)")
+    limit: int | None = unset(description="At most this many rows")
+    method: ReadMethodName | None = unset(description="dataset or export")
+    page_size: int | None = unset(description="Rows per request")
+    resource_key: str | None = unset(description="The MetabaseResource key")
 
     @model_validator(mode="after")
     def _one_source(self) -> MetabaseSourceBlock:
         if not any(is_template(v) for v in self.options().values()):
-            checked("metabase", self.to_extractor)
+            checked(self.to_extractor)
         return self
 
     def to_extractor(self) -> Extractor:
@@ -335,14 +340,12 @@ class FileSourceBlock(Block):
         description="The file: inside `package` when that is set, else relative to this "
         "defs.yaml's folder (or absolute)"
     )
-    package: str | None = Field(
-        default=None, description="An installed package holding the file, e.g. palmerpenguins"
+    package: str | None = unset(
+        description="An installed package holding the file, e.g. palmerpenguins"
     )
-    format: str | None = Field(default=None, description="csv or parquet (default: the suffix)")
-    chunk_rows: int | None = Field(default=None, description="Rows per chunk read")
-    read_options: dict[str, Any] | None = Field(
-        default=None, description="Keyword arguments of pandas.read_csv"
-    )
+    format: str | None = unset(description="csv or parquet (default: the suffix)")
+    chunk_rows: int | None = unset(description="Rows per chunk read")
+    read_options: dict[str, Any] | None = unset(description="Keyword arguments of pandas.read_csv")
 
     def location(self, folder: Path) -> str:
         """The file's path: in ``package``, or relative to ``folder`` (the defs.yaml's)."""
@@ -361,10 +364,10 @@ class SourceBlock(Block):
 
     model_config = ConfigDict(json_schema_extra={"minProperties": 1, "maxProperties": 1})
 
-    http: HttpSourceBlock | None = Field(default=None, description="A JSON API endpoint")
-    clickhouse: ClickHouseSourceBlock | None = Field(default=None, description="A query")
-    metabase: MetabaseSourceBlock | None = Field(default=None, description="A Metabase table")
-    file: FileSourceBlock | None = Field(default=None, description="A CSV or Parquet file")
+    http: HttpSourceBlock | None = unset(description="A JSON API endpoint")
+    clickhouse: ClickHouseSourceBlock | None = unset(description="A query")
+    metabase: MetabaseSourceBlock | None = unset(description="A Metabase table")
+    file: FileSourceBlock | None = unset(description="A CSV or Parquet file")
 
     @model_validator(mode="after")
     def _exactly_one(self) -> SourceBlock:
@@ -394,11 +397,11 @@ class TransformerBlock(Block):
     function: str = Field(
         description="Import path of fn(df) -> df, e.g. my_package.transforms.clean"
     )
-    name: str | None = Field(default=None, description="Step name (default: the function's)")
-    output_type: str | None = Field(
-        default=None, description="Import path of a dagster-pandas type every chunk must pass"
+    name: str | None = unset(description="Step name (default: the function's)")
+    output_type: str | None = unset(
+        description="Import path of a dagster-pandas type every chunk must pass"
     )
-    arrow: bool | None = Field(default=None, description="fn takes and returns a pyarrow.Table")
+    arrow: bool | None = unset(description="fn takes and returns a pyarrow.Table")
 
     @field_validator("function", "output_type")
     @classmethod
@@ -425,28 +428,24 @@ class LoaderBlock(Block):
     """The ClickHouse table the rows go to (``create_clickhouse_loader``; docs/loading.md)."""
 
     table: str = Field(description="table or database.table")
-    mode: WriteModeName | None = Field(
-        default=None, description="append (default), replace, replace_partitions or upsert"
+    mode: WriteModeName | None = unset(
+        description="append (default), replace, replace_partitions or upsert"
     )
-    database: str | None = Field(default=None, description="Database (CLICKHOUSE_DATABASE)")
-    key_columns: list[str] | None = Field(default=None, description="upsert: the key")
-    version_column: str | None = Field(default=None, description="upsert: the latest row")
-    order_by: list[str] | None = Field(default=None, description="Sorting key of a new table")
-    partition_by: str | None = Field(default=None, description="Partition expression")
-    schema_drift: DriftPolicyName | None = Field(
-        default=None, description="freeze (default), evolve or discard"
-    )
-    create_table: bool | None = Field(default=None, description="Create a missing table")
-    allow_empty_replace: bool | None = Field(
-        default=None, description="Let replace with no rows empty the table"
-    )
-    optimize_after_upsert: bool | None = Field(default=None, description="OPTIMIZE ... FINAL")
-    keep_chunks: bool | None = Field(default=None, description="Keep the run's chunk files")
+    database: str | None = unset(description="Database (CLICKHOUSE_DATABASE)")
+    key_columns: list[str] | None = unset(description="upsert: the key")
+    version_column: str | None = unset(description="upsert: the latest row")
+    order_by: list[str] | None = unset(description="Sorting key of a new table")
+    partition_by: str | None = unset(description="Partition expression")
+    schema_drift: DriftPolicyName | None = unset(description="freeze (default), evolve or discard")
+    create_table: bool | None = unset(description="Create a missing table")
+    allow_empty_replace: bool | None = unset(description="Let replace with no rows empty the table")
+    optimize_after_upsert: bool | None = unset(description="OPTIMIZE ... FINAL")
+    keep_chunks: bool | None = unset(description="Keep the run's chunk files")
 
     @model_validator(mode="after")
     def _valid(self) -> LoaderBlock:
         if not any(is_template(v) for v in self.options().values()):
-            checked("loader", self.to_loader)
+            checked(self.to_loader)
         return self
 
     def to_loader(self) -> ClickHouseLoader:
@@ -459,15 +458,15 @@ class SqlStepBlock(Block):
 
     table: str = Field(description="table or database.table to rebuild")
     select: str = Field(description="The SELECT statement")
-    order_by: list[str] | None = Field(default=None, description="Sorting key")
-    engine: str | None = Field(default=None, description="Table engine (MergeTree)")
-    name: str | None = Field(default=None, description="Step name (sql_<table>)")
-    reads: list[str] | None = Field(default=None, description="Tables read (default: parsed)")
+    order_by: list[str] | None = unset(description="Sorting key")
+    engine: str | None = unset(description="Table engine (MergeTree)")
+    name: str | None = unset(description="Step name (sql_<table>)")
+    reads: list[str] | None = unset(description="Tables read (default: parsed)")
 
     @model_validator(mode="after")
     def _valid(self) -> SqlStepBlock:
         if not any(is_template(v) for v in self.options().values()):
-            checked("sql step", self.to_sql_step)
+            checked(self.to_sql_step)
         return self
 
     def to_sql_step(self) -> SqlStep:
