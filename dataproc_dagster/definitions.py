@@ -8,23 +8,13 @@ never holds the embedded ClickHouse directory.
 
 from __future__ import annotations
 
-import importlib
-import warnings
 from collections.abc import Sequence
-from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from dagster import (
-    AssetKey,
-    AssetsDefinition,
-    AssetSpec,
-    BetaWarning,
-    ComponentTree,
-    Definitions,
-)
+from dagster import AssetKey, AssetsDefinition, AssetSpec, Definitions
 
-from dataproc_dagster.components import EtlPipelineComponent
+from dataproc_dagster.components.discovery import load_component_defs
 from dataproc_dagster.core.environment import restore_process_environment
 from dataproc_dagster.core.errors import ConfigError
 from dataproc_dagster.core.settings import get_settings
@@ -40,8 +30,6 @@ from dataproc_dagster.sources.metabase import job as metabase_job
 # The generic and operational jobs; each module may expose JOBS, SCHEDULES, ASSETS,
 # ASSET_CHECKS and SENSORS lists.
 JOB_MODULES: tuple[ModuleType, ...] = (http_job, metabase_job, migrations_job, integrity_job)
-# dg's definitions folder ([tool.dg.project] defs_module in pyproject.toml).
-COMPONENT_DEFS_PACKAGE = "dataproc_dagster.component_defs"
 
 
 def _collect_job_modules() -> dict[str, list[Any]]:
@@ -73,27 +61,6 @@ def pipeline_assets(pipelines: Sequence[Pipeline]) -> tuple[list[Any], list[Any]
                 sources[spec.key] = spec
     assets = [*sources.values(), *(a for p in pipelines for a in p.assets)]
     return assets, [c for p in pipelines for c in p.asset_checks]
-
-
-def load_component_defs(
-    package: str = COMPONENT_DEFS_PACKAGE,
-) -> tuple[Definitions, list[Pipeline]]:
-    """The definitions of every component in the definitions folder ``package``, and the
-    pipelines among them (``EtlPipelineComponent``).
-
-    Raises:
-        Exception: Dagster's error for a ``defs.yaml`` that does not load, naming the file,
-            the line and the field.
-    """
-    module = importlib.import_module(package)
-    root = Path(module.__file__ or ".").resolve().parents[1]
-    tree = ComponentTree.from_module(defs_module=module, project_root=root)
-    with warnings.catch_warnings():
-        # Dagster marks the code references it adds to YAML components' assets beta.
-        warnings.simplefilter("ignore", BetaWarning)
-        defs = tree.build_defs()
-    pipelines = [p for c in tree.get_all_components(EtlPipelineComponent) for p in c.pipelines]
-    return defs, pipelines
 
 
 def check_pipeline_names(pipelines: Sequence[Pipeline]) -> None:
