@@ -26,7 +26,6 @@ from dagster import (
     Resolvable,
     scaffold_with,
 )
-from dagster.components.resolved.errors import ResolutionException
 from pydantic import Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from dataproc_dagster.components.models import (
@@ -142,8 +141,10 @@ class EtlPipelineComponent(Component, Resolvable, Model):
         try:
             return cls.model_validate(rendered)
         except ValidationError as exc:
-            raise ResolutionException(
-                f"{_where(context)}: invalid value once templates were rendered:\n{exc}"
+            raise ConfigError(
+                f"invalid value once its templates were rendered:\n{exc}",
+                source=_where(context),
+                fix="check the values the {{ ... }} templates of these fields produce",
             ) from None
 
     def build_pipeline(self, context: ComponentLoadContext) -> Pipeline:
@@ -161,6 +162,9 @@ class EtlPipelineComponent(Component, Resolvable, Model):
         return replace(pipeline, module=where)
 
     def _create(self, folder: Path) -> Pipeline:
+        """``create_etl_pipeline`` with the blocks' building blocks (paths from ``folder``)."""
+        # Partitions: pass ``partitions=`` here once create_etl_pipeline takes it (a
+        # ``partitions`` attribute beside ``schedule``).
         return create_etl_pipeline(
             name=self.name or folder.name,
             extractor=self.source.to_extractor(folder) if self.source is not None else None,
@@ -181,8 +185,8 @@ class EtlPipelineComponent(Component, Resolvable, Model):
     def build_defs(self, context: ComponentLoadContext) -> Definitions:
         """The pipeline's assets (its sources as external assets), checks, job and schedule.
 
-        The built pipeline is kept on the component, where the code location finds it
-        (``yaml_pipelines``) to check names and lineage across Python and YAML pipelines.
+        The built pipeline is kept on the component (``pipelines``), where the code location
+        finds it to check names across Python and YAML pipelines and for the integrity checks.
         """
         pipeline = self.build_pipeline(context)
         self._built[str(context.path)] = pipeline

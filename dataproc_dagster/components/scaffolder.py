@@ -27,7 +27,7 @@ class EtlPipelineScaffoldParams(BaseModel):
 _HEADER = """\
 # Pipeline `{name}`: built by create_etl_pipeline, like a Python pipeline module
 # (docs/extending.md, "Pipelines in YAML"). Fill in the source and the table, then
-# `dg check yaml`, `dg check defs` and `dg launch --job {name}`.
+# `dg check yaml {folder}`, `dg check defs` and `dg launch --job {name}`.
 type: {type_name}
 
 attributes:
@@ -121,9 +121,10 @@ _DESCRIPTIONS = {
 }
 
 
-def scaffold_text(type_name: str, name: str, source: str = "http") -> str:
-    """The commented ``defs.yaml`` of pipeline ``name`` reading a ``source`` source."""
-    values = {"type_name": type_name, "name": name}
+def scaffold_text(type_name: str, name: str, source: str = "http", folder: str = "") -> str:
+    """The commented ``defs.yaml`` of pipeline ``name`` reading a ``source`` source, written
+    into ``folder`` (relative to the project)."""
+    values = {"type_name": type_name, "name": name, "folder": folder or name}
     description = _DESCRIPTIONS[source].format(**values)
     return (
         _HEADER.format(description=description, **values)
@@ -151,5 +152,7 @@ class EtlPipelineScaffolder(Scaffolder[EtlPipelineScaffoldParams]):
         folder = request.target_path
         folder.mkdir(parents=True, exist_ok=True)
         params = request.params or EtlPipelineScaffoldParams()
-        text = scaffold_text(request.type_name, folder.name, params.source)
+        root = request.project_root
+        where = folder.relative_to(root) if root and folder.is_relative_to(root) else folder
+        text = scaffold_text(request.type_name, folder.name, params.source, where.as_posix())
         (folder / "defs.yaml").write_text(text, encoding="utf-8")

@@ -236,8 +236,10 @@ def test_integrity_job_reports_each_check_and_fails_the_run(
     assert "integrity check failed: migrations_up_to_date" in failure.message
     checks = evaluations(fresh)
     assert sorted(checks) == [
+        "clickhouse/default/penguin_island_counts:target_table",
         "clickhouse/default/penguin_species_stats:target_table",
         "clickhouse/default/penguins:target_table",
+        "clickhouse/default/penguins_raw:target_table",
         "clickhouse/server:clickhouse_reachable",
         "clickhouse/server:migrations_up_to_date",
         "clickhouse/server:no_unfinished_loads",
@@ -260,6 +262,8 @@ def test_integrity_job_reports_each_check_and_fails_the_run(
 
     ClickHouseMigrationManager(clickhouse, folder=PROJECT_MIGRATIONS).apply()
     assert penguins.execute_in_process(resources={"clickhouse": clickhouse}).success
+    [islands] = discover_yaml_pipelines()
+    assert islands.execute_in_process(resources={"clickhouse": clickhouse}).success
     ready = run_job(clickhouse, MetabaseResource())
     assert ready.success
     checks = evaluations(ready)
