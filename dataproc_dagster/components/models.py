@@ -21,6 +21,7 @@ from collections.abc import Callable, Mapping
 from importlib.resources import files
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import parse_qsl, urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -243,6 +244,14 @@ class HttpIncrementalBlock(Block):
         return Incremental(**{**self.options(), "key": tuple(self.key)})
 
 
+def _refuse_credential(name: str) -> None:
+    if name == "user:password@" or is_secret_key(name):
+        raise ValueError(
+            f"{name!r} looks like a credential: set it with auth (kind bearer, basic or "
+            "api_key with name and location) and secret '{{ env.NAME }}'"
+        )
+
+
 class HttpSourceBlock(Block):
     """A JSON API endpoint (``create_http_extractor``; docs/http-extractor.md)."""
 
@@ -270,11 +279,17 @@ class HttpSourceBlock(Block):
     @classmethod
     def _no_literal_secrets(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
         for name in value or {}:
-            if is_secret_key(name):
-                raise ValueError(
-                    f"{name!r} looks like a credential: set it with auth (kind bearer, basic or "
-                    "api_key with name and location) and secret '{{ env.NAME }}'"
-                )
+            _refuse_credential(name)
+        return value
+
+    @field_validator("url")
+    @classmethod
+    def _no_secret_in_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.username is not None or parts.password is not None:
+            _refuse_credential("user:password@")
+        for name, _ in parse_qsl(parts.query, keep_blank_values=True):
+            _refuse_credential(name)
         return value
 
     def to_extractor(self) -> Extractor:

@@ -244,6 +244,13 @@ def test_a_secret_stays_the_name_of_its_variable(
             "params:",
             "looks like a credential",
         ),
+        (
+            "url: https://shop.example.com/api/v1/orders",
+            "url: https://shop.example.com/api/v1/orders?access_token=abc",
+            "source.http.url",
+            "url:",
+            "looks like a credential",
+        ),
         ("mode: upsert", "mode: upsrt", "loader.mode", "mode:", "'append', 'replace'"),
         ("key_columns: [id]", "key_colums: [id]", "loader.key_colums", "key_colums:", "Extra"),
         ("    table: shop.orders\n", "", "loader.table", "^  loader:", "Field required"),
@@ -263,7 +270,17 @@ def test_a_secret_stays_the_name_of_its_variable(
             "cannot import module 'no_such_module'",
         ),
     ],
-    ids=["literal-secret", "secret-param", "mode", "typo", "no-table", "cron", "paginator", "fn"],
+    ids=[
+        "literal-secret",
+        "secret-param",
+        "secret-in-url",
+        "mode",
+        "typo",
+        "no-table",
+        "cron",
+        "paginator",
+        "fn",
+    ],
 )
 def test_a_mistake_names_the_file_the_line_and_the_field(
     old: str,
