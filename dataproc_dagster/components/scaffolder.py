@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Literal
 
 from dagster import Scaffolder, ScaffoldRequest
+from dagster.components.component_scaffolding import scaffold_component
 from pydantic import BaseModel, Field
 
 SourceKind = Literal["http", "clickhouse", "metabase", "file"]
@@ -26,8 +27,10 @@ class EtlPipelineScaffoldParams(BaseModel):
 
 _HEADER = """\
 # Pipeline `{name}`: built by create_etl_pipeline, like a Python pipeline module
-# (docs/extending.md, "Pipelines in YAML"). Fill in the source and the table, then
-# `dg check yaml {folder}`, `dg check defs` and `dg launch --job {name}`.
+# (docs/extending.md, "Pipelines in YAML"). Fill in the source and the table, then:
+#   dg check yaml {folder}
+#   dg check defs
+#   dg launch --job {name}
 type: {type_name}
 
 attributes:
@@ -142,13 +145,11 @@ class EtlPipelineScaffolder(Scaffolder[EtlPipelineScaffoldParams]):
         return EtlPipelineScaffoldParams
 
     def scaffold(self, request: ScaffoldRequest[EtlPipelineScaffoldParams]) -> None:
-        """Write the commented ``defs.yaml`` (YAML only: a Python pipeline is a module in
-        ``dataproc_dagster/pipelines/``)."""
+        """Write the commented ``defs.yaml`` (``--format python``: Dagster's ``component.py``
+        that builds the component in Python)."""
         if request.scaffold_format != "yaml":
-            raise ValueError(
-                "EtlPipelineComponent scaffolds YAML only; write a Python pipeline as a module "
-                "in dataproc_dagster/pipelines/ (docs/extending.md)"
-            )
+            scaffold_component(request)
+            return
         folder = request.target_path
         folder.mkdir(parents=True, exist_ok=True)
         params = request.params or EtlPipelineScaffoldParams()
