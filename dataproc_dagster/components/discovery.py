@@ -32,7 +32,8 @@ def load_component_defs(
             the line and the field.
     """
     module = importlib.import_module(package)
-    root = Path(module.__file__ or ".").resolve().parents[1]
+    # The folder holding the top-level package (the repository, or site-packages).
+    root = Path(module.__file__ or ".").resolve().parents[len(package.split("."))]
     tree = ComponentTree.from_module(defs_module=module, project_root=root)
     with warnings.catch_warnings():
         # Dagster marks the code references it adds to YAML components' assets beta, and
