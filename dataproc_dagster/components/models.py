@@ -19,8 +19,9 @@ import importlib
 import re
 from collections.abc import Callable, Mapping
 from importlib.resources import files
+from importlib.util import find_spec
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 from urllib.parse import parse_qsl, urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -118,6 +119,13 @@ def import_object(path: str, option: str) -> Any:
     if not hasattr(module, name):
         raise ValueError(f"{option}: module {module_name!r} has no name {name!r}")
     return getattr(module, name)
+
+
+def _importable(module: str) -> bool:
+    try:
+        return find_spec(module) is not None
+    except (ImportError, ValueError):  # a parent package is missing, or the name is empty
+        return False
 
 
 class Block(BaseModel):
@@ -358,9 +366,18 @@ class FileSourceBlock(Block):
     package: str | None = unset(
         description="An installed package holding the file, e.g. palmerpenguins"
     )
-    format: str | None = unset(description="csv or parquet (default: the suffix)")
+    format: Literal["csv", "parquet"] | None = unset(
+        description="csv or parquet (default: the suffix)"
+    )
     chunk_rows: int | None = unset(description="Rows per chunk read")
     read_options: dict[str, Any] | None = unset(description="Keyword arguments of pandas.read_csv")
+
+    @field_validator("package")
+    @classmethod
+    def _installed(cls, value: str | None) -> str | None:
+        if value is not None and not is_template(value) and not _importable(value):
+            raise ValueError(f"no installed package {value!r} (pip install it, or drop package)")
+        return value
 
     def location(self, folder: Path) -> str:
         """The file's path: in ``package``, or relative to ``folder`` (the defs.yaml's)."""

@@ -331,3 +331,22 @@ def test_the_code_location_has_the_shipped_yaml_pipeline() -> None:
         "clickhouse/default/penguins",
         "clickhouse/default/penguins_raw",
     }
+
+
+def test_a_file_path_is_relative_to_its_defs_yaml_or_inside_a_package(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    text = scaffold_text(COMPONENT_TYPE, "rows", "file")
+    defs, _ = load_yaml_folder(tmp_path, monkeypatch, {"rows": text})
+    [source] = source_specs(defs)
+
+    assert source.key == AssetKey(["file", "rows.csv"])
+    [folder] = tmp_path.glob("yaml_defs_*/rows")
+    assert str(folder / "rows.csv") in (source.description or "")
+
+    missing = text.replace("# package: palmerpenguins", "package: no_such_package")
+    with pytest.raises(Exception) as raised:
+        load_yaml_folder(tmp_path, monkeypatch, {"rows": missing})
+    error = str(raised.value.__cause__ or raised.value)
+    assert f"rows/defs.yaml:{yaml_line(missing, 'package: no_such')}" in error
+    assert "no installed package 'no_such_package'" in error
