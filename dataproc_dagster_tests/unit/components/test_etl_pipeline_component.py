@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from dagster import AssetKey
+from dagster import AssetKey, Definitions
 
 from dataproc_dagster import (
     HttpRetryPolicy,
@@ -25,7 +25,7 @@ from dataproc_dagster.components import EtlPipelineComponent
 from dataproc_dagster.components.etl_pipeline import definitions_of
 from dataproc_dagster.components.scaffolder import scaffold_text
 from dataproc_dagster.core.errors import ConfigError
-from dataproc_dagster.definitions import check_pipeline_names
+from dataproc_dagster.definitions import check_pipeline_names, without_shadowed_sources
 from dataproc_dagster.pipeline.jobs import Pipeline
 from dataproc_dagster.pipeline.registry import discover_pipelines
 from dataproc_dagster_tests.helpers.components import (
@@ -350,3 +350,23 @@ def test_a_file_path_is_relative_to_its_defs_yaml_or_inside_a_package(
     error = str(raised.value.__cause__ or raised.value)
     assert f"rows/defs.yaml:{yaml_line(missing, 'package: no_such')}" in error
     assert "no installed package 'no_such_package'" in error
+
+
+def test_lineage_crosses_from_a_python_pipeline_into_a_yaml_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    text = scaffold_text(COMPONENT_TYPE, "by_island", "clickhouse").replace(
+        "query: SELECT * FROM source_table",
+        "query: SELECT island, count() AS birds FROM penguins GROUP BY island",
+    )
+    component_defs, _ = load_yaml_folder(tmp_path, monkeypatch, {"by_island": text})
+    [python] = [p for p in discover_pipelines() if p.name == "penguins"]
+
+    # The YAML pipeline's source is a table the Python one materializes: one asset, not an
+    # external asset beside it (which Dagster would refuse as a duplicate key).
+    merged = without_shadowed_sources(Definitions.merge(definitions_of(python), component_defs))
+    assets = definitions_snapshot(merged)["assets"]
+
+    assert assets["clickhouse/default/by_island"]["deps"] == ["clickhouse/default/penguins"]
+    assert assets["clickhouse/default/penguins"]["materializable"] is True
+    assert assets["clickhouse/default/penguins"]["deps"] == ["file/penguins.csv"]
