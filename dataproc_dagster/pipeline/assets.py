@@ -36,6 +36,7 @@ from dagster import (
     AssetSpec,
     BackfillPolicy,
     EventLogRecord,
+    IOManagerDefinition,
     MetadataValue,
     Nothing,
     PartitionsDefinition,
@@ -52,6 +53,7 @@ from dataproc_dagster.clickhouse.sql import qualified_name, quote_identifier
 from dataproc_dagster.core.modes import DriftPolicy
 from dataproc_dagster.migrations.runner import ClickHouseMigrationManager
 from dataproc_dagster.migrations.schema import schema_differences
+from dataproc_dagster.pipeline.partitions import RESULT_IO_MANAGER, LoadSummaryIOManager
 from dataproc_dagster.pipeline.steps import CLICKHOUSE_POOL
 from dataproc_dagster.pipeline.window import PartitionWindow, window_of
 
@@ -175,9 +177,16 @@ def graph_asset_for(
     compose.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
         [inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY) for n in ins]
     )
+    # Partitioned: the load summary goes to an IO manager that keeps nothing (see partitions).
+    io_manager = (
+        {RESULT_IO_MANAGER: IOManagerDefinition.hardcoded_io_manager(LoadSummaryIOManager())}
+        if partitions_def
+        else {}
+    )
     return graph_multi_asset(
         name=name,
         ins=ins,
+        resource_defs=io_manager or None,
         partitions_def=partitions_def,
         backfill_policy=backfill_policy,
         group_name=spec.group_name,

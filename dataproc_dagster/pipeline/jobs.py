@@ -47,6 +47,7 @@ from dataproc_dagster.pipeline.partitions import (
     PartitionPlan,
     make_window_guard_op,
     partitioned_schedule,
+    summary_to_nowhere,
 )
 from dataproc_dagster.pipeline.schedules import optional_schedule
 from dataproc_dagster.pipeline.sql_steps import SqlStep, make_sql_asset, make_sql_op
@@ -189,6 +190,7 @@ def build_asset_pipeline(parts: PipelineParts) -> Pipeline:
         if plan is not None:
             guard = make_window_guard_op(parts.name, f"{parts.name}__window", plan.guard)
             transforms = [*transforms, guard]
+            load = summary_to_nowhere(load)
 
         def body(upstream: list[Any]) -> Any:
             chunks = extract(source=upstream) if upstream else extract()

@@ -22,12 +22,15 @@ from dagster import (
     DailyPartitionsDefinition,
     HourlyPartitionsDefinition,
     In,
+    InputContext,
+    IOManager,
     MetadataValue,
     MonthlyPartitionsDefinition,
     OpDefinition,
     OpExecutionContext,
     Out,
     Output,
+    OutputContext,
     PartitionsDefinition,
     ScheduleDefinition,
     StaticPartitionsDefinition,
@@ -214,14 +217,9 @@ def _check_target_partitioning(context: OpExecutionContext, guard: WindowGuard) 
         info = describe_table(client, target.database, target.table)
         if info is None:
             return
-        expected = check_expression_with_engine(
-            client, guard.partition_by, option="derived partition_by"
-        )
-        found = (
-            check_expression_with_engine(client, info.partition_key, option="partition_key")
-            if info.partition_key
-            else ""
-        )
+        check_expression_with_engine(client, guard.partition_by, option="derived partition_by")
+        expected = _formatted(client, guard.partition_by)
+        found = _formatted(client, info.partition_key) if info.partition_key else ""
     if _normal(found) != _normal(expected):
         raise ConfigError(
             f"table {target.qualified} is partitioned by {info.partition_key or 'nothing'!r}, "
@@ -230,6 +228,14 @@ def _check_target_partitioning(context: OpExecutionContext, guard: WindowGuard) 
             fix="recreate the table with that PARTITION BY (a migration), or load with "
             "another write mode than replace_partitions",
         )
+
+
+def _formatted(client: Any, expression: str) -> str:
+    """``expression`` as ClickHouse formats it (bound as text: parsed, never run)."""
+    rows = client.query(
+        "SELECT formatQuerySingleLine('SELECT ' || {e:String})", parameters={"e": expression}
+    ).result_rows
+    return str(rows[0][0]) if rows else expression
 
 
 def _normal(expression: str) -> str:
@@ -449,3 +455,37 @@ def window_facts(
         extra["partition_start"] = window.start.isoformat()
         extra["partition_end"] = window.end.isoformat()
     return extra
+
+
+# The load step's output (a summary of what was loaded) is not data: the table is in
+# ClickHouse. A partitioned asset's output goes to this IO manager, which keeps nothing, so
+# that a single-run backfill (one output for many partitions) is possible.
+RESULT_IO_MANAGER = "dataproc_load_summary_io_manager"
+
+
+class LoadSummaryIOManager(IOManager):
+    """Keeps nothing: the loaded table lives in ClickHouse, not in the IO manager."""
+
+    def handle_output(self, context: OutputContext, obj: Any) -> None:
+        """Nothing to store."""
+
+    def load_input(self, context: InputContext) -> Any:
+        """Nothing downstream reads the load's summary as data."""
+        raise ConfigError(
+            "the load summary of a partitioned pipeline is not stored",
+            source=str(context.asset_key.to_user_string() if context.has_asset_key else ""),
+            fix="read the table from ClickHouse instead",
+        )
+
+
+def summary_to_nowhere(load: OpDefinition) -> OpDefinition:
+    """The load op with its summary output sent to :class:`LoadSummaryIOManager`."""
+    outs = {
+        name: Out(
+            out.dagster_type,
+            description=out.description,
+            io_manager_key=RESULT_IO_MANAGER,
+        )
+        for name, out in load.outs.items()
+    }
+    return load.with_replaced_properties(load.name, outs=outs)
