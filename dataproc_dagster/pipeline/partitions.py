@@ -83,12 +83,6 @@ def static_partitions(keys: Sequence[str]) -> StaticPartitionsDefinition:
     return StaticPartitionsDefinition(list(keys))
 
 
-def window_fields_of(options: Mapping[str, str] | None, *, option: str) -> None:
-    """Check every template of ``options`` (parameter -> template) when it is defined."""
-    for name, template in (options or {}).items():
-        template_fields(str(template), option=f"{option}[{name!r}]")
-
-
 def is_time_window(partitions: PartitionsDefinition | None) -> bool:
     """True for daily, hourly, weekly, monthly (any time-window) partitions."""
     return isinstance(partitions, TimeWindowPartitionsDefinition)

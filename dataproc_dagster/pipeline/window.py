@@ -130,3 +130,9 @@ def render_window(
         name: window.render(str(template), option=f"{option}[{name!r}]")
         for name, template in templates.items()
     }
+
+
+def window_fields_of(options: Mapping[str, str] | None, *, option: str) -> None:
+    """Check every template of ``options`` (parameter -> template) when it is defined."""
+    for name, template in (options or {}).items():
+        template_fields(str(template), option=f"{option}[{name!r}]")
