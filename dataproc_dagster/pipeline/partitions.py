@@ -424,11 +424,31 @@ def partitioned_schedule(
     schedule = build_schedule_from_partitioned_job(
         job,
         name=f"{job.name}_schedule",
-        cron_schedule=cron,
         description=f"Runs {job.name} at '{cron}' for the partition that just closed.",
+        **_tick_fields(job.name, cron),
     )
     # An asset job's schedule resolves with the job (Dagster's own type, not exported).
     return schedule  # type: ignore[return-value]
+
+
+def _tick_fields(name: str, cron: str) -> dict[str, int]:
+    """``minute_of_hour`` / ``hour_of_day`` / ``day_of_month`` / ``day_of_week`` of ``cron``:
+    Dagster places a partitioned job's ticks by offsets from the partition's start."""
+    fields = cron.split()
+    names = ("minute_of_hour", "hour_of_day", "day_of_month", None, "day_of_week")
+    offsets: dict[str, int] = {}
+    for field_name, value in zip(names, fields, strict=False):
+        if value == "*":
+            continue
+        if field_name is None or not value.isdigit():
+            raise ConfigError(
+                f"the schedule '{cron}' of a partitioned pipeline must be one tick per "
+                "partition (numbers or '*', no lists, ranges or steps, month '*')",
+                pipeline=name,
+                fix="e.g. '0 6 * * *' for daily partitions: yesterday's at 06:00",
+            )
+        offsets[field_name] = int(value)
+    return offsets
 
 
 def window_facts(
