@@ -51,10 +51,20 @@ from dataproc_dagster.pipeline.window import PartitionWindow, template_fields, w
 
 
 def daily_partitions(
-    start: str | datetime, *, timezone: str = "UTC", end_offset: int = 0
+    start: str | datetime,
+    *,
+    timezone: str = "UTC",
+    end_offset: int = 0,
+    end: str | datetime | None = None,
 ) -> DailyPartitionsDefinition:
-    """One partition per day from ``start`` (``YYYY-MM-DD``), days of ``timezone``."""
-    return DailyPartitionsDefinition(start_date=start, timezone=timezone, end_offset=end_offset)
+    """One partition per day from ``start`` (``YYYY-MM-DD``), days of ``timezone``.
+
+    Up to the last day that has ended (``end_offset=1`` adds today), or up to ``end``
+    (exclusive) for a data set that stops.
+    """
+    return DailyPartitionsDefinition(
+        start_date=start, timezone=timezone, end_offset=end_offset, end_date=end
+    )
 
 
 def hourly_partitions(
