@@ -7,6 +7,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pandas as pd
+import pytest
 from dagster import AssetKey, DagsterInstance
 
 from dataproc_dagster.clickhouse.resource import ClickHouseResource
@@ -44,6 +45,8 @@ def test_one_day_in_process_then_again(clickhouse: ClickHouseResource) -> None:
     assert event.metadata["partition_rows"].value == expected["2024-01-05"]
 
 
+# The command line costs two code-location loads; the server backend is covered in-process.
+@pytest.mark.backends("embedded")
 def test_backfill_from_the_command_line(clickhouse: ClickHouseResource, tmp_path: Path) -> None:
     data_dir, home = tmp_path / "data", tmp_path / "home"
     base = [dagster_executable(), "asset", "materialize", "-m", "dataproc_dagster"]
