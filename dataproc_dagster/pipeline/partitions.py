@@ -431,11 +431,15 @@ def partitioned_schedule(
             source=f"pipeline {job.name}",
             fix="give the steps' options in code; the partition decides the window",
         )
+    ticks = _tick_fields(job.name, cron)
     schedule = build_schedule_from_partitioned_job(
         job,
         name=f"{job.name}_schedule",
         description=f"Runs {job.name} at '{cron}' for the partition that just closed.",
-        **_tick_fields(job.name, cron),
+        minute_of_hour=ticks.get("minute_of_hour"),
+        hour_of_day=ticks.get("hour_of_day"),
+        day_of_week=ticks.get("day_of_week"),
+        day_of_month=ticks.get("day_of_month"),
     )
     # An asset job's schedule resolves with the job (Dagster's own type, not exported).
     return schedule  # type: ignore[return-value]
