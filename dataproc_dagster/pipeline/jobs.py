@@ -258,7 +258,11 @@ def build_asset_pipeline(parts: PipelineParts) -> Pipeline:
             metadata={"dagster/table_name": f"{database}.{table}"},
             partitions_def=partitions,
         )
-        assets.append(make_sql_asset(parts.name, _sql_op_name(parts.name, sql, index), sql, spec))
+        sql_asset = make_sql_asset(parts.name, _sql_op_name(parts.name, sql, index), sql, spec)
+        if plan is not None and plan.backfill_policy is not None:
+            # One backfill policy per job: a range run rebuilds the SQL table once.
+            sql_asset = sql_asset.with_attributes(backfill_policy=plan.backfill_policy)
+        assets.append(sql_asset)
         checks.append(
             table_checks(
                 parts.name, TableAsset(key, database, table, loaded=False, partitions=partitions)

@@ -8,12 +8,20 @@ from typing import Any
 import pytest
 from dagster import AssetKey, DagsterInstance
 
+from dataproc_dagster import (
+    create_clickhouse_loader,
+    create_etl_pipeline,
+    create_http_extractor,
+    create_sql_step,
+    daily_partitions,
+)
 from dataproc_dagster.clickhouse.resource import ClickHouseResource
 from dataproc_dagster_tests.integration.partitions.daily_api import (
     PER_DAY,
     TABLE,
     daily_pipeline,
     day_records,
+    parse_times,
 )
 from dataproc_dagster_tests.servers.http_api import ApiState, RunningApi, serve_api
 
@@ -178,3 +186,38 @@ def test_upsert_checks_unique_keys_per_partition(
         assert {e.partition for e in checks.values()} == {day}
     rows = clickhouse.query_rows(f"SELECT count() FROM {TABLE} FINAL")
     assert rows == [(2 * PER_DAY,)]
+
+
+def test_sql_steps_are_partitioned_with_the_table(
+    clickhouse: ClickHouseResource, api: RunningApi
+) -> None:
+    pipeline = create_etl_pipeline(
+        name="daily_counts",
+        extractor=create_http_extractor(
+            f"{api.url}/single",
+            window_params={"updated_from": "{start}", "updated_before": "{end}"},
+        ),
+        transformer=parse_times,
+        loader=create_clickhouse_loader(TABLE, mode="replace_partitions", order_by=["id"]),
+        partitions=daily_partitions("2024-03-01"),
+        time_column="updated_at",
+        backfill_policy="single_run",
+        sql_steps=[
+            create_sql_step(
+                f"SELECT toDate(updated_at) AS day, count() AS n FROM {TABLE} GROUP BY day",
+                "daily_counts",
+                order_by=["day"],
+            )
+        ],
+    )
+    assert all(a.partitions_def is not None for a in pipeline.assets)
+    resources = {"clickhouse": clickhouse}
+    assert pipeline.execute_in_process(resources=resources, partition_key="2024-03-09").success
+    result = pipeline.execute_in_process(resources=resources, tags=RANGE_TAGS)
+    assert result.success
+    assert clickhouse.query_rows("SELECT toString(day), n FROM daily_counts ORDER BY day") == [
+        (day, PER_DAY) for day in DAYS
+    ]
+    # One range run: the table's checks evaluated once, for the range.
+    names = sorted(e.check_name for e in result.get_asset_check_evaluations())
+    assert names == ["columns_match", "columns_match", "rows_loaded"]
