@@ -20,12 +20,14 @@ PER_DAY = 6
 TABLE = "daily_items"
 
 
-def day_records(days: int = 14, *, price: float = 1.0) -> list[dict[str, Any]]:
-    """``PER_DAY`` records a day (one every 4 hours) for ``days`` days from ``FIRST_DAY``."""
+def day_records(
+    days: int = 14, *, price: float = 1.0, first: datetime = FIRST_DAY
+) -> list[dict[str, Any]]:
+    """``PER_DAY`` records a day (one every 4 hours, UTC) for ``days`` days from ``first``."""
     records = []
     for day in range(days):
         for slot in range(PER_DAY):
-            moment = FIRST_DAY + timedelta(days=day, hours=4 * slot)
+            moment = first + timedelta(days=day, hours=4 * slot)
             records.append(
                 {
                     "id": day * PER_DAY + slot + 1,

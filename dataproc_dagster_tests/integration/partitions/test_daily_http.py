@@ -3,10 +3,12 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
-from dagster import AssetKey, DagsterInstance
+from dagster import AssetKey, DagsterInstance, Definitions, build_schedule_context
 
 from dataproc_dagster import (
     create_clickhouse_loader,
@@ -221,3 +223,44 @@ def test_sql_steps_are_partitioned_with_the_table(
     # One range run: the table's checks evaluated once, for the range.
     names = sorted(e.check_name for e in result.get_asset_check_evaluations())
     assert names == ["columns_match", "columns_match", "rows_loaded"]
+
+
+def test_the_scheduled_tick_after_a_dst_change_loads_the_23_hour_day(
+    clickhouse: ClickHouseResource,
+) -> None:
+    # Berlin days around the spring change; records every 4 hours UTC from 29 March.
+    records = day_records(5, first=datetime(2024, 3, 29, tzinfo=UTC))
+    with serve_api(ApiState(records=records)) as running:
+        pipeline = daily_pipeline(running.url, schedule="0 6 * * *", timezone="Europe/Berlin")
+        defs = Definitions(
+            assets=[*pipeline.sources, *pipeline.assets],
+            asset_checks=list(pipeline.asset_checks),
+            jobs=[pipeline.job],
+            schedules=[pipeline.schedule],
+            resources={"clickhouse": clickhouse},
+        )
+        tick = datetime(2024, 4, 1, 6, 0, tzinfo=ZoneInfo("Europe/Berlin"))
+        schedule = defs.resolve_schedule_def(f"{pipeline.name}_schedule")
+        (request,) = (
+            schedule.evaluate_tick(
+                build_schedule_context(scheduled_execution_time=tick)
+            ).run_requests
+            or []
+        )
+        assert request.partition_key == "2024-03-31"
+        job = defs.resolve_job_def(pipeline.name)
+        assert job.execute_in_process(partition_key=request.partition_key).success
+        assert running.state.requests_to("/single") == [
+            {
+                "updated_from": "2024-03-31T00:00:00+01:00",
+                "updated_before": "2024-04-01T00:00:00+02:00",
+            }
+        ]
+    # 23 Berlin hours: 2024-03-30 23:00 UTC to 2024-03-31 22:00 UTC (records at 00, 04, ...
+    # 20 h UTC of the 31st).
+    assert clickhouse.query_rows(
+        f"SELECT toString(min(updated_at)), toString(max(updated_at)), count() FROM {TABLE}"
+    ) == [("2024-03-31 00:00:00.000000", "2024-03-31 20:00:00.000000", PER_DAY)]
+    assert clickhouse.query_rows(
+        "SELECT partition_key FROM system.tables WHERE name = {t:String}", {"t": TABLE}
+    ) == [("toYYYYMMDD(updated_at, 'Europe/Berlin')",)]
