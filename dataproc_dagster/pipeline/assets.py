@@ -35,11 +35,13 @@ from dagster import (
     AssetsDefinition,
     AssetSpec,
     BackfillPolicy,
+    BetaWarning,
     EventLogRecord,
     IOManagerDefinition,
     MetadataValue,
     Nothing,
     PartitionsDefinition,
+    PreviewWarning,
     SupersessionWarning,
     build_last_update_freshness_checks,
     graph_multi_asset,
@@ -183,28 +185,38 @@ def graph_asset_for(
         if partitions_def
         else {}
     )
-    return graph_multi_asset(
-        name=name,
-        ins=ins,
-        resource_defs=io_manager or None,
-        partitions_def=partitions_def,
-        backfill_policy=backfill_policy,
-        group_name=spec.group_name,
-        outs={
-            "result": AssetOut(
-                key=spec.key,
-                description=spec.description,
-                owners=list(spec.owners),
-                kinds=set(spec.kinds),
-                metadata=dict(spec.metadata),
-                tags={k: v for k, v in spec.tags.items() if not k.startswith("dagster/kind/")},
-            )
-        },
-    )(compose)
+    with warnings.catch_warnings():
+        # resource_defs on an asset is a Dagster beta; it only carries the summary's IO manager.
+        warnings.simplefilter("ignore", BetaWarning)
+        return graph_multi_asset(
+            name=name,
+            ins=ins,
+            resource_defs=io_manager or None,
+            partitions_def=partitions_def,
+            backfill_policy=backfill_policy,
+            group_name=spec.group_name,
+            outs={
+                "result": AssetOut(
+                    key=spec.key,
+                    description=spec.description,
+                    owners=list(spec.owners),
+                    kinds=set(spec.kinds),
+                    metadata=dict(spec.metadata),
+                    tags={k: v for k, v in spec.tags.items() if not k.startswith("dagster/kind/")},
+                )
+            },
+        )(compose)
 
 
 def table_checks(pipeline: str, table: TableAsset) -> AssetChecksDefinition:
     """The checks of one table, executed in every run that materializes it."""
+    with warnings.catch_warnings():
+        # Partitioned check specs are a Dagster preview; the checks run per partition.
+        warnings.simplefilter("ignore", PreviewWarning)
+        return _table_checks(pipeline, table)
+
+
+def _table_checks(pipeline: str, table: TableAsset) -> AssetChecksDefinition:
     specs = [
         AssetCheckSpec(
             CHECK_COLUMNS,

@@ -281,7 +281,6 @@ def build_asset_pipeline(parts: PipelineParts) -> Pipeline:
         description=text,
         tags=parts.job_tags,
         executor_def=parts.executor_def,
-        partitions_def=partitions,
     )
     if partitions is not None:
         sched = partitioned_schedule(job, parts.schedule, parts.schedule_run_config)

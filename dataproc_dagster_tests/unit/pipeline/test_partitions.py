@@ -182,4 +182,5 @@ def test_partitioned_assets_and_job() -> None:
     # The derived PARTITION BY reached the loader.
     (node,) = [n for n in asset.node_def.node_defs if n.name == "daily__load"]
     assert node.name == "daily__load"
-    assert pipeline.job.partitions_def == asset.partitions_def
+    resolved = pipeline.resolve_job({"clickhouse": ResourceDefinition.none_resource()})
+    assert resolved.partitions_def == asset.partitions_def
