@@ -110,4 +110,6 @@ def test_backfill_from_the_ui_shows_partition_status(stack: DagsterStack, tmp_pa
     (ARTIFACTS / "asset_penguin_observations_partitions.html").write_text(dom)
     assert "penguin_observations" in dom
     assert "2024-01-31" in dom and "2024-01-01" in dom  # the partition list rendered
+    # The status filter of the Partitions tab counts the backfilled days and the missing ones.
+    assert "Materialized (3)" in dom and "Missing (28)" in dom and "Failed (0)" in dom
     assert shot.stat().st_size > 20_000, f"{shot} looks empty"
