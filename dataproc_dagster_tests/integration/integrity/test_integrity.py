@@ -23,6 +23,7 @@ from dataproc_dagster.integrity import checks as integrity
 from dataproc_dagster.integrity import job as integrity_job
 from dataproc_dagster.migrations.runner import ClickHouseMigrationManager
 from dataproc_dagster.pipelines.penguins import pipeline as penguins
+from dataproc_dagster.pipelines.penguins_daily import pipeline as penguins_daily
 from dataproc_dagster.sources.metabase.resource import MetabaseResource
 from dataproc_dagster_tests.helpers.cli import REPO
 from dataproc_dagster_tests.servers.metabase_standin import MetabaseStandin
@@ -79,10 +80,14 @@ def test_cli_reports_every_check_and_exit_code(
     assert "fix: apply them with ./run.sh migrate" in out
     assert "[WARNING] pipeline_tables_penguins: not created yet: default.penguins, " in out
     assert "[PASSED ] no_unfinished_loads: no staging table and no unfinished load" in out
-    assert "5 checks: 2 passed, 1 failed, 1 warning(s), 1 skipped" in out
+    assert "[WARNING] pipeline_tables_penguins_daily: not created yet: " in out
+    assert "6 checks: 2 passed, 1 failed, 2 warning(s), 1 skipped" in out
 
     ClickHouseMigrationManager(clickhouse, folder=PROJECT_MIGRATIONS).apply()
     assert penguins.execute_in_process(resources={"clickhouse": clickhouse}).success
+    assert penguins_daily.execute_in_process(
+        resources={"clickhouse": clickhouse}, partition_key="2024-01-02"
+    ).success
 
     ready = run_cli(tmp_path, "--json")
     assert ready.returncode == 0, ready.stdout + ready.stderr
@@ -90,6 +95,7 @@ def test_cli_reports_every_check_and_exit_code(
     assert [r["status"] for r in results.values()] == [
         "passed",
         "skipped",
+        "passed",
         "passed",
         "passed",
         "passed",
@@ -228,6 +234,7 @@ def test_integrity_job_reports_each_check_and_fails_the_run(
     assert "integrity check failed: migrations_up_to_date" in failure.message
     checks = evaluations(fresh)
     assert sorted(checks) == [
+        "clickhouse/default/penguin_observations:target_table",
         "clickhouse/default/penguin_species_stats:target_table",
         "clickhouse/default/penguins:target_table",
         "clickhouse/server:clickhouse_reachable",
@@ -252,6 +259,9 @@ def test_integrity_job_reports_each_check_and_fails_the_run(
 
     ClickHouseMigrationManager(clickhouse, folder=PROJECT_MIGRATIONS).apply()
     assert penguins.execute_in_process(resources={"clickhouse": clickhouse}).success
+    assert penguins_daily.execute_in_process(
+        resources={"clickhouse": clickhouse}, partition_key="2024-01-02"
+    ).success
     ready = run_job(clickhouse, MetabaseResource())
     assert ready.success
     checks = evaluations(ready)
