@@ -222,9 +222,11 @@ def _check_target_partitioning(context: OpExecutionContext, guard: WindowGuard) 
         if info is None:
             return
         check_expression_with_engine(client, guard.partition_by, option="derived partition_by")
-        expected = _formatted(client, guard.partition_by)
+        accepted = {
+            _normal(_formatted(client, text)) for text in _equivalent_keys(guard, info.columns)
+        }
         found = _formatted(client, info.partition_key) if info.partition_key else ""
-    if _normal(found) != _normal(expected):
+    if _normal(found) not in accepted:
         raise ConfigError(
             f"table {target.qualified} is partitioned by {info.partition_key or 'nothing'!r}, "
             f"but the pipeline's partitions need PARTITION BY {guard.partition_by}",
@@ -232,6 +234,20 @@ def _check_target_partitioning(context: OpExecutionContext, guard: WindowGuard) 
             fix="recreate the table with that PARTITION BY (a migration), or load with "
             "another write mode than replace_partitions",
         )
+
+
+def _equivalent_keys(guard: WindowGuard, columns: Sequence[tuple[str, Any]]) -> list[str]:
+    """The derived expression, and without its ``'UTC'`` argument when the column's own time
+    zone is UTC (a table created by a migration as ``toYYYYMMDD(ts)`` of a UTC column)."""
+    assert guard.partition_by is not None
+    keys = [guard.partition_by]
+    column = dict(columns).get(guard.time_column or "")
+    raw, base = str(getattr(column, "raw", "")), str(getattr(column, "base", ""))
+    day_only = base.startswith("Date") and not base.startswith("DateTime")
+    utc_column = "'UTC'" in raw or day_only
+    if guard.partition_by.endswith(", 'UTC')") and utc_column:
+        keys.append(guard.partition_by[: -len(", 'UTC')")] + ")")
+    return keys
 
 
 def _formatted(client: Any, expression: str) -> str:

@@ -264,3 +264,23 @@ def test_the_scheduled_tick_after_a_dst_change_loads_the_23_hour_day(
     assert clickhouse.query_rows(
         "SELECT partition_key FROM system.tables WHERE name = {t:String}", {"t": TABLE}
     ) == [("toYYYYMMDD(updated_at, 'Europe/Berlin')",)]
+
+
+def test_a_migration_table_partitioned_by_day_of_its_utc_column_is_accepted(
+    clickhouse: ClickHouseResource, api: RunningApi
+) -> None:
+    with clickhouse.get_client() as client:
+        client.command(
+            f"CREATE TABLE {TABLE} (id Int64, day String, price Float64, "
+            "updated_at DateTime64(6, 'UTC')) ENGINE = MergeTree "
+            "PARTITION BY toYYYYMMDD(updated_at) ORDER BY id"
+        )
+    pipeline = daily_pipeline(api.url)
+    for day in ("2024-03-02", "2024-03-03", "2024-03-02"):
+        result = pipeline.execute_in_process(
+            resources={"clickhouse": clickhouse}, partition_key=day
+        )
+        assert result.success
+    assert per_day(clickhouse) == {
+        day: (PER_DAY, PER_DAY, PER_DAY * 1.0) for day in ("2024-03-02", "2024-03-03")
+    }
