@@ -421,8 +421,13 @@ def check_window_source(name: str, extractor: Any, partitions: PartitionsDefinit
     }
     if kind in missing and missing[kind][0]:
         option = missing[kind][1]
+        what = (
+            "its path has no {start}, {end} or {key} field"
+            if option == "path"
+            else f"{option} is not set"
+        )
         raise ConfigError(
-            f"the {kind} extractor does not read the partition window: {option} is not set",
+            f"the {kind} extractor does not read the partition window: {what}",
             pipeline=name,
             fix=f"set {option} (see docs/partitions.md), so that each run reads only its partition",
         )

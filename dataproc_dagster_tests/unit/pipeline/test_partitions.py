@@ -137,7 +137,7 @@ def test_window_templates() -> None:
             {"extractor": create_metabase_extractor(1, native_query="SELECT 1")},
             "window_parameters is not set",
         ),
-        ({"extractor": create_file_extractor("a.csv")}, "path is not set"),
+        ({"extractor": create_file_extractor("a.csv")}, "its path has no"),
         ({"time_column": None}, "needs the rows' time column"),
         (
             {
