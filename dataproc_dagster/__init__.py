@@ -28,8 +28,16 @@ from dataproc_dagster.migrations.runner import ClickHouseMigrationManager
 from dataproc_dagster.observability.metrics import measure_step
 from dataproc_dagster.pipeline.factory import create_etl_pipeline
 from dataproc_dagster.pipeline.jobs import Pipeline
+from dataproc_dagster.pipeline.partitions import (
+    daily_partitions,
+    hourly_partitions,
+    monthly_partitions,
+    static_partitions,
+    weekly_partitions,
+)
 from dataproc_dagster.pipeline.sql_steps import create_sql_step
 from dataproc_dagster.pipeline.transformers import create_transformer
+from dataproc_dagster.pipeline.window import PartitionWindow
 from dataproc_dagster.sources.clickhouse import create_clickhouse_extractor
 from dataproc_dagster.sources.custom import create_extractor
 from dataproc_dagster.sources.files import create_file_extractor
@@ -71,6 +79,7 @@ __all__ = [
     "LoadError",
     "LockTimeoutError",
     "MetabaseResource",
+    "PartitionWindow",
     "Pipeline",
     "SchemaError",
     "SourceError",
@@ -89,13 +98,18 @@ __all__ = [
     "create_sql_step",
     "create_transformer",
     "cursor",
+    "daily_partitions",
     "get_settings",
+    "hourly_partitions",
     "link_header",
     "measure_step",
+    "monthly_partitions",
     "next_url",
     "offset",
     "page_number",
     "single",
+    "static_partitions",
+    "weekly_partitions",
 ]
 
 

@@ -30,6 +30,7 @@ from dataproc_dagster.loading.config import LoaderConfig
 from dataproc_dagster.loading.spec import LoadSpec
 from dataproc_dagster.loading.writer import load_chunkset
 from dataproc_dagster.observability.metrics import measure_step
+from dataproc_dagster.pipeline.partitions import window_facts
 from dataproc_dagster.pipeline.steps import (
     ChunkSetType,
     cleanup_run_chunks,
@@ -39,6 +40,7 @@ from dataproc_dagster.pipeline.steps import (
     table_metadata,
     target_pool,
 )
+from dataproc_dagster.pipeline.window import window_of
 
 
 @dataclass(frozen=True)
@@ -300,6 +302,7 @@ def make_load_op(pipeline: str, name: str, loader: ClickHouseLoader) -> OpDefini
                 # The pipeline's asset: the table's figures go on the asset's own materialization.
                 facts = table_metadata(client, spec.database, spec.table) if exists else {}
                 facts.update(_load_facts(spec, result.rows, chunks.columns))
+                facts.update(window_facts(window_of(context), result.rows, facts))
                 event = None
         if event is not None:
             yield event

@@ -31,10 +31,17 @@ from dagster import (
     AssetIn,
     AssetKey,
     AssetOut,
+    AssetRecordsFilter,
     AssetsDefinition,
     AssetSpec,
+    BackfillPolicy,
+    BetaWarning,
+    EventLogRecord,
+    IOManagerDefinition,
     MetadataValue,
     Nothing,
+    PartitionsDefinition,
+    PreviewWarning,
     SupersessionWarning,
     build_last_update_freshness_checks,
     graph_multi_asset,
@@ -48,7 +55,9 @@ from dataproc_dagster.clickhouse.sql import qualified_name, quote_identifier
 from dataproc_dagster.core.modes import DriftPolicy
 from dataproc_dagster.migrations.runner import ClickHouseMigrationManager
 from dataproc_dagster.migrations.schema import schema_differences
+from dataproc_dagster.pipeline.partitions import RESULT_IO_MANAGER, LoadSummaryIOManager
 from dataproc_dagster.pipeline.steps import CLICKHOUSE_POOL
+from dataproc_dagster.pipeline.window import PartitionWindow, window_of
 
 CHECK_ROWS = "rows_loaded"
 CHECK_COLUMNS = "columns_match"
@@ -139,6 +148,9 @@ class TableAsset:
     key_columns: tuple[str, ...] = ()
     allow_empty: bool = False
     schema_drift: DriftPolicy = DriftPolicy.FREEZE
+    # Partitioned pipelines: checks run per partition, over the rows of its window.
+    partitions: PartitionsDefinition | None = None
+    time_column: str | None = None
 
 
 def graph_asset_for(
@@ -146,6 +158,9 @@ def graph_asset_for(
     body: Callable[[list[Any]], Any],
     spec: AssetSpec,
     sources: Sequence[AssetKey],
+    *,
+    partitions_def: PartitionsDefinition | None = None,
+    backfill_policy: BackfillPolicy | None = None,
 ) -> AssetsDefinition:
     """The graph-backed asset of a pipeline.
 
@@ -164,30 +179,50 @@ def graph_asset_for(
     compose.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
         [inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY) for n in ins]
     )
-    return graph_multi_asset(
-        name=name,
-        ins=ins,
-        group_name=spec.group_name,
-        outs={
-            "result": AssetOut(
-                key=spec.key,
-                description=spec.description,
-                owners=list(spec.owners),
-                kinds=set(spec.kinds),
-                metadata=dict(spec.metadata),
-                tags={k: v for k, v in spec.tags.items() if not k.startswith("dagster/kind/")},
-            )
-        },
-    )(compose)
+    # Partitioned: the load summary goes to an IO manager that keeps nothing (see partitions).
+    io_manager = (
+        {RESULT_IO_MANAGER: IOManagerDefinition.hardcoded_io_manager(LoadSummaryIOManager())}
+        if partitions_def
+        else {}
+    )
+    with warnings.catch_warnings():
+        # resource_defs on an asset is a Dagster beta; it only carries the summary's IO manager.
+        warnings.simplefilter("ignore", BetaWarning)
+        return graph_multi_asset(
+            name=name,
+            ins=ins,
+            resource_defs=io_manager or None,
+            partitions_def=partitions_def,
+            backfill_policy=backfill_policy,
+            group_name=spec.group_name,
+            outs={
+                "result": AssetOut(
+                    key=spec.key,
+                    description=spec.description,
+                    owners=list(spec.owners),
+                    kinds=set(spec.kinds),
+                    metadata=dict(spec.metadata),
+                    tags={k: v for k, v in spec.tags.items() if not k.startswith("dagster/kind/")},
+                )
+            },
+        )(compose)
 
 
 def table_checks(pipeline: str, table: TableAsset) -> AssetChecksDefinition:
     """The checks of one table, executed in every run that materializes it."""
+    with warnings.catch_warnings():
+        # Partitioned check specs are a Dagster preview; the checks run per partition.
+        warnings.simplefilter("ignore", PreviewWarning)
+        return _table_checks(pipeline, table)
+
+
+def _table_checks(pipeline: str, table: TableAsset) -> AssetChecksDefinition:
     specs = [
         AssetCheckSpec(
             CHECK_COLUMNS,
             asset=table.key,
             blocking=True,
+            partitions_def=table.partitions,
             description="The table exists with the columns the migrations define, or else with "
             "every column the pipeline loaded.",
         )
@@ -198,6 +233,7 @@ def table_checks(pipeline: str, table: TableAsset) -> AssetChecksDefinition:
             AssetCheckSpec(
                 CHECK_ROWS,
                 asset=table.key,
+                partitions_def=table.partitions,
                 description="The last load wrote at least one row"
                 + (" (empty loads are allowed)." if table.allow_empty else "."),
             ),
@@ -208,6 +244,7 @@ def table_checks(pipeline: str, table: TableAsset) -> AssetChecksDefinition:
                 CHECK_KEYS,
                 asset=table.key,
                 blocking=True,
+                partitions_def=table.partitions,
                 description=f"No key ({', '.join(table.key_columns)}) present twice, read "
                 "with FINAL.",
             )
@@ -231,11 +268,13 @@ def evaluate_table_checks(
 ) -> Iterator[AssetCheckResult]:
     """Evaluate the named checks of ``table`` against ClickHouse and its last materialization."""
     clickhouse = context.resources.clickhouse
-    event = context.instance.get_latest_materialization_event(table.key)
+    window = window_of(context.op_execution_context) if table.partitions is not None else None
+    event = latest_materialization(context.instance, table.key, window)
     facts: dict[str, Any] = {}
     if event is not None and event.asset_materialization is not None:
         facts = {k: getattr(v, "value", v) for k, v in event.asset_materialization.metadata.items()}
         facts["_run_id"] = event.run_id
+    where = window_filter(table, window)
     expected = _migration_columns(clickhouse, f"{table.database}.{table.table}")
     with clickhouse.get_client(step=f"check {table.database}.{table.table}") as client:
         columns = dict(
@@ -246,11 +285,12 @@ def evaluate_table_checks(
             ).result_rows
         )
         if CHECK_ROWS in names:
-            yield _rows_result(table, facts)
+            result = _rows_result(table, facts)
+            yield result if where is None else _with_window_rows(client, table, where, result)
         if CHECK_COLUMNS in names:
             yield _columns_result(client, table, columns, expected, facts)
         if CHECK_KEYS in names:
-            yield _keys_result(client, table, columns)
+            yield _keys_result(client, table, columns, where)
 
 
 def _migration_columns(clickhouse: Any, qualified: str) -> tuple[bool, dict[str, str] | None]:
@@ -328,7 +368,12 @@ def _columns_result(
     )
 
 
-def _keys_result(client: Any, table: TableAsset, columns: dict[str, str]) -> AssetCheckResult:
+def _keys_result(
+    client: Any,
+    table: TableAsset,
+    columns: dict[str, str],
+    where: tuple[str, dict[str, Any]] | None = None,
+) -> AssetCheckResult:
     qualified = qualified_name(table.table, table.database)
     if not columns:
         return AssetCheckResult(
@@ -343,9 +388,11 @@ def _keys_result(client: Any, table: TableAsset, columns: dict[str, str]) -> Ass
         parameters={"db": table.database, "t": table.table},
     ).result_rows[0][0]
     final = " FINAL" if "Replacing" in engine or "Collapsing" in engine else ""
+    condition, parameters = where if where is not None else ("", {})
     duplicated, extra = client.query(
         f"SELECT count(), sum(n - 1) FROM (SELECT {keys}, count() AS n FROM {qualified}{final} "
-        f"GROUP BY {keys} HAVING n > 1)"
+        f"{condition} GROUP BY {keys} HAVING n > 1)",
+        parameters=parameters,
     ).result_rows[0]
     return AssetCheckResult(
         check_name=CHECK_KEYS,
@@ -353,9 +400,61 @@ def _keys_result(client: Any, table: TableAsset, columns: dict[str, str]) -> Ass
         passed=duplicated == 0,
         severity=AssetCheckSeverity.ERROR,
         metadata={"duplicated_keys": int(duplicated), "extra_rows": int(extra or 0)},
-        description=f"{duplicated} key(s) present more than once"
-        if duplicated
-        else "every key present once",
+        description=(
+            f"{duplicated} key(s) present more than once"
+            if duplicated
+            else "every key present once"
+        )
+        + (" in the partition's window" if where is not None else ""),
+    )
+
+
+def latest_materialization(
+    instance: Any, key: AssetKey, window: PartitionWindow | None
+) -> EventLogRecord | None:
+    """The latest materialization of ``key``, of the window's last partition when given."""
+    if window is None:
+        return instance.get_latest_materialization_event(key)
+    records = instance.fetch_materializations(
+        AssetRecordsFilter(asset_key=key, asset_partitions=[window.keys[-1]]), limit=1
+    ).records
+    return records[0] if records else None
+
+
+def window_filter(
+    table: TableAsset, window: PartitionWindow | None
+) -> tuple[str, dict[str, Any]] | None:
+    """``WHERE`` clause and bound values selecting the rows of the window's time range."""
+    if window is None or window.start is None or window.end is None or not table.time_column:
+        return None
+    column = quote_identifier(table.time_column)
+    clause = (
+        f"WHERE toDateTime64({column}, 6, 'UTC') >= {{window_start:DateTime64(6, 'UTC')}} "
+        f"AND toDateTime64({column}, 6, 'UTC') < {{window_end:DateTime64(6, 'UTC')}}"
+    )
+    values = {
+        "window_start": window.start.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f"),
+        "window_end": window.end.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f"),
+    }
+    return clause, values
+
+
+def _with_window_rows(
+    client: Any, table: TableAsset, where: tuple[str, dict[str, Any]], result: AssetCheckResult
+) -> AssetCheckResult:
+    """``result`` with the rows the table holds in the partition's window."""
+    clause, values = where
+    rows = client.query(
+        f"SELECT count() FROM {qualified_name(table.table, table.database)} {clause}",
+        parameters=values,
+    ).result_rows[0][0]
+    passed = result.passed and (int(rows) > 0 or table.allow_empty)
+    return AssetCheckResult(
+        check_name=CHECK_ROWS,
+        asset_key=table.key,
+        passed=passed,
+        metadata={**result.metadata, "rows_in_window": int(rows)},
+        description=f"{result.description}; {rows} row(s) in the partition's window",
     )
 
 

@@ -14,6 +14,7 @@ from typing import Any, Protocol, runtime_checkable
 from dataproc_dagster.clickhouse.resource import ClickHouseResource
 from dataproc_dagster.clickhouse.tables import TargetTable
 from dataproc_dagster.core.chunks import Chunk
+from dataproc_dagster.pipeline.window import PartitionWindow, window_of
 
 
 @dataclass
@@ -48,6 +49,11 @@ class StepContext:
     def resource(self, key: str) -> Any:
         """A resource of the job by key."""
         return getattr(self.dagster.resources, key)
+
+    @property
+    def window(self) -> PartitionWindow | None:
+        """The run's partition window (keys, start, end); ``None`` without partitions."""
+        return window_of(self.dagster)
 
     @property
     def clickhouse(self) -> ClickHouseResource:

@@ -8,7 +8,9 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from dagster import (
+    BackfillPolicy,
     ExecutorDefinition,
+    PartitionsDefinition,
 )
 
 from dataproc_dagster.core.errors import ConfigError
@@ -19,6 +21,7 @@ from dataproc_dagster.pipeline.jobs import (
     build_asset_pipeline,
     build_op_pipeline,
 )
+from dataproc_dagster.pipeline.partitions import plan_partitions
 from dataproc_dagster.pipeline.schedules import check_schedule
 from dataproc_dagster.pipeline.sql_steps import SqlStep
 from dataproc_dagster.pipeline.transformers import Transformer, create_transformer
@@ -56,6 +59,9 @@ def create_etl_pipeline(
     owners: Sequence[str] = (),
     group_name: str | None = None,
     allow_empty_loads: bool = False,
+    partitions: PartitionsDefinition | None = None,
+    time_column: str | None = None,
+    backfill_policy: str | BackfillPolicy | None = None,
 ) -> Pipeline:
     """Build the assets and asset job ``extract -> transform* -> load -> sql*`` and its schedule.
 
@@ -86,6 +92,13 @@ def create_etl_pipeline(
             the pipeline module's ``OWNERS``.
         group_name: Asset group (default: the pipeline name).
         allow_empty_loads: A load of no rows passes the ``rows_loaded`` check.
+        partitions: A Dagster ``PartitionsDefinition`` (``daily_partitions(start)``, hourly,
+            weekly, monthly, static): the assets are partitioned, each run reads its
+            partition's window (``ctx.window``; see docs/partitions.md).
+        time_column: The rows' time column, for partitioned pipelines: rows outside the
+            window fail the run, and ``replace_partitions`` derives ``PARTITION BY`` from it.
+        backfill_policy: ``single_run`` (a range in one run, its whole window read at once),
+            ``multi_run`` or a ``BackfillPolicy``; default one run per partition.
 
     Raises:
         ConfigError: For an invalid name, cron string, timezone or combination of steps.
@@ -107,6 +120,25 @@ def create_etl_pipeline(
         raise ConfigError("the pipeline has no steps", pipeline=name)
     if schedule is not None:
         check_schedule(name, schedule, timezone)
+    plan = None
+    if partitions is not None:
+        plan = plan_partitions(
+            name,
+            partitions,
+            extractor=extractor,
+            loader=loader,
+            time_column=time_column,
+            backfill_policy=backfill_policy,
+            schedule=schedule,
+            timezone=timezone,
+        )
+        loader = plan.loader
+    elif time_column is not None or backfill_policy is not None:
+        raise ConfigError(
+            "time_column and backfill_policy apply to partitioned pipelines only",
+            pipeline=name,
+            fix="pass partitions=daily_partitions('2024-01-01') (or another), or drop them",
+        )
 
     parts = PipelineParts(
         name=name,
@@ -124,6 +156,7 @@ def create_etl_pipeline(
         owners=tuple(owners),
         group_name=group_name or name,
         allow_empty_loads=allow_empty_loads,
+        partitioning=plan,
     )
     if getattr(loader, "from_config", False):
         return build_op_pipeline(parts)

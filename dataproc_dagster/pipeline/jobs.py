@@ -43,6 +43,12 @@ from dataproc_dagster.pipeline.assets import (
     tables_read,
 )
 from dataproc_dagster.pipeline.contracts import Extractor, Loader
+from dataproc_dagster.pipeline.partitions import (
+    PartitionPlan,
+    make_window_guard_op,
+    partitioned_schedule,
+    summary_to_nowhere,
+)
 from dataproc_dagster.pipeline.schedules import optional_schedule
 from dataproc_dagster.pipeline.sql_steps import SqlStep, make_sql_asset, make_sql_op
 from dataproc_dagster.pipeline.steps import make_extract_op, make_transform_op
@@ -123,6 +129,7 @@ class PipelineParts:
     owners: tuple[str, ...]
     group_name: str
     allow_empty_loads: bool
+    partitioning: PartitionPlan | None = None
 
     @property
     def text(self) -> str:
@@ -158,6 +165,8 @@ def build_asset_pipeline(parts: PipelineParts) -> Pipeline:
     sources: list[AssetSpec] = []
     previous: AssetKey | None = None
     extractor, loader = parts.extractor, parts.loader
+    plan = parts.partitioning
+    partitions = plan.partitions if plan is not None else None
     if extractor is not None and loader is not None:
         source = source_keys(extractor, default_db)
         sources = [
@@ -178,6 +187,10 @@ def build_asset_pipeline(parts: PipelineParts) -> Pipeline:
         extract, transforms, load = _etl_ops(
             parts.name, extractor, loader, parts.transformers, parts.chunk_rows
         )
+        if plan is not None:
+            guard = make_window_guard_op(parts.name, f"{parts.name}__window", plan.guard)
+            transforms = [*transforms, guard]
+            load = summary_to_nowhere(load)
 
         def body(upstream: list[Any]) -> Any:
             chunks = extract(source=upstream) if upstream else extract()
@@ -195,7 +208,16 @@ def build_asset_pipeline(parts: PipelineParts) -> Pipeline:
             metadata={"dagster/table_name": target.qualified} if target is not None else None,
         )
         # The graph must not share the job's name: the asset job's own graph is named after it.
-        assets.append(graph_asset_for(f"{parts.name}__etl", body, spec, source))
+        assets.append(
+            graph_asset_for(
+                f"{parts.name}__etl",
+                body,
+                spec,
+                source,
+                partitions_def=partitions,
+                backfill_policy=plan.backfill_policy if plan is not None else None,
+            )
+        )
         load_spec = getattr(loader, "spec", None)
         if target is not None:
             checks.append(
@@ -214,6 +236,8 @@ def build_asset_pipeline(parts: PipelineParts) -> Pipeline:
                         schema_drift=load_spec.schema_drift
                         if load_spec is not None
                         else DriftPolicy.FREEZE,
+                        partitions=partitions,
+                        time_column=plan.guard.time_column if plan is not None else None,
                     ),
                 )
             )
@@ -232,13 +256,22 @@ def build_asset_pipeline(parts: PipelineParts) -> Pipeline:
             kinds={"clickhouse", "sql"},
             tags=asset_tags,
             metadata={"dagster/table_name": f"{database}.{table}"},
+            partitions_def=partitions,
         )
-        assets.append(make_sql_asset(parts.name, _sql_op_name(parts.name, sql, index), sql, spec))
-        checks.append(table_checks(parts.name, TableAsset(key, database, table, loaded=False)))
+        sql_asset = make_sql_asset(parts.name, _sql_op_name(parts.name, sql, index), sql, spec)
+        if plan is not None and plan.backfill_policy is not None:
+            # One backfill policy per job: a range run rebuilds the SQL table once.
+            sql_asset = sql_asset.with_attributes(backfill_policy=plan.backfill_policy)
+        assets.append(sql_asset)
+        checks.append(
+            table_checks(
+                parts.name, TableAsset(key, database, table, loaded=False, partitions=partitions)
+            )
+        )
         previous = key
     keys = [k for a in assets for k in a.keys]
     table_keys = [k for k in keys if k.path[0] == "clickhouse"]
-    if parts.schedule and table_keys:
+    if parts.schedule and table_keys and partitions is None:
         checks.extend(freshness_checks(table_keys, parts.schedule, parts.timezone))
     check_keys = [ck for c in checks for ck in c.check_keys]
     job = define_asset_job(
@@ -249,7 +282,10 @@ def build_asset_pipeline(parts: PipelineParts) -> Pipeline:
         tags=parts.job_tags,
         executor_def=parts.executor_def,
     )
-    sched = optional_schedule(job, parts.schedule, parts.timezone, parts.schedule_run_config)
+    if partitions is not None:
+        sched = partitioned_schedule(job, parts.schedule, parts.schedule_run_config)
+    else:
+        sched = optional_schedule(job, parts.schedule, parts.timezone, parts.schedule_run_config)
     return Pipeline(
         name=parts.name,
         job=job,

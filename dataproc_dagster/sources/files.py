@@ -14,6 +14,7 @@ import pyarrow.parquet as pq
 
 from dataproc_dagster.core.errors import SourceError
 from dataproc_dagster.pipeline.contracts import StepContext
+from dataproc_dagster.pipeline.window import render_window, template_fields
 
 FORMATS = ("csv", "parquet")
 
@@ -35,11 +36,15 @@ class FileExtractor:
         return f"{self.format} file {self.path}"
 
     def extract(self, ctx: StepContext) -> Iterator[pd.DataFrame | pa.Table]:
-        """Read the file chunk by chunk."""
+        """Read the file chunk by chunk; a path pattern is filled from the partition window."""
         path = Path(self.path)
+        if template_fields(self.path, option="file extractor path"):
+            filled = render_window(ctx.window, {"path": self.path}, option="file extractor path")
+            path = Path(filled["path"])
+            ctx.metadata["path"] = str(path)
         if not path.is_file():
             raise SourceError(
-                "the file does not exist",
+                "the file does not exist" + (f": {path}" if str(path) != self.path else ""),
                 source=self.describe(),
                 fix="check the path (relative paths are read from the working directory)",
             )
@@ -68,11 +73,13 @@ def create_file_extractor(
     """Extract rows from a CSV or Parquet file, in chunks.
 
     Args:
-        path: The file.
+        path: The file; in a partitioned pipeline a pattern filled from the window, e.g.
+            ``exports/orders_{start:%Y-%m-%d}.csv`` (``{start}``, ``{end}``, ``{key}``).
         format: ``csv`` or ``parquet`` (default: from the file's suffix).
         chunk_rows: Rows per chunk read.
         read_options: Extra keyword arguments of ``pandas.read_csv`` (CSV only).
     """
+    template_fields(str(path), option="file extractor path")
     fmt = (format or Path(path).suffix.lstrip(".")).lower()
     if fmt not in FORMATS:
         raise SourceError(

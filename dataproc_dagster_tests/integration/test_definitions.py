@@ -16,6 +16,12 @@ def test_every_job_resolves_with_its_resources(data_dir: Path) -> None:
     schedules = {s.name: s for s in defs.schedules or []}
     assert schedules["penguins_schedule"].execution_timezone == "UTC"
     assert schedules["penguin_islands_schedule"].cron_schedule == "30 6 * * *"
+    # The partitioned sample: one asset partitioned by day (January 2024), no schedule.
+    assert "penguins_daily" in jobs
+    daily = defs.resolve_job_def("penguins_daily")
+    assert daily.partitions_def is not None
+    assert daily.partitions_def.get_partition_keys()[0] == "2024-01-01"
+    assert len(daily.partitions_def.get_partition_keys()) == 31
     assert not (data_dir / "clickhouse").exists()  # building definitions opened no engine
 
 

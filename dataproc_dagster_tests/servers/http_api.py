@@ -13,7 +13,9 @@ Every pagination style the extractor knows has an endpoint over the same records
 ``/raw``       the body in :attr:`ApiState.raw_body` as is (for shape errors)
 =============  =========================================================================
 
-``updated_since`` filters records with ``updated_at >=`` the value. Auth (bearer, basic, an
+``updated_since`` filters records with ``updated_at >=`` the value; ``updated_from`` and
+``updated_before`` (ISO 8601 times or dates, with an offset or UTC) keep a time window
+``[from, before)`` of ``updated_at``. Auth (bearer, basic, an
 API key in a header or query parameter), a delay on every response and faults (429 with
 ``Retry-After``, 5xx, HTML pages, malformed JSON, timeouts, dropped connections) are set on
 :class:`ApiState`. Run ``python -m dataproc_dagster_tests.servers.http_api --records N`` to
@@ -245,9 +247,13 @@ class _Handler(BaseHTTPRequestHandler):
         since = params.get("updated_since")
         if since:
             records = [r for r in records if str(r.get("updated_at", "")) >= since]
+        start, end = params.get("updated_from"), params.get("updated_before")
+        if start or end:
+            records = [r for r in records if _in_range(str(r.get("updated_at", "")), start, end)]
         total = len(records)
         base = f"http://{self.headers.get('Host')}"
-        extra = {k: v for k, v in params.items() if k in ("updated_since",)}
+        filters = ("updated_since", "updated_from", "updated_before")
+        extra = {k: v for k, v in params.items() if k in filters}
         if path == "/raw":
             return state.raw_body, {}
         if path == "/single":
@@ -304,6 +310,17 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header(name, value)
         self.end_headers()
         self.wfile.write(data)
+
+
+def _in_range(value: str, start: str | None, end: str | None) -> bool:
+    """``start <= value < end`` on ISO 8601 UTC text (``...Z``); a bound may be a date."""
+    stamp = _instant(value)
+    return (start is None or stamp >= _instant(start)) and (end is None or stamp < _instant(end))
+
+
+def _instant(text: str) -> datetime:
+    moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 _HTML_PAGE = (

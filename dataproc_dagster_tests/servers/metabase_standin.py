@@ -435,9 +435,10 @@ class MetabaseStandin:
         # Section 5: native SQL is capped like bare rows; section 6: an export only at the
         # download limit.
         cap = self.download_row_limit if export else constraints["max-results-bare-rows"]
+        sql, bound = _bind_variables(body, sql)
         with db.lock:
             try:
-                cursor = db.connection.execute(sql)
+                cursor = db.connection.execute(sql, bound)
                 rows = [list(r) for r in cursor.fetchmany(cap)]
             except sqlite3.Error as exc:
                 raise QueryFailed(f"{exc}") from None
@@ -1162,6 +1163,29 @@ def _now() -> str:
 @functools.lru_cache(maxsize=16)
 def _zone(name: str) -> ZoneInfo:
     return ZoneInfo(name)
+
+
+def _bind_variables(body: dict[str, Any], sql: str) -> tuple[str, dict[str, Any]]:
+    """Native ``{{name}}`` variables as SQLite named parameters bound to the request's
+    ``parameters`` (as Metabase binds template tags; the text is never pasted)."""
+    tags = (body.get("native") or {}).get("template-tags") or {}
+    values: dict[str, Any] = {}
+    for parameter in body.get("parameters") or []:
+        target = parameter.get("target") or []
+        if len(target) == 2 and target[0] == "variable" and target[1][0] == "template-tag":
+            values[str(target[1][1])] = parameter.get("value")
+    bound: dict[str, Any] = {}
+
+    def substitute(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name not in tags or name not in values:
+            raise QueryFailed(
+                f"You'll need to pick a value for '{name}' before this query can run."
+            )
+        bound[f"mb_{name}"] = values[name]
+        return f":mb_{name}"
+
+    return re.sub(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}", substitute, sql), bound
 
 
 def _sqlite_type(base_type: str) -> str:

@@ -17,6 +17,7 @@ from dataproc_dagster.core.choices import parse_choice
 from dataproc_dagster.core.errors import ConfigError, DataprocError
 from dataproc_dagster.core.redaction import is_secret_name
 from dataproc_dagster.pipeline.contracts import StepContext
+from dataproc_dagster.pipeline.window import render_window
 from dataproc_dagster.sources.http.auth import NO_AUTH, AuthKind, HttpAuth
 from dataproc_dagster.sources.http.client import HttpSource
 from dataproc_dagster.sources.http.config import HttpExtractConfig, spec_from_config
@@ -88,6 +89,12 @@ class HttpExtractor:
         source, url = build_source(spec, ctx)
         log = ctx.log
         params = dict(spec.params)
+        if spec.window_params:
+            window = render_window(
+                ctx.window, spec.window_params, option="HTTP extractor window_params"
+            )
+            params.update(window)
+            ctx.metadata["window_params"] = ", ".join(f"{k}={v}" for k, v in window.items())
         bound: LowerBound | None = None
         if spec.incremental is not None:
             bound = self._lower_bound(spec.incremental, ctx)
@@ -196,6 +203,7 @@ def create_http_extractor(
     list_mode: ListMode | str = ListMode.AUTO,
     retry: HttpRetryPolicy | None = None,
     resource_key: str | None = None,
+    window_params: Mapping[str, str] | None = None,
 ) -> HttpExtractor:
     """An extractor for a JSON API endpoint.
 
@@ -218,6 +226,9 @@ def create_http_extractor(
         retry: Retry policy; by default the resource's, else 5 attempts with backoff.
         resource_key: An :class:`~dataproc_dagster.sources.http.resource.HttpResource` to take the
             base URL, headers, auth and retries from.
+        window_params: Query parameters filled from the partition window of a partitioned
+            pipeline, e.g. ``{"from": "{start:%Y-%m-%d}", "to": "{end:%Y-%m-%d}"}``
+            (``{start}``/``{end}`` take a strftime format; ``{key}`` is the partition key).
 
     Example:
         ``create_http_extractor("https://api.example.com/orders", auth=bearer("SHOP_TOKEN"),
@@ -237,6 +248,7 @@ def create_http_extractor(
         list_mode=parse_choice(ListMode, list_mode, what="list_mode", source="HTTP extractor"),
         retry=retry,
         resource_key=resource_key,
+        window_params=dict(window_params or {}),
     )
     return HttpExtractor(spec)
 

@@ -9,6 +9,7 @@ from typing import Any
 from dataproc_dagster.core.choices import parse_choice
 from dataproc_dagster.core.config_checks import check_http_url, check_timeout
 from dataproc_dagster.core.errors import ConfigError
+from dataproc_dagster.pipeline.window import template_fields
 from dataproc_dagster.sources.http.auth import NO_AUTH, HttpAuth
 from dataproc_dagster.sources.http.client import HttpSource
 from dataproc_dagster.sources.http.incremental import Incremental
@@ -34,6 +35,8 @@ class HttpSourceSpec:
     list_mode: ListMode = ListMode.AUTO
     retry: HttpRetryPolicy | None = None
     resource_key: str | None = None
+    # Query parameters filled from the partition window: name -> "{start:%Y-%m-%d}".
+    window_params: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not self.url:
@@ -59,6 +62,8 @@ class HttpSourceSpec:
                 source="HTTP extractor",
                 fix="set max_depth=0 to keep nested objects as JSON text",
             )
+        for name, template in self.window_params.items():
+            template_fields(str(template), option=f"HTTP extractor window_params[{name!r}]")
         if self.timeout is not None:
             check_timeout(self.timeout, option="HTTP extractor timeout")
         if "://" in self.url:

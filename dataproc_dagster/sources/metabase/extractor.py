@@ -21,6 +21,7 @@ from pydantic import Field
 from dataproc_dagster.core.errors import ConfigError, DataprocError
 from dataproc_dagster.pipeline.config_types import StepConfig, default_of
 from dataproc_dagster.pipeline.contracts import StepContext
+from dataproc_dagster.pipeline.window import render_window, window_fields_of
 from dataproc_dagster.sources.metabase.discovery import find_database, get_database, resolve_table
 from dataproc_dagster.sources.metabase.native_reader import read_native
 from dataproc_dagster.sources.metabase.paging import (
@@ -50,6 +51,9 @@ class MetabaseExtractor:
     page_size: int = DEFAULT_PAGE_SIZE
     resource_key: str = "metabase"
     from_config: bool = False
+    # Native SQL of a partitioned pipeline: Metabase variables ({{start}}) filled from the
+    # window, name -> template ("{start:%Y-%m-%d}"), sent as parameters, never pasted.
+    window_parameters: Mapping[str, str] | None = None
     kind: str = field(default="metabase", init=False)
     required_resource_keys: frozenset[str] = field(default=frozenset(), init=False)
     config_schema: Any = field(default=None, init=False)
@@ -150,6 +154,16 @@ class MetabaseExtractor:
                 label = f"database {db.id} ({db.name})"
                 log.info(f"Metabase: native SQL on {label}, method {self.method}")
                 order = self.order_by if isinstance(self.order_by, str) else None
+                variables = None
+                if self.window_parameters:
+                    variables = render_window(
+                        ctx.window,
+                        self.window_parameters,
+                        option="Metabase extractor window_parameters",
+                    )
+                    ctx.metadata["window_parameters"] = ", ".join(
+                        f"{k}={v}" for k, v in variables.items()
+                    )
                 yield from read_native(
                     client,
                     db.id,
@@ -161,6 +175,7 @@ class MetabaseExtractor:
                     database_label=label,
                     log=log.warning,
                     stats=stats,
+                    variables=variables,
                 )
             else:
                 table = resolve_table(
@@ -272,6 +287,7 @@ def create_metabase_extractor(
     page_size: int = DEFAULT_PAGE_SIZE,
     resource_key: str = "metabase",
     from_config: bool = False,
+    window_parameters: Mapping[str, str] | None = None,
 ) -> MetabaseExtractor:
     """Create an extractor reading a Metabase table or native SQL query, whole and in order.
 
@@ -296,6 +312,9 @@ def create_metabase_extractor(
         resource_key: Key of the
             :class:`~dataproc_dagster.sources.metabase.resource.MetabaseResource`.
         from_config: Take every option from the op's run config (generic jobs).
+        window_parameters: Native SQL in a partitioned pipeline: Metabase variables filled
+            from the partition window, e.g. ``{"start": "{start:%Y-%m-%d}"}`` for
+            ``WHERE day >= {{start}}``; sent as query parameters, never pasted into the SQL.
 
     Raises:
         ConfigError: When the options do not name exactly one source.
@@ -314,7 +333,15 @@ def create_metabase_extractor(
         page_size=page_size,
         resource_key=resource_key,
         from_config=from_config,
+        window_parameters=dict(window_parameters) if window_parameters else None,
     )
+    window_fields_of(window_parameters, option="Metabase extractor window_parameters")
+    if window_parameters and native_query is None:
+        raise ConfigError(
+            "window_parameters apply to native_query only",
+            source="Metabase extractor",
+            fix="read the window with native SQL: WHERE day >= {{start}} AND day < {{end}}",
+        )
     if not from_config:
         extractor.validate()
     return extractor

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import pandas as pd
@@ -27,13 +27,32 @@ from dataproc_dagster.sources.metabase.paging import (
 from dataproc_dagster.sources.metabase.responses import preview_query
 
 
-def native_query(database_id: int, sql: str) -> dict[str, Any]:
-    """A native query body for ``database_id``."""
-    return {
+def native_query(
+    database_id: int, sql: str, variables: Mapping[str, str] | None = None
+) -> dict[str, Any]:
+    """A native query body for ``database_id``; ``variables`` fill ``{{name}}`` text variables
+    as Metabase parameters (Metabase binds them; they are never pasted into the SQL here)."""
+    values = dict(variables or {})
+    tags = {
+        name: {"id": f"dataproc-{name}", "name": name, "display-name": name, "type": "text"}
+        for name in values
+    }
+    body: dict[str, Any] = {
         "database": int(database_id),
         "type": "native",
-        "native": {"query": sql, "template-tags": {}},
+        "native": {"query": sql, "template-tags": tags},
     }
+    if values:
+        body["parameters"] = [
+            {
+                "id": f"dataproc-{name}",
+                "type": "category",
+                "target": ["variable", ["template-tag", name]],
+                "value": value,
+            }
+            for name, value in values.items()
+        ]
+    return body
 
 
 def wrap_native(sql: str, *, order_by: str | None, limit: int | None, offset: int = 0) -> str:
@@ -61,13 +80,15 @@ def read_native(
     database_label: str = "",
     log: Callable[[str], None] | None = None,
     stats: ReadStats | None = None,
+    variables: Mapping[str, str] | None = None,
 ) -> Iterator[pd.DataFrame]:
     """Yield the rows of a native SQL query, one DataFrame per page.
 
     With ``order_by`` (an SQL ORDER BY list that makes the order unique) the query is wrapped
     as ``SELECT * FROM (<sql>) ORDER BY .. LIMIT page OFFSET m`` and read page by page. Without
     it the query runs as one request with raised caps; when that result may have been capped
-    the read fails and asks for ``order_by`` instead of returning a cut result.
+    the read fails and asks for ``order_by`` instead of returning a cut result. ``variables``
+    fill the query's ``{{name}}`` variables (a partition's window) in every request.
 
     Raises:
         ConfigError: Bad method / page size / empty SQL.
@@ -85,7 +106,7 @@ def read_native(
     cols: list[dict[str, Any]] = []
     tz = "UTC"
     if method == ReadMethod.EXPORT:
-        probe = probe_columns(client, native_query(database_id, sql), label, stats)
+        probe = probe_columns(client, native_query(database_id, sql, variables), label, stats)
         cols = probe["data"]["cols"]
         tz = str(probe["data"].get("results_timezone") or "UTC")
 
@@ -93,7 +114,7 @@ def read_native(
 
     def fetch(text: str) -> list[Any]:
         nonlocal cols, tz, flagged
-        q = native_query(database_id, text)
+        q = native_query(database_id, text, variables)
         if method == ReadMethod.EXPORT:
             return export_rows(client, q, cols, label, stats)
         data = run_dataset(client, q, label, stats)["data"]
@@ -106,7 +127,7 @@ def read_native(
     def count() -> int:
         inner = sql.strip().rstrip(";").rstrip()
         text = f"SELECT COUNT(*) AS dataproc_count FROM (\n{inner}\n) AS dataproc_counted"
-        return run_count(client, native_query(database_id, text), label, stats)
+        return run_count(client, native_query(database_id, text, variables), label, stats)
 
     if not order_by:
         text = sql if limit is None else wrap_native(sql, order_by=None, limit=limit)
@@ -121,7 +142,7 @@ def read_native(
                     f"the native query returned {n} rows but Metabase counts {total} rows for "
                     "it: the answer was cut at a row limit (rows_truncated, or the download "
                     f"row limit of an export) | query: "
-                    f"{preview_query(native_query(database_id, sql))}",
+                    f"{preview_query(native_query(database_id, sql, variables))}",
                     source=f"{client.source} {label}",
                     fix="set order_by (columns that make the order unique, e.g. 'id') so that "
                     "the query is read in pages, or set limit to at most the rows you need",

@@ -24,6 +24,7 @@ from dataproc_dagster.integrity import checks as integrity
 from dataproc_dagster.integrity import job as integrity_job
 from dataproc_dagster.migrations.runner import ClickHouseMigrationManager
 from dataproc_dagster.pipelines.penguins import pipeline as penguins
+from dataproc_dagster.pipelines.penguins_daily import pipeline as penguins_daily
 from dataproc_dagster.sources.metabase.resource import MetabaseResource
 from dataproc_dagster_tests.helpers.cli import REPO
 from dataproc_dagster_tests.servers.metabase_standin import MetabaseStandin
@@ -82,12 +83,16 @@ def test_cli_reports_every_check_and_exit_code(
     # The YAML pipeline's tables are checked too.
     assert "[WARNING] pipeline_tables_penguin_islands: not created yet: default.penguins_raw" in out
     assert "[PASSED ] no_unfinished_loads: no staging table and no unfinished load" in out
-    assert "6 checks: 2 passed, 1 failed, 2 warning(s), 1 skipped" in out
+    assert "[WARNING] pipeline_tables_penguins_daily: not created yet: " in out
+    assert "7 checks: 2 passed, 1 failed, 3 warning(s), 1 skipped" in out
 
     ClickHouseMigrationManager(clickhouse, folder=PROJECT_MIGRATIONS).apply()
     assert penguins.execute_in_process(resources={"clickhouse": clickhouse}).success
     [islands] = discover_yaml_pipelines()
     assert islands.execute_in_process(resources={"clickhouse": clickhouse}).success
+    assert penguins_daily.execute_in_process(
+        resources={"clickhouse": clickhouse}, partition_key="2024-01-02"
+    ).success
 
     ready = run_cli(tmp_path, "--json")
     assert ready.returncode == 0, ready.stdout + ready.stderr
@@ -95,6 +100,7 @@ def test_cli_reports_every_check_and_exit_code(
     assert [r["status"] for r in results.values()] == [
         "passed",
         "skipped",
+        "passed",
         "passed",
         "passed",
         "passed",
@@ -237,6 +243,7 @@ def test_integrity_job_reports_each_check_and_fails_the_run(
     checks = evaluations(fresh)
     assert sorted(checks) == [
         "clickhouse/default/penguin_island_counts:target_table",
+        "clickhouse/default/penguin_observations:target_table",
         "clickhouse/default/penguin_species_stats:target_table",
         "clickhouse/default/penguins:target_table",
         "clickhouse/default/penguins_raw:target_table",
@@ -264,6 +271,9 @@ def test_integrity_job_reports_each_check_and_fails_the_run(
     assert penguins.execute_in_process(resources={"clickhouse": clickhouse}).success
     [islands] = discover_yaml_pipelines()
     assert islands.execute_in_process(resources={"clickhouse": clickhouse}).success
+    assert penguins_daily.execute_in_process(
+        resources={"clickhouse": clickhouse}, partition_key="2024-01-02"
+    ).success
     ready = run_job(clickhouse, MetabaseResource())
     assert ready.success
     checks = evaluations(ready)
