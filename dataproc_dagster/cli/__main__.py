@@ -18,7 +18,7 @@ import sys
 import warnings
 from collections.abc import Sequence
 
-from dataproc_dagster.core.environment import env_file_values, shell_copies
+from dataproc_dagster.core.environment import env_file_values, shell_markers
 
 # Message starts of the known warnings (PYTHONWARNINGS takes plain message prefixes; no commas).
 KNOWN_WARNINGS = (
@@ -39,10 +39,11 @@ def quiet_known_warnings(environ: dict[str, str] | os._Environ[str] = os.environ
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``dagster ARGS`` with the project's defaults; the exit code of the command."""
     args = list(sys.argv[1:] if argv is None else argv)
+    # Copies of the shell's values and the names it set, for the code location to restore
+    # after Dagster has copied .env over them (here and in every process Dagster starts,
+    # also after a reload, when .env may have changed).
+    os.environ.update(shell_markers(os.environ, env_file_values()))
     quiet_known_warnings()
-    # Copies of the shell's values, for the code location to restore after Dagster has
-    # copied .env over them (here and in every process Dagster starts).
-    os.environ.update(shell_copies(os.environ, env_file_values()))
 
     # Dagster is imported only now, after the environment above is in place.
     from dagster import DagsterInvalidConfigError
