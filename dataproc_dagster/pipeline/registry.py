@@ -19,6 +19,7 @@ from typing import Any
 
 from dagster import AssetSpec
 
+from dataproc_dagster.core.environment import restore_process_environment
 from dataproc_dagster.core.errors import ConfigError, DataprocError
 from dataproc_dagster.pipeline.jobs import Pipeline
 
@@ -37,9 +38,15 @@ def pipelines_in(module: ModuleType) -> list[Pipeline]:
 def discover_pipelines(package: str = PIPELINES_PACKAGE) -> list[Pipeline]:
     """Import every module of ``package`` and collect its pipelines, sorted by name.
 
+    The process environment is restored over ``.env`` first (see
+    :func:`~dataproc_dagster.core.environment.restore_process_environment`).
+
     Raises:
         ConfigError: Naming the module that fails to import or repeats a pipeline name.
     """
+    # A pipeline module may read its settings when it is imported: the environment must win
+    # over the .env values Dagster's command line copied over it before that happens.
+    restore_process_environment()
     root = importlib.import_module(package)
     found: dict[str, Pipeline] = {}
     for info in sorted(pkgutil.iter_modules(root.__path__), key=lambda m: m.name):
