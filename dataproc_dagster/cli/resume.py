@@ -31,6 +31,8 @@ from dagster import (
     execute_job,
 )
 
+from dataproc_dagster.core.environment import load_env_file
+
 RESUMABLE = (DagsterRunStatus.FAILURE, DagsterRunStatus.CANCELED, DagsterRunStatus.STARTED)
 
 
@@ -157,6 +159,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--force", action="store_true", help="treat a STARTED run as dead without checking"
     )
     args = parser.parse_args(argv)
+    # Like every command: .env below the environment, before the code location loads.
+    load_env_file()
     with DagsterInstance.get() as instance:
         try:
             new_run, success = resume(instance, args.run_id, args.job, args.module, args.force)

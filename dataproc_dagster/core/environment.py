@@ -144,6 +144,25 @@ def restore_process_environment(env_file: str | os.PathLike[str] = ENV_FILE) -> 
     return sorted(restored)
 
 
+def load_env_file(env_file: str | os.PathLike[str] = ENV_FILE) -> list[str]:
+    """Set the variables of ``env_file`` that the process environment does not set.
+
+    For command lines that do not go through Dagster's (``resume``): the same rule, the
+    environment wins over ``.env``.
+
+    Returns:
+        The names taken from ``env_file``.
+    """
+    added = []
+    for name, value in env_file_values(env_file).items():
+        if name not in os.environ:
+            os.environ[name] = value
+            added.append(name)
+    if added:
+        get_settings.cache_clear()
+    return sorted(added)
+
+
 def setting(name: str, default: str | None = None) -> str:
     """A pipeline's own setting (a URL, a host, a table): the environment, then ``.env``.
 
