@@ -99,8 +99,23 @@ prepare_instance() { python -m dataproc_dagster.cli.instance_setup; }
 
 has_migrations_cli() { python -c "import dataproc_dagster.cli.migrations" >/dev/null 2>&1; }
 
+# `CLICKHOUSE_URL=$(./run.sh clickhouse status) ./run.sh job ...` with no server running sets an
+# empty CLICKHOUSE_URL: refuse it instead of running on the embedded engine in silence.
+refuse_empty_clickhouse_url() {
+  if [ "${CLICKHOUSE_URL+set}" = set ] && [ -z "${CLICKHOUSE_URL//[[:space:]]/}" ]; then
+    echo "run.sh: CLICKHOUSE_URL is set but empty (no server running? \`./run.sh clickhouse" \
+      "status\` prints nothing then; \`./run.sh clickhouse start\` starts one). Unset it to use" \
+      "the embedded engine." >&2
+    exit 2
+  fi
+}
+
 cmd="${1:-help}"
 [ $# -gt 0 ] && shift
+case "$cmd" in
+  demo|dev|job|dg|resume|check|migrate|migrate_status|migrate_rollback|bench)
+    refuse_empty_clickhouse_url ;;
+esac
 case "$cmd" in
   demo)
     ensure_venv

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,10 @@ from dataproc_dagster.clickhouse.connection import (
     ClickHouseConnection,
     Parameters,
 )
-from dataproc_dagster.core.settings import FrameworkSettings
+from dataproc_dagster.core.settings import FrameworkSettings, get_settings
+
+# The run tag naming the ClickHouse a run used (``describe()``: no credentials).
+RUN_TAG = "dataproc/clickhouse"
 
 
 class ClickHouseResource(ConfigurableResource):
@@ -69,9 +73,28 @@ class ClickHouseResource(ConfigurableResource):
         )
 
     def setup_for_execution(self, context: InitResourceContext) -> None:
-        """Remember which run uses the engine, to tell waiters who holds it."""
+        """Remember which run uses the engine, to tell waiters who holds it; say which
+        ClickHouse the run uses (a log line and the run tag ``dataproc/clickhouse``)."""
         run_id = context.run.run_id if context.run else ""
         self._holder = {"run": run_id} if run_id else {}
+        where = self.where()
+        if context.log is not None:
+            context.log.info(f"ClickHouse: {where}")
+        if run_id and context.instance is not None:
+            tags = context.run.tags if context.run else {}
+            if tags.get(RUN_TAG) != self.describe():
+                context.instance.add_run_tags(run_id, {RUN_TAG: self.describe()})
+
+    def where(self) -> str:
+        """:meth:`describe`, plus where the URL came from when it is the default engine."""
+        text = self.describe()
+        if self.is_embedded and self.url == get_settings().clickhouse_url:
+            set_to = os.environ.get("CLICKHOUSE_URL")
+            if set_to is None:
+                text += " (CLICKHOUSE_URL not set: the default)"
+            elif not set_to.strip():
+                text += " (CLICKHOUSE_URL is set but empty: the default)"
+        return text
 
     @property
     def connection(self) -> ClickHouseConnection:

@@ -17,6 +17,7 @@ from dagster import (
     op,
 )
 
+from dataproc_dagster.clickhouse.resource import RUN_TAG
 from dataproc_dagster.clickhouse.sql_safety import (
     check_expression,
     check_expression_with_engine,
@@ -296,7 +297,11 @@ def make_load_op(pipeline: str, name: str, loader: ClickHouseLoader) -> OpDefini
                     spec.database,
                     spec.table,
                     f"{spec.mode} by pipeline {pipeline}",
-                    {"write_mode": spec.mode.value, "rows_loaded": result.rows},
+                    {
+                        "write_mode": spec.mode.value,
+                        "rows_loaded": result.rows,
+                        RUN_TAG: clickhouse.describe(),
+                    },
                 )
                 if exists
                 else None
@@ -306,6 +311,7 @@ def make_load_op(pipeline: str, name: str, loader: ClickHouseLoader) -> OpDefini
                 # The pipeline's asset: the table's figures go on the asset's own materialization.
                 facts = table_metadata(client, spec.database, spec.table) if exists else {}
                 facts.update(_load_facts(spec, result.rows, chunks.columns))
+                facts[RUN_TAG] = clickhouse.describe()
                 event = None
         if event is not None:
             yield event
