@@ -6,6 +6,7 @@ or code server never holds the embedded ClickHouse directory.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from types import ModuleType
 from typing import Any
@@ -18,10 +19,12 @@ from dataproc_dagster.integrity import job as integrity_job
 from dataproc_dagster.migrations import job as migrations_job
 from dataproc_dagster.observability.logging import configure_logging
 from dataproc_dagster.pipeline.jobs import Pipeline
-from dataproc_dagster.pipeline.registry import discover_pipelines
+from dataproc_dagster.pipeline.registry import BrokenModule, discover, strict_loading
 from dataproc_dagster.resources import build_resources, register_resource_secrets
 from dataproc_dagster.sources.http import job as http_job
 from dataproc_dagster.sources.metabase import job as metabase_job
+
+logger = logging.getLogger(__name__)
 
 # The generic and operational jobs; each module may expose JOBS, SCHEDULES, ASSETS,
 # ASSET_CHECKS and SENSORS lists.
@@ -59,6 +62,27 @@ def pipeline_assets(pipelines: Sequence[Pipeline]) -> tuple[list[Any], list[Any]
     return assets, [c for p in pipelines for c in p.asset_checks]
 
 
+def report_broken_modules(broken: Sequence[BrokenModule]) -> None:
+    """Fail for a pipeline module that does not import under ``dagster definitions validate``
+    and ``dg check defs`` (CI); else log it and load the other pipelines.
+
+    The integrity check ``pipeline_modules_import`` (job ``integrity_check``, ``./run.sh
+    check``) fails while such a module is there, so the UI shows it too.
+
+    Raises:
+        ConfigError: Under validation, naming the first broken module.
+    """
+    if broken and strict_loading():
+        raise broken[0].error
+    for item in broken:
+        logger.error(
+            "%s Fix: %s. The other pipelines are loaded; the integrity check "
+            "pipeline_modules_import fails until it imports.",
+            item.message,
+            item.fix,
+        )
+
+
 def build_definitions() -> Definitions:
     """Assemble every pipeline, job, schedule, asset and resource of the code location."""
     # Dagster's CLI copied .env over the process environment; the environment wins.
@@ -68,7 +92,8 @@ def build_definitions() -> Definitions:
     # LOG_LEVEL and secret masking, in every process that loads the code location.
     register_resource_secrets(resources)
     configure_logging(settings)
-    pipelines = discover_pipelines()
+    pipelines, broken = discover()
+    report_broken_modules(broken)
     extra = _collect_job_modules()
     assets, checks = pipeline_assets(pipelines)
     return Definitions(

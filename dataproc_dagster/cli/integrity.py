@@ -13,17 +13,19 @@ from collections.abc import Sequence
 from dataproc_dagster.core.errors import DataprocError
 from dataproc_dagster.core.settings import get_settings
 from dataproc_dagster.integrity import checks as integrity
-from dataproc_dagster.pipeline.registry import discover_pipelines
+from dataproc_dagster.pipeline.registry import discover
 from dataproc_dagster.resources import build_resources
 
 
 def run_default_checks() -> list[integrity.CheckResult]:
     """Every check with the code location's resources and its discovered pipelines."""
     resources = build_resources(get_settings())
+    pipelines, broken = discover()
     return integrity.run_all_checks(
         clickhouse=resources["clickhouse"],
         metabase=resources.get("metabase"),
-        pipelines=discover_pipelines(),
+        pipelines=pipelines,
+        broken_modules=broken,
     )
 
 

@@ -34,6 +34,7 @@ CHECK_CLICKHOUSE = "clickhouse_reachable"
 CHECK_METABASE = "metabase_reachable"
 CHECK_MIGRATIONS = "migrations_up_to_date"
 CHECK_LOADS = "no_unfinished_loads"
+CHECK_MODULES = "pipeline_modules_import"
 
 PASSED, FAILED, WARNING, SKIPPED = CheckStatus  # short names for the results below
 
@@ -255,12 +256,31 @@ def check_migrations(clickhouse: ClickHouseConnection, folder: Path | None = Non
 # All checks
 
 
+def check_pipeline_modules(broken: Sequence[Any]) -> CheckResult:
+    """Every pipeline module imports.
+
+    Args:
+        broken: The modules that failed to import (``registry.BrokenModule``: ``module``,
+            ``message``, ``fix``).
+    """
+    if not broken:
+        return CheckResult(CHECK_MODULES, PASSED, "every pipeline module imports")
+    return CheckResult(
+        CHECK_MODULES,
+        FAILED,
+        "; ".join(b.message for b in broken),
+        {"modules": [b.module for b in broken]},
+        "; ".join(b.fix for b in broken if b.fix) + " (the other pipelines load and run meanwhile)",
+    )
+
+
 def run_all_checks(
     *,
     clickhouse: ClickHouseConnection | HasConnection,
     metabase: Any,
     pipelines: Sequence[Any],
     migrations_folder: Path | None = None,
+    broken_modules: Sequence[Any] = (),
 ) -> list[CheckResult]:
     """Run every check, in order.
 
@@ -269,6 +289,7 @@ def run_all_checks(
         metabase: The Metabase resource.
         pipelines: Pipelines whose tables to check.
         migrations_folder: Migrations folder (default: the project's).
+        broken_modules: Pipeline modules that failed to import.
     """
     connection = as_connection(clickhouse)
     results = [
@@ -278,6 +299,7 @@ def run_all_checks(
         check_unfinished_loads(connection),
     ]
     results += check_pipeline_tables(connection, pipelines, migrations_folder)
+    results.append(check_pipeline_modules(broken_modules))
     return results
 
 

@@ -6,6 +6,8 @@ Checked assets (external: this job only observes them):
   ``no_unfinished_loads`` (staging tables and ledger entries of loads that did not finish);
 - ``metabase/server``: check ``metabase_reachable`` (passes as skipped, with the reason, when
   ``METABASE_BASE_URL`` is empty);
+- ``dataproc/pipeline_modules``: check ``pipeline_modules_import``, failed while a pipeline
+  module fails to import (the code location loads the other pipelines meanwhile);
 - ``clickhouse/<database>/<table>`` for every pipeline's target table (the key the loaders
   materialize): check ``target_table``.
 
@@ -37,13 +39,14 @@ from dataproc_dagster.core.settings import get_settings
 from dataproc_dagster.integrity import checks as integrity
 from dataproc_dagster.integrity import tables as table_checks
 from dataproc_dagster.integrity.results import CheckResult, CheckStatus, JsonValue
-from dataproc_dagster.pipeline.registry import discover_pipelines
+from dataproc_dagster.pipeline.registry import BrokenModule, discover
 from dataproc_dagster.pipeline.schedules import build_schedule
 from dataproc_dagster.pipeline.steps import CLICKHOUSE_POOL
 
 JOB_NAME = "integrity_check"
 CLICKHOUSE_KEY = AssetKey(["clickhouse", "server"])
 METABASE_KEY = AssetKey(["metabase", "server"])
+MODULES_KEY = AssetKey(["dataproc", "pipeline_modules"])
 TABLE_CHECK = "target_table"
 
 
@@ -94,9 +97,11 @@ def _check_result(result: CheckResult, key: AssetKey, check_name: str) -> AssetC
 
 
 def build_integrity_checks(
-    pipelines: Sequence[Any], default_database: str
+    pipelines: Sequence[Any], default_database: str, broken: Sequence[BrokenModule] = ()
 ) -> tuple[list[AssetSpec], Any, Any]:
-    """The checked assets, the asset checks and the ``integrity_check`` job for ``pipelines``."""
+    """The checked assets, the asset checks and the ``integrity_check`` job for ``pipelines``
+    (``broken``: the pipeline modules that failed to import)."""
+    broken = tuple(broken)
     tables = pipeline_tables(pipelines, default_database)
     materialized = {key for p in pipelines for key in getattr(p, "asset_keys", [])}
     assets = [
@@ -109,6 +114,12 @@ def build_integrity_checks(
         AssetSpec(
             METABASE_KEY,
             description="The Metabase the extractors read from (METABASE_BASE_URL).",
+            group_name="operations",
+        ),
+        AssetSpec(
+            MODULES_KEY,
+            description="The pipeline modules under dataproc_dagster/pipelines/"
+            + (f". FAILED TO IMPORT: {', '.join(b.module for b in broken)}" if broken else ""),
             group_name="operations",
         ),
     ] + [
@@ -139,6 +150,12 @@ def build_integrity_checks(
             asset=CLICKHOUSE_KEY,
             description="No staging/shadow table and no unfinished load left by a dead process "
             "(a warning: the next load of the table settles them).",
+        ),
+        AssetCheckSpec(
+            integrity.CHECK_MODULES,
+            asset=MODULES_KEY,
+            description="Every pipeline module imports; one that does not is left out of the "
+            "code location (the others load) and fails this check.",
         ),
         AssetCheckSpec(
             integrity.CHECK_METABASE,
@@ -187,6 +204,14 @@ def build_integrity_checks(
             )
         }
         failed = []
+        if wanted(MODULES_KEY, integrity.CHECK_MODULES):
+            modules = integrity.check_pipeline_modules(broken)
+            if modules.failed:
+                context.log.error(f"{modules.line()} Fix: {modules.fix}")
+                failed.append(modules.name)
+            else:
+                context.log.info(modules.line())
+            yield _check_result(modules, MODULES_KEY, modules.name)
         for check, key, check_name in results:
             if not wanted(key, check_name):
                 continue
@@ -270,8 +295,9 @@ def table_result_of(
     )
 
 
+_PIPELINES, _BROKEN = discover()
 ASSETS, _CHECKS, INTEGRITY_JOB = build_integrity_checks(
-    discover_pipelines(), get_settings().clickhouse_database
+    _PIPELINES, get_settings().clickhouse_database, _BROKEN
 )
 ASSET_CHECKS = [_CHECKS]
 JOBS = [INTEGRITY_JOB]

@@ -79,7 +79,8 @@ def test_cli_reports_every_check_and_exit_code(
     assert "fix: apply them with ./run.sh migrate" in out
     assert "[WARNING] pipeline_tables_penguins: not created yet: default.penguins, " in out
     assert "[PASSED ] no_unfinished_loads: no staging table and no unfinished load" in out
-    assert "5 checks: 2 passed, 1 failed, 1 warning(s), 1 skipped" in out
+    assert "[PASSED ] pipeline_modules_import: every pipeline module imports" in out
+    assert "6 checks: 3 passed, 1 failed, 1 warning(s), 1 skipped" in out
 
     ClickHouseMigrationManager(clickhouse, folder=PROJECT_MIGRATIONS).apply()
     assert penguins.execute_in_process(resources={"clickhouse": clickhouse}).success
@@ -90,6 +91,7 @@ def test_cli_reports_every_check_and_exit_code(
     assert [r["status"] for r in results.values()] == [
         "passed",
         "skipped",
+        "passed",
         "passed",
         "passed",
         "passed",
@@ -233,6 +235,7 @@ def test_integrity_job_reports_each_check_and_fails_the_run(
         "clickhouse/server:clickhouse_reachable",
         "clickhouse/server:migrations_up_to_date",
         "clickhouse/server:no_unfinished_loads",
+        "dataproc/pipeline_modules:pipeline_modules_import",
         "metabase/server:metabase_reachable",
     ]
     assert checks["clickhouse/server:no_unfinished_loads"].passed
