@@ -14,10 +14,7 @@ from pydantic import Field, PrivateAttr
 
 from dataproc_dagster.clickhouse.connection import (
     DEFAULT_CONNECT_TIMEOUT,
-    DEFAULT_DATABASE,
-    DEFAULT_LOCK_TIMEOUT,
     DEFAULT_SEND_RECEIVE_TIMEOUT,
-    DEFAULT_USER,
     ClickHouseConnection,
     Parameters,
 )
@@ -36,17 +33,28 @@ class ClickHouseResource(ConfigurableResource):
     it. On the embedded engine a cross-process lock serialises the steps of concurrent runs.
     """
 
+    # A field left out takes its setting when the resource is built, in the run's process: so
+    # the launchpad may override one field (lock_timeout) without repeating the others.
     url: str = Field(
-        description="chdb:///path for the embedded engine, http(s)://host:port for a server"
+        default_factory=lambda: get_settings().clickhouse_url,
+        description="chdb:///path for the embedded engine, http(s)://host:port for a server; "
+        "default: CLICKHOUSE_URL",
     )
-    user: str = Field(default=DEFAULT_USER, description="User name (server only)")
+    user: str = Field(
+        default_factory=lambda: get_settings().clickhouse_user,
+        description="User name (server only); default: CLICKHOUSE_USER",
+    )
     password: str = Field(
         default="",
         description="Password (server only); pass an EnvVar; empty = CLICKHOUSE_PASSWORD",
     )
-    database: str = Field(default=DEFAULT_DATABASE, description="Default database")
+    database: str = Field(
+        default_factory=lambda: get_settings().clickhouse_database,
+        description="Default database; default: CLICKHOUSE_DATABASE",
+    )
     lock_timeout: float = Field(
-        default=DEFAULT_LOCK_TIMEOUT, description="Seconds a step waits for the embedded lock"
+        default_factory=lambda: get_settings().clickhouse_lock_timeout,
+        description="Seconds a step waits for the embedded lock; default: CLICKHOUSE_LOCK_TIMEOUT",
     )
     connect_timeout: float = Field(
         default=DEFAULT_CONNECT_TIMEOUT, description="Connect timeout, seconds (server)"
