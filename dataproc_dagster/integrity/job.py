@@ -4,8 +4,8 @@ Checked assets (external: this job only observes them):
 
 - ``clickhouse/server``: checks ``clickhouse_reachable``, ``migrations_up_to_date`` and
   ``no_unfinished_loads`` (staging tables and ledger entries of loads that did not finish);
-- ``metabase/server``: check ``metabase_reachable`` (passes as skipped, with the reason, when
-  ``METABASE_BASE_URL`` is empty);
+- ``metabase/server``: check ``metabase_reachable`` (not evaluated, so the UI shows it as
+  *Skipped*, and the reason logged, when ``METABASE_BASE_URL`` is empty);
 - ``dataproc/pipeline_modules``: check ``pipeline_modules_import``, failed while a pipeline
   module fails to import (the code location loads the other pipelines meanwhile);
 - ``clickhouse/<database>/<table>`` for every pipeline's target table (the key the loaders
@@ -219,6 +219,9 @@ def build_integrity_checks(
             result = check(resource)
             context.log.info(result.line())
             failed += [result.name] if result.failed else []
+            if result.status == CheckStatus.SKIPPED:
+                # No evaluation: the UI shows the check as Skipped, not as Succeeded.
+                continue
             yield _check_result(result, key, result.name)
         for qualified, writers in chosen.items():
             table_result = table_result_of(qualified, writers, by_name)
