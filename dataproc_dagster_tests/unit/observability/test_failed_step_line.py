@@ -13,9 +13,12 @@ def test_a_failed_block_logs_a_warning_not_a_zero_rows_summary(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     log = logging.getLogger("test.failed_step")
-    with caplog.at_level(logging.INFO, logger="test.failed_step"):
-        with pytest.raises(RuntimeError), measure_step("orders__load", log):
-            raise RuntimeError("ClickHouse refused the insert")
+    with (
+        caplog.at_level(logging.INFO, logger="test.failed_step"),
+        pytest.raises(RuntimeError),
+        measure_step("orders__load", log),
+    ):
+        raise RuntimeError("ClickHouse refused the insert")
     [record] = caplog.records
     assert record.levelno == logging.WARNING
     assert record.getMessage().startswith("orders__load: failed after ")
@@ -24,8 +27,10 @@ def test_a_failed_block_logs_a_warning_not_a_zero_rows_summary(
 
 def test_a_successful_block_logs_its_summary(caplog: pytest.LogCaptureFixture) -> None:
     log = logging.getLogger("test.ok_step")
-    with caplog.at_level(logging.INFO, logger="test.ok_step"):
-        with measure_step("orders__load", log) as metrics:
-            metrics.add(10, 1)
+    with (
+        caplog.at_level(logging.INFO, logger="test.ok_step"),
+        measure_step("orders__load", log) as metrics,
+    ):
+        metrics.add(10, 1)
     [record] = caplog.records
     assert record.levelno == logging.INFO and "10 rows" in record.getMessage()
