@@ -5,8 +5,8 @@ adds three things and changes nothing else:
 
 - the process environment wins over ``.env`` (see :mod:`dataproc_dagster.core.environment`);
 - the warnings every command printed and nobody can act on are not shown (the
-  ``job execute`` supersession notice, the yaml logging config beta notice), here and in the
-  processes Dagster starts;
+  ``job execute`` and ``dev`` supersession notices, the yaml logging config beta notice), here
+  and in the processes Dagster starts;
 - an invalid run config (an unknown key, a typo in a choice) prints its message, not a long
   traceback with the message at the bottom.
 """
@@ -23,6 +23,7 @@ from dataproc_dagster.core.environment import env_file_values, shell_markers
 # Message starts of the known warnings (PYTHONWARNINGS takes plain message prefixes; no commas).
 KNOWN_WARNINGS = (
     ("SupersessionWarning", "Function `job_execute_command` is superseded"),
+    ("SupersessionWarning", "Function `dev_command` is superseded"),
     ("BetaWarning", "Handling yaml-defined logging configuration is currently in beta"),
 )
 
