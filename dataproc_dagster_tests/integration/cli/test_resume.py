@@ -101,5 +101,8 @@ def test_resume_reads_the_env_file(tmp_path: Path) -> None:
     output = done.stdout + done.stderr
     assert done.returncode == 0, output[-3000:]
     assert ": SUCCESS" in done.stdout
+    # INFO lines and the result: no DEBUG events, no warnings nobody can act on.
+    assert "Warning" not in output and " - DEBUG - " not in output, output[-3000:]
+    assert "http_to_clickhouse__load: 250 rows" in output
     clickhouse = ClickHouseResource(url=f"chdb://{tmp_path / '.dataproc' / 'clickhouse'}")
     assert clickhouse.query_rows("SELECT count() FROM resumed_items") == [(250,)]
