@@ -28,6 +28,8 @@ Usage: ./run.sh COMMAND [ARGS]
   resume [RUN_ID] [--job NAME]
                             re-execute a failed or killed run from failure (default: the latest)
   check                     integrity checks (exit code != 0 when one fails)
+  cleanup_chunks [--dry-run] remove chunk folders of runs past CHUNK_RETENTION_DAYS or
+                            re-executed successfully
   migrate                   apply pending migrations
   migrate_status            show migration status
   migrate_rollback N        roll back the last N migrations
@@ -113,7 +115,7 @@ refuse_empty_clickhouse_url() {
 cmd="${1:-help}"
 [ $# -gt 0 ] && shift
 case "$cmd" in
-  demo|dev|job|dg|resume|check|migrate|migrate_status|migrate_rollback|bench)
+  demo|dev|job|dg|resume|check|cleanup_chunks|migrate|migrate_status|migrate_rollback|bench)
     refuse_empty_clickhouse_url ;;
 esac
 case "$cmd" in
@@ -213,6 +215,10 @@ case "$cmd" in
   check)
     ensure_venv
     exec python -m dataproc_dagster.cli.integrity "$@"
+    ;;
+  cleanup_chunks)
+    ensure_venv
+    exec python -m dataproc_dagster.cli.chunks "$@"
     ;;
   migrate)
     ensure_venv

@@ -21,12 +21,15 @@ def run_default_checks() -> list[integrity.CheckResult]:
     """Every check with the code location's resources and its discovered pipelines."""
     resources = build_resources(get_settings())
     pipelines, broken = discover()
-    return integrity.run_all_checks(
+    settings = get_settings()
+    results = integrity.run_all_checks(
         clickhouse=resources["clickhouse"],
         metabase=resources.get("metabase"),
         pipelines=pipelines,
         broken_modules=broken,
     )
+    results.append(integrity.check_chunk_space(settings.runs_dir, settings.chunk_retention_days))
+    return results
 
 
 def main(argv: Sequence[str] | None = None) -> int:

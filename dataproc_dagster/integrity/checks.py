@@ -18,6 +18,7 @@ from dataproc_dagster.clickhouse.connection import (
     HasConnection,
     as_connection,
 )
+from dataproc_dagster.core.chunk_retention import human_size, run_folders
 from dataproc_dagster.core.errors import DataprocError
 from dataproc_dagster.integrity.results import (
     CheckResult,
@@ -35,6 +36,7 @@ CHECK_METABASE = "metabase_reachable"
 CHECK_MIGRATIONS = "migrations_up_to_date"
 CHECK_LOADS = "no_unfinished_loads"
 CHECK_MODULES = "pipeline_modules_import"
+CHECK_CHUNKS = "chunk_space"
 
 PASSED, FAILED, WARNING, SKIPPED = CheckStatus  # short names for the results below
 
@@ -272,6 +274,34 @@ def check_pipeline_modules(broken: Sequence[Any]) -> CheckResult:
         {"modules": [b.module for b in broken]},
         "; ".join(b.fix for b in broken if b.fix) + " (the other pipelines load and run meanwhile)",
     )
+
+
+def check_chunk_space(runs_dir: Path, max_age_days: float) -> CheckResult:
+    """The space the chunk folders of runs take; a warning when some are past their retention.
+
+    Args:
+        runs_dir: ``<DATAPROC_DATA_DIR>/runs``.
+        max_age_days: ``CHUNK_RETENTION_DAYS``.
+    """
+    folders = run_folders(runs_dir)
+    size = sum(f.size_bytes for f in folders)
+    metadata: dict[str, JsonValue] = {
+        "folder": str(runs_dir),
+        "run_folders": len(folders),
+        "bytes": size,
+        "retention_days": max_age_days,
+    }
+    summary = f"{len(folders)} run folder(s), {human_size(size)} in {runs_dir}"
+    expired = [f.run_id for f in folders if f.age_days >= max_age_days]
+    if expired:
+        return CheckResult(
+            CHECK_CHUNKS,
+            WARNING,
+            f"{summary}; {len(expired)} older than {max_age_days:g} days",
+            {**metadata, "expired": list(expired)},
+            "./run.sh cleanup_chunks removes them (and those of runs re-executed successfully)",
+        )
+    return CheckResult(CHECK_CHUNKS, PASSED, summary, metadata)
 
 
 def run_all_checks(

@@ -316,9 +316,12 @@ def cleanup_run_chunks(context: OpExecutionContext, chunks: ChunkSet) -> None:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def prune_old_chunks(max_age_days: float = KEEP_FAILED_RUN_CHUNKS_DAYS) -> list[str]:
-    """Remove chunk folders of runs older than ``max_age_days`` (failed runs keep theirs
-    for re-execution until then). Returns the run ids removed."""
+def prune_old_chunks(max_age_days: float | None = None) -> list[str]:
+    """Remove chunk folders of runs older than ``max_age_days`` (default: the setting
+    ``CHUNK_RETENTION_DAYS``; failed runs keep theirs for re-execution until then). Returns the
+    run ids removed. ``./run.sh cleanup_chunks`` applies the whole rule."""
+    if max_age_days is None:
+        max_age_days = get_settings().chunk_retention_days
     runs = get_settings().runs_dir
     if not runs.is_dir():
         return []

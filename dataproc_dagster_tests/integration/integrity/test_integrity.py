@@ -80,7 +80,8 @@ def test_cli_reports_every_check_and_exit_code(
     assert "[WARNING] pipeline_tables_penguins: not created yet: default.penguins, " in out
     assert "[PASSED ] no_unfinished_loads: no staging table and no unfinished load" in out
     assert "[PASSED ] pipeline_modules_import: every pipeline module imports" in out
-    assert "6 checks: 3 passed, 1 failed, 1 warning(s), 1 skipped" in out
+    assert "[PASSED ] chunk_space: 0 run folder(s), 0 B in " in out
+    assert "7 checks: 4 passed, 1 failed, 1 warning(s), 1 skipped" in out
 
     ClickHouseMigrationManager(clickhouse, folder=PROJECT_MIGRATIONS).apply()
     assert penguins.execute_in_process(resources={"clickhouse": clickhouse}).success
@@ -91,6 +92,7 @@ def test_cli_reports_every_check_and_exit_code(
     assert [r["status"] for r in results.values()] == [
         "passed",
         "skipped",
+        "passed",
         "passed",
         "passed",
         "passed",
