@@ -34,3 +34,16 @@ def test_a_successful_block_logs_its_summary(caplog: pytest.LogCaptureFixture) -
         metrics.add(10, 1)
     [record] = caplog.records
     assert record.levelno == logging.INFO and "10 rows" in record.getMessage()
+
+
+def test_the_drivers_context_free_warning_is_not_logged(caplog: pytest.LogCaptureFixture) -> None:
+    """clickhouse-connect's "Unexpected Http Driver Exception" says neither server nor cause;
+    the framework's own error says both, once."""
+    from dataproc_dagster.observability.logging import DRIVER_LOGGER, configure_logging
+
+    configure_logging()
+    driver = logging.getLogger(DRIVER_LOGGER)
+    with caplog.at_level(logging.DEBUG, logger=DRIVER_LOGGER):
+        driver.warning("Unexpected Http Driver Exception")
+        driver.warning("something else")
+    assert [r.getMessage() for r in caplog.records] == ["something else"]
