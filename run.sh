@@ -206,6 +206,13 @@ case "$cmd" in
     # Same DAGSTER_HOME, settings and working directory as `job` and `dev`; dg finds the project
     # through [tool.dg] in pyproject.toml. VIRTUAL_ENV tells dg which environment is active.
     export VIRTUAL_ENV="$VENV"
+    # As for `job`: the known warnings nobody can act on are not shown, and `dg launch` prints
+    # INFO lines (every event with LOG_LEVEL=DEBUG) unless a run config of the user sets loggers
+    # (files listed first take precedence; --config-json cannot be combined with a file).
+    export PYTHONWARNINGS="ignore:Handling yaml-defined logging configuration is currently in beta${PYTHONWARNINGS:+,$PYTHONWARNINGS}"
+    if [ "${1:-}" = launch ] && ! printf '%s\n' "$@" | grep -q -- '^--config-json'; then
+      exec dg "$@" --config "$(console_config)"
+    fi
     exec dg "$@"
     ;;
   resume)
