@@ -15,14 +15,14 @@ from dagster import AssetKey, AssetSpec, Definitions
 
 from dataproc_dagster.core.environment import restore_process_environment
 from dataproc_dagster.core.settings import get_settings
+from dataproc_dagster.generic_jobs import http_to_clickhouse as http_job
+from dataproc_dagster.generic_jobs import metabase as metabase_job
 from dataproc_dagster.integrity import job as integrity_job
 from dataproc_dagster.migrations import job as migrations_job
 from dataproc_dagster.observability.logging import configure_logging
 from dataproc_dagster.pipeline.jobs import Pipeline
 from dataproc_dagster.pipeline.registry import BrokenModule, discover, strict_loading
 from dataproc_dagster.resources import build_resources, register_resource_secrets
-from dataproc_dagster.sources.http import job as http_job
-from dataproc_dagster.sources.metabase import job as metabase_job
 
 logger = logging.getLogger(__name__)
 

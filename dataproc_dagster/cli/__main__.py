@@ -48,6 +48,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     # Dagster is imported only now, after the environment above is in place.
     from dagster import DagsterInvalidConfigError
+
+    # Dagster's own command line, run in this process so that the environment above applies:
+    # Dagster has no public entry point for it (a subprocess would add a second start-up).
     from dagster._cli import ENV_PREFIX, cli
 
     try:
