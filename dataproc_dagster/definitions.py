@@ -19,6 +19,7 @@ from dataproc_dagster.generic_jobs import http_to_clickhouse as http_job
 from dataproc_dagster.generic_jobs import metabase as metabase_job
 from dataproc_dagster.integrity import job as integrity_job
 from dataproc_dagster.migrations import job as migrations_job
+from dataproc_dagster.observability.console import console_logger
 from dataproc_dagster.observability.logging import configure_logging
 from dataproc_dagster.pipeline.jobs import Pipeline
 from dataproc_dagster.pipeline.registry import BrokenModule, discover, strict_loading
@@ -103,6 +104,8 @@ def build_definitions() -> Definitions:
         asset_checks=checks + extra["ASSET_CHECKS"],
         sensors=extra["SENSORS"],
         resources=resources,
+        # Used when the run config sets loggers (./run.sh job, ./run.sh dg launch).
+        loggers={"console": console_logger},
     )
 
 
