@@ -1,7 +1,9 @@
 """The code location's one ``Definitions`` object: pipelines, generic jobs, resources.
 
-Loading it opens no connection: resources connect inside steps only, so a running webserver
-or code server never holds the embedded ClickHouse directory.
+Pipelines come from two places: Python modules in ``pipelines/`` (the registry) and YAML
+components in dg's definitions folder ``component_defs/`` (``EtlPipelineComponent``). Loading
+opens no connection: resources connect inside steps only, so a running webserver or code server
+never holds the embedded ClickHouse directory.
 """
 
 from __future__ import annotations
@@ -11,9 +13,11 @@ from collections.abc import Sequence
 from types import ModuleType
 from typing import Any
 
-from dagster import AssetKey, AssetSpec, Definitions
+from dagster import AssetKey, AssetsDefinition, AssetSpec, Definitions
 
+from dataproc_dagster.components.discovery import load_component_defs
 from dataproc_dagster.core.environment import restore_process_environment
+from dataproc_dagster.core.errors import ConfigError
 from dataproc_dagster.core.settings import get_settings
 from dataproc_dagster.generic_jobs import http_to_clickhouse as http_job
 from dataproc_dagster.generic_jobs import metabase as metabase_job
@@ -63,6 +67,50 @@ def pipeline_assets(pipelines: Sequence[Pipeline]) -> tuple[list[Any], list[Any]
     return assets, [c for p in pipelines for c in p.asset_checks]
 
 
+def check_pipeline_names(pipelines: Sequence[Pipeline]) -> None:
+    """Refuse two pipelines of one name (a Python module and a YAML folder, say).
+
+    Raises:
+        ConfigError: Naming both places.
+    """
+    seen: dict[str, Pipeline] = {}
+    for pipeline in pipelines:
+        first = seen.setdefault(pipeline.name, pipeline)
+        if first is not pipeline:
+            raise ConfigError(
+                f"duplicate pipeline name {pipeline.name!r}: defined in {first.module} and in "
+                f"{pipeline.module}",
+                fix="give each pipeline its own name",
+            )
+
+
+def without_shadowed_sources(defs: Definitions) -> Definitions:
+    """``defs`` without the external source assets another pipeline materializes or an
+    earlier one already lists (the rule of :func:`pipeline_assets`, across Python and YAML)."""
+    assets = list(defs.assets or [])
+    materialized = {k for a in assets if isinstance(a, AssetsDefinition) for k in a.keys}
+    kept: list[Any] = []
+    listed: set[AssetKey] = set()
+    for asset in assets:
+        if isinstance(asset, AssetSpec):
+            if asset.key in materialized or asset.key in listed:
+                continue
+            listed.add(asset.key)
+        kept.append(asset)
+    return Definitions(
+        assets=kept,
+        asset_checks=defs.asset_checks,
+        jobs=defs.jobs,
+        schedules=defs.schedules,
+        sensors=defs.sensors,
+        resources=defs.resources,
+        executor=defs.executor,
+        loggers=defs.loggers,
+        metadata=defs.metadata,
+        component_tree=defs.component_tree,
+    )
+
+
 def report_broken_modules(broken: Sequence[BrokenModule]) -> None:
     """Fail for a pipeline module that does not import under ``dagster definitions validate``
     and ``dg check defs`` (CI); else log it and load the other pipelines.
@@ -95,9 +143,11 @@ def build_definitions() -> Definitions:
     configure_logging(settings)
     pipelines, broken = discover()
     report_broken_modules(broken)
+    component_defs, yaml_pipelines = load_component_defs()
+    check_pipeline_names([*pipelines, *yaml_pipelines])
     extra = _collect_job_modules()
     assets, checks = pipeline_assets(pipelines)
-    return Definitions(
+    python_defs = Definitions(
         jobs=[p.job for p in pipelines] + extra["JOBS"],
         schedules=[p.schedule for p in pipelines if p.schedule is not None] + extra["SCHEDULES"],
         assets=assets + extra["ASSETS"],
@@ -107,6 +157,7 @@ def build_definitions() -> Definitions:
         # Used when the run config sets loggers (./run.sh job, ./run.sh dg launch).
         loggers={"console": console_logger},
     )
+    return without_shadowed_sources(Definitions.merge(python_defs, component_defs))
 
 
 defs = build_definitions()

@@ -10,6 +10,7 @@ import json
 import sys
 from collections.abc import Sequence
 
+from dataproc_dagster.components.discovery import discover_yaml_pipelines
 from dataproc_dagster.core.errors import DataprocError
 from dataproc_dagster.core.settings import get_settings
 from dataproc_dagster.integrity import checks as integrity
@@ -25,7 +26,7 @@ def run_default_checks() -> list[integrity.CheckResult]:
     results = integrity.run_all_checks(
         clickhouse=resources["clickhouse"],
         metabase=resources.get("metabase"),
-        pipelines=pipelines,
+        pipelines=[*pipelines, *discover_yaml_pipelines()],
         broken_modules=broken,
     )
     results.append(integrity.check_chunk_space(settings.runs_dir, settings.chunk_retention_days))

@@ -35,6 +35,7 @@ from dagster import (
     multi_asset_check,
 )
 
+from dataproc_dagster.components.discovery import discover_yaml_pipelines
 from dataproc_dagster.core.settings import get_settings
 from dataproc_dagster.integrity import checks as integrity
 from dataproc_dagster.integrity import tables as table_checks
@@ -300,7 +301,7 @@ def table_result_of(
 
 _PIPELINES, _BROKEN = discover()
 ASSETS, _CHECKS, INTEGRITY_JOB = build_integrity_checks(
-    _PIPELINES, get_settings().clickhouse_database, _BROKEN
+    [*_PIPELINES, *discover_yaml_pipelines()], get_settings().clickhouse_database, _BROKEN
 )
 ASSET_CHECKS = [_CHECKS]
 JOBS = [INTEGRITY_JOB]
