@@ -28,6 +28,8 @@ Usage: ./run.sh COMMAND [ARGS]
   resume [RUN_ID] [--job NAME]
                             re-execute a failed or killed run from failure (default: the latest)
   check                     integrity checks (exit code != 0 when one fails)
+  cleanup_chunks [--dry-run] remove chunk folders of runs past CHUNK_RETENTION_DAYS or
+                            re-executed successfully
   migrate                   apply pending migrations
   migrate_status            show migration status
   migrate_rollback N        roll back the last N migrations
@@ -99,8 +101,23 @@ prepare_instance() { python -m dataproc_dagster.cli.instance_setup; }
 
 has_migrations_cli() { python -c "import dataproc_dagster.cli.migrations" >/dev/null 2>&1; }
 
+# `CLICKHOUSE_URL=$(./run.sh clickhouse status) ./run.sh job ...` with no server running sets an
+# empty CLICKHOUSE_URL: refuse it instead of running on the embedded engine in silence.
+refuse_empty_clickhouse_url() {
+  if [ "${CLICKHOUSE_URL+set}" = set ] && [ -z "${CLICKHOUSE_URL//[[:space:]]/}" ]; then
+    echo "run.sh: CLICKHOUSE_URL is set but empty (no server running? \`./run.sh clickhouse" \
+      "status\` prints nothing then; \`./run.sh clickhouse start\` starts one). Unset it to use" \
+      "the embedded engine." >&2
+    exit 2
+  fi
+}
+
 cmd="${1:-help}"
 [ $# -gt 0 ] && shift
+case "$cmd" in
+  demo|dev|job|dg|resume|check|cleanup_chunks|migrate|migrate_status|migrate_rollback|bench)
+    refuse_empty_clickhouse_url ;;
+esac
 case "$cmd" in
   demo)
     ensure_venv
@@ -189,6 +206,13 @@ case "$cmd" in
     # Same DAGSTER_HOME, settings and working directory as `job` and `dev`; dg finds the project
     # through [tool.dg] in pyproject.toml. VIRTUAL_ENV tells dg which environment is active.
     export VIRTUAL_ENV="$VENV"
+    # As for `job`: the known warnings nobody can act on are not shown, and `dg launch` prints
+    # INFO lines (every event with LOG_LEVEL=DEBUG) unless a run config of the user sets loggers
+    # (files listed first take precedence; --config-json cannot be combined with a file).
+    export PYTHONWARNINGS="ignore:Handling yaml-defined logging configuration is currently in beta${PYTHONWARNINGS:+,$PYTHONWARNINGS}"
+    if [ "${1:-}" = launch ] && ! printf '%s\n' "$@" | grep -q -- '^--config-json'; then
+      exec dg "$@" --config "$(console_config)"
+    fi
     exec dg "$@"
     ;;
   resume)
@@ -198,6 +222,10 @@ case "$cmd" in
   check)
     ensure_venv
     exec python -m dataproc_dagster.cli.integrity "$@"
+    ;;
+  cleanup_chunks)
+    ensure_venv
+    exec python -m dataproc_dagster.cli.chunks "$@"
     ;;
   migrate)
     ensure_venv

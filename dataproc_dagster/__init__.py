@@ -12,6 +12,7 @@ import importlib
 from typing import TYPE_CHECKING
 
 from dataproc_dagster.clickhouse.resource import ClickHouseResource
+from dataproc_dagster.core.environment import setting
 from dataproc_dagster.core.errors import (
     ConfigError,
     DataprocError,
@@ -107,6 +108,7 @@ __all__ = [
     "next_url",
     "offset",
     "page_number",
+    "setting",
     "single",
     "static_partitions",
     "weekly_partitions",

@@ -8,6 +8,7 @@ never holds the embedded ClickHouse directory.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from types import ModuleType
 from typing import Any
@@ -18,14 +19,17 @@ from dataproc_dagster.components.discovery import load_component_defs
 from dataproc_dagster.core.environment import restore_process_environment
 from dataproc_dagster.core.errors import ConfigError
 from dataproc_dagster.core.settings import get_settings
+from dataproc_dagster.generic_jobs import http_to_clickhouse as http_job
+from dataproc_dagster.generic_jobs import metabase as metabase_job
 from dataproc_dagster.integrity import job as integrity_job
 from dataproc_dagster.migrations import job as migrations_job
+from dataproc_dagster.observability.console import console_logger
 from dataproc_dagster.observability.logging import configure_logging
 from dataproc_dagster.pipeline.jobs import Pipeline
-from dataproc_dagster.pipeline.registry import discover_pipelines
+from dataproc_dagster.pipeline.registry import BrokenModule, discover, strict_loading
 from dataproc_dagster.resources import build_resources, register_resource_secrets
-from dataproc_dagster.sources.http import job as http_job
-from dataproc_dagster.sources.metabase import job as metabase_job
+
+logger = logging.getLogger(__name__)
 
 # The generic and operational jobs; each module may expose JOBS, SCHEDULES, ASSETS,
 # ASSET_CHECKS and SENSORS lists.
@@ -107,6 +111,27 @@ def without_shadowed_sources(defs: Definitions) -> Definitions:
     )
 
 
+def report_broken_modules(broken: Sequence[BrokenModule]) -> None:
+    """Fail for a pipeline module that does not import under ``dagster definitions validate``
+    and ``dg check defs`` (CI); else log it and load the other pipelines.
+
+    The integrity check ``pipeline_modules_import`` (job ``integrity_check``, ``./run.sh
+    check``) fails while such a module is there, so the UI shows it too.
+
+    Raises:
+        ConfigError: Under validation, naming the first broken module.
+    """
+    if broken and strict_loading():
+        raise broken[0].error
+    for item in broken:
+        logger.error(
+            "%s Fix: %s. The other pipelines are loaded; the integrity check "
+            "pipeline_modules_import fails until it imports.",
+            item.message,
+            item.fix,
+        )
+
+
 def build_definitions() -> Definitions:
     """Assemble every pipeline, job, schedule, asset and resource of the code location."""
     # Dagster's CLI copied .env over the process environment; the environment wins.
@@ -116,7 +141,8 @@ def build_definitions() -> Definitions:
     # LOG_LEVEL and secret masking, in every process that loads the code location.
     register_resource_secrets(resources)
     configure_logging(settings)
-    pipelines = discover_pipelines()
+    pipelines, broken = discover()
+    report_broken_modules(broken)
     component_defs, yaml_pipelines = load_component_defs()
     check_pipeline_names([*pipelines, *yaml_pipelines])
     extra = _collect_job_modules()
@@ -128,6 +154,8 @@ def build_definitions() -> Definitions:
         asset_checks=checks + extra["ASSET_CHECKS"],
         sensors=extra["SENSORS"],
         resources=resources,
+        # Used when the run config sets loggers (./run.sh job, ./run.sh dg launch).
+        loggers={"console": console_logger},
     )
     return without_shadowed_sources(Definitions.merge(python_defs, component_defs))
 

@@ -5,8 +5,8 @@ adds three things and changes nothing else:
 
 - the process environment wins over ``.env`` (see :mod:`dataproc_dagster.core.environment`);
 - the warnings every command printed and nobody can act on are not shown (the
-  ``job execute`` supersession notice, the yaml logging config beta notice), here and in the
-  processes Dagster starts;
+  ``job execute`` and ``dev`` supersession notices, the yaml logging config beta notice), here
+  and in the processes Dagster starts;
 - an invalid run config (an unknown key, a typo in a choice) prints its message, not a long
   traceback with the message at the bottom.
 """
@@ -18,11 +18,12 @@ import sys
 import warnings
 from collections.abc import Sequence
 
-from dataproc_dagster.core.environment import env_file_values, shell_copies
+from dataproc_dagster.core.environment import env_file_values, shell_markers
 
 # Message starts of the known warnings (PYTHONWARNINGS takes plain message prefixes; no commas).
 KNOWN_WARNINGS = (
     ("SupersessionWarning", "Function `job_execute_command` is superseded"),
+    ("SupersessionWarning", "Function `dev_command` is superseded"),
     ("BetaWarning", "Handling yaml-defined logging configuration is currently in beta"),
 )
 
@@ -39,13 +40,17 @@ def quiet_known_warnings(environ: dict[str, str] | os._Environ[str] = os.environ
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``dagster ARGS`` with the project's defaults; the exit code of the command."""
     args = list(sys.argv[1:] if argv is None else argv)
+    # Copies of the shell's values and the names it set, for the code location to restore
+    # after Dagster has copied .env over them (here and in every process Dagster starts,
+    # also after a reload, when .env may have changed).
+    os.environ.update(shell_markers(os.environ, env_file_values()))
     quiet_known_warnings()
-    # Copies of the shell's values, for the code location to restore after Dagster has
-    # copied .env over them (here and in every process Dagster starts).
-    os.environ.update(shell_copies(os.environ, env_file_values()))
 
     # Dagster is imported only now, after the environment above is in place.
     from dagster import DagsterInvalidConfigError
+
+    # Dagster's own command line, run in this process so that the environment above applies:
+    # Dagster has no public entry point for it (a subprocess would add a second start-up).
     from dagster._cli import ENV_PREFIX, cli
 
     try:

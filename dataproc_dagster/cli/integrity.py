@@ -14,18 +14,23 @@ from dataproc_dagster.components.discovery import discover_yaml_pipelines
 from dataproc_dagster.core.errors import DataprocError
 from dataproc_dagster.core.settings import get_settings
 from dataproc_dagster.integrity import checks as integrity
-from dataproc_dagster.pipeline.registry import discover_pipelines
+from dataproc_dagster.pipeline.registry import discover
 from dataproc_dagster.resources import build_resources
 
 
 def run_default_checks() -> list[integrity.CheckResult]:
     """Every check with the code location's resources and its discovered pipelines."""
     resources = build_resources(get_settings())
-    return integrity.run_all_checks(
+    pipelines, broken = discover()
+    settings = get_settings()
+    results = integrity.run_all_checks(
         clickhouse=resources["clickhouse"],
         metabase=resources.get("metabase"),
-        pipelines=[*discover_pipelines(), *discover_yaml_pipelines()],
+        pipelines=[*pipelines, *discover_yaml_pipelines()],
+        broken_modules=broken,
     )
+    results.append(integrity.check_chunk_space(settings.runs_dir, settings.chunk_retention_days))
+    return results
 
 
 def main(argv: Sequence[str] | None = None) -> int:

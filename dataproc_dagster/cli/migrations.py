@@ -128,15 +128,21 @@ def _print_human(result: MigrationStatus | CommandResult) -> None:
             print(f"-- {item.migration}, statement {item.number}")
             print(item.sql + ";")
         return
-    print(f"{result.verb.replace('_', ' ')}: {', '.join(result.done) or 'nothing'}")
+    verb = result.verb.replace("_", " ")
+    if result.done:
+        print(f"{verb}: {', '.join(result.done)}")
+    elif result.verb == "applied":
+        print(f"{verb}: nothing (no migration pending)")
+    else:
+        print(f"{verb}: nothing")
     print(_format_status(result.status))
 
 
 def _format_status(status: MigrationStatus) -> str:
     lines = [
         f"database {status.database}, folder {status.folder}",
-        f"executed {status.executed_count}, pending {status.pending_count}, "
-        f"failed {status.failed_count}",
+        f"in the database: {status.executed_count} applied, {status.pending_count} pending, "
+        f"{status.failed_count} failed",
         f"{'VERSION':<8} {'STATUS':<9} {'APPLIED AT':<26} {'MS':>7}  FILE",
     ]
     for row in status.migrations:

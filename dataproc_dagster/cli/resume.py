@@ -17,8 +17,8 @@ import argparse
 import importlib
 import os
 import sys
-from collections.abc import Sequence
-from typing import cast
+from collections.abc import Mapping, Sequence
+from typing import Any, cast
 
 from dagster import (
     DagsterInstance,
@@ -30,6 +30,9 @@ from dagster import (
     build_reconstructable_job,
     execute_job,
 )
+
+from dataproc_dagster.cli.__main__ import quiet_known_warnings
+from dataproc_dagster.core.environment import load_env_file
 
 RESUMABLE = (DagsterRunStatus.FAILURE, DagsterRunStatus.CANCELED, DagsterRunStatus.STARTED)
 
@@ -108,6 +111,17 @@ def mark_dead_run_failed(instance: DagsterInstance, run: DagsterRun, force: bool
     return refreshed
 
 
+def console_at_info(run_config: Mapping[str, Any]) -> dict[str, Any]:
+    """``run_config`` with the console at INFO (at DEBUG with ``LOG_LEVEL=DEBUG``), as
+    ``./run.sh job`` has it, unless the run's config sets its loggers itself."""
+    config = dict(run_config)
+    if "loggers" not in config:
+        debug = os.environ.get("LOG_LEVEL", "").upper() == "DEBUG"
+        level = "DEBUG" if debug else "INFO"
+        config["loggers"] = {"console": {"config": {"log_level": level}}}
+    return config
+
+
 def resume(
     instance: DagsterInstance,
     run_id: str | None = None,
@@ -135,7 +149,7 @@ def resume(
     with execute_job(
         reconstructable_job,
         instance=instance,
-        run_config=run.run_config,
+        run_config=console_at_info(run.run_config),
         tags={"dataproc/resumed_from": run.run_id},
         reexecution_options=options,
     ) as result:
@@ -157,6 +171,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--force", action="store_true", help="treat a STARTED run as dead without checking"
     )
     args = parser.parse_args(argv)
+    # Like every command: .env below the environment, before the code location loads; the
+    # known warnings nobody can act on are not shown.
+    load_env_file()
+    quiet_known_warnings()
     with DagsterInstance.get() as instance:
         try:
             new_run, success = resume(instance, args.run_id, args.job, args.module, args.force)

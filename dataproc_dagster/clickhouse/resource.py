@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
@@ -13,14 +14,14 @@ from pydantic import Field, PrivateAttr
 
 from dataproc_dagster.clickhouse.connection import (
     DEFAULT_CONNECT_TIMEOUT,
-    DEFAULT_DATABASE,
-    DEFAULT_LOCK_TIMEOUT,
     DEFAULT_SEND_RECEIVE_TIMEOUT,
-    DEFAULT_USER,
     ClickHouseConnection,
     Parameters,
 )
-from dataproc_dagster.core.settings import FrameworkSettings
+from dataproc_dagster.core.settings import FrameworkSettings, get_settings
+
+# The run tag naming the ClickHouse a run used (``describe()``: no credentials).
+RUN_TAG = "dataproc/clickhouse"
 
 
 class ClickHouseResource(ConfigurableResource):
@@ -32,17 +33,28 @@ class ClickHouseResource(ConfigurableResource):
     it. On the embedded engine a cross-process lock serialises the steps of concurrent runs.
     """
 
+    # A field left out takes its setting when the resource is built, in the run's process: so
+    # the launchpad may override one field (lock_timeout) without repeating the others.
     url: str = Field(
-        description="chdb:///path for the embedded engine, http(s)://host:port for a server"
+        default_factory=lambda: get_settings().clickhouse_url,
+        description="chdb:///path for the embedded engine, http(s)://host:port for a server; "
+        "default: CLICKHOUSE_URL",
     )
-    user: str = Field(default=DEFAULT_USER, description="User name (server only)")
+    user: str = Field(
+        default_factory=lambda: get_settings().clickhouse_user,
+        description="User name (server only); default: CLICKHOUSE_USER",
+    )
     password: str = Field(
         default="",
         description="Password (server only); pass an EnvVar; empty = CLICKHOUSE_PASSWORD",
     )
-    database: str = Field(default=DEFAULT_DATABASE, description="Default database")
+    database: str = Field(
+        default_factory=lambda: get_settings().clickhouse_database,
+        description="Default database; default: CLICKHOUSE_DATABASE",
+    )
     lock_timeout: float = Field(
-        default=DEFAULT_LOCK_TIMEOUT, description="Seconds a step waits for the embedded lock"
+        default_factory=lambda: get_settings().clickhouse_lock_timeout,
+        description="Seconds a step waits for the embedded lock; default: CLICKHOUSE_LOCK_TIMEOUT",
     )
     connect_timeout: float = Field(
         default=DEFAULT_CONNECT_TIMEOUT, description="Connect timeout, seconds (server)"
@@ -69,9 +81,28 @@ class ClickHouseResource(ConfigurableResource):
         )
 
     def setup_for_execution(self, context: InitResourceContext) -> None:
-        """Remember which run uses the engine, to tell waiters who holds it."""
+        """Remember which run uses the engine, to tell waiters who holds it; say which
+        ClickHouse the run uses (a log line and the run tag ``dataproc/clickhouse``)."""
         run_id = context.run.run_id if context.run else ""
         self._holder = {"run": run_id} if run_id else {}
+        where = self.where()
+        if context.log is not None:
+            context.log.info(f"ClickHouse: {where}")
+        if run_id and context.instance is not None:
+            tags = context.run.tags if context.run else {}
+            if tags.get(RUN_TAG) != self.describe():
+                context.instance.add_run_tags(run_id, {RUN_TAG: self.describe()})
+
+    def where(self) -> str:
+        """:meth:`describe`, plus where the URL came from when it is the default engine."""
+        text = self.describe()
+        if self.is_embedded and self.url == get_settings().clickhouse_url:
+            set_to = os.environ.get("CLICKHOUSE_URL")
+            if set_to is None:
+                text += " (CLICKHOUSE_URL not set: the default)"
+            elif not set_to.strip():
+                text += " (CLICKHOUSE_URL is set but empty: the default)"
+        return text
 
     @property
     def connection(self) -> ClickHouseConnection:

@@ -61,6 +61,12 @@ class FrameworkSettings(BaseSettings):
         description="Rows of chunk files the embedded engine reads per INSERT when loading: "
         "larger is faster and takes more memory (docs/performance.md).",
     )
+    chunk_retention_days: float = Field(
+        default=7.0,
+        ge=0,
+        description="Days the chunk folder of a failed run is kept for re-execution, unless a "
+        "re-execution succeeded first (core/chunk_retention.py).",
+    )
     metabase_base_url: str = ""
     metabase_api_key: SecretStr = SecretStr("")
     metabase_username: str = ""

@@ -18,6 +18,7 @@ from dataproc_dagster.clickhouse.connection import (
     HasConnection,
     as_connection,
 )
+from dataproc_dagster.core.chunk_retention import human_size, run_folders
 from dataproc_dagster.core.errors import DataprocError
 from dataproc_dagster.integrity.results import (
     CheckResult,
@@ -35,6 +36,8 @@ CHECK_CLICKHOUSE = "clickhouse_reachable"
 CHECK_METABASE = "metabase_reachable"
 CHECK_MIGRATIONS = "migrations_up_to_date"
 CHECK_LOADS = "no_unfinished_loads"
+CHECK_MODULES = "pipeline_modules_import"
+CHECK_CHUNKS = "chunk_space"
 
 PASSED, FAILED, WARNING, SKIPPED = CheckStatus  # short names for the results below
 
@@ -266,12 +269,59 @@ def check_migrations(clickhouse: ClickHouseConnection, folder: Path | None = Non
 # All checks
 
 
+def check_pipeline_modules(broken: Sequence[Any]) -> CheckResult:
+    """Every pipeline module imports.
+
+    Args:
+        broken: The modules that failed to import (``registry.BrokenModule``: ``module``,
+            ``message``, ``fix``).
+    """
+    if not broken:
+        return CheckResult(CHECK_MODULES, PASSED, "every pipeline module imports")
+    return CheckResult(
+        CHECK_MODULES,
+        FAILED,
+        "; ".join(b.message for b in broken),
+        {"modules": [b.module for b in broken]},
+        "; ".join(b.fix for b in broken if b.fix) + " (the other pipelines load and run meanwhile)",
+    )
+
+
+def check_chunk_space(runs_dir: Path, max_age_days: float) -> CheckResult:
+    """The space the chunk folders of runs take; a warning when some are past their retention.
+
+    Args:
+        runs_dir: ``<DATAPROC_DATA_DIR>/runs``.
+        max_age_days: ``CHUNK_RETENTION_DAYS``.
+    """
+    folders = run_folders(runs_dir)
+    size = sum(f.size_bytes for f in folders)
+    metadata: dict[str, JsonValue] = {
+        "folder": str(runs_dir),
+        "run_folders": len(folders),
+        "bytes": size,
+        "retention_days": max_age_days,
+    }
+    summary = f"{len(folders)} run folder(s), {human_size(size)} in {runs_dir}"
+    expired = [f.run_id for f in folders if f.age_days >= max_age_days]
+    if expired:
+        return CheckResult(
+            CHECK_CHUNKS,
+            WARNING,
+            f"{summary}; {len(expired)} older than {max_age_days:g} days",
+            {**metadata, "expired": list(expired)},
+            "./run.sh cleanup_chunks removes them (and those of runs re-executed successfully)",
+        )
+    return CheckResult(CHECK_CHUNKS, PASSED, summary, metadata)
+
+
 def run_all_checks(
     *,
     clickhouse: ClickHouseConnection | HasConnection,
     metabase: Any,
     pipelines: Sequence[Any],
     migrations_folder: Path | None = None,
+    broken_modules: Sequence[Any] = (),
 ) -> list[CheckResult]:
     """Run every check, in order.
 
@@ -280,6 +330,7 @@ def run_all_checks(
         metabase: The Metabase resource.
         pipelines: Pipelines whose tables to check.
         migrations_folder: Migrations folder (default: the project's).
+        broken_modules: Pipeline modules that failed to import.
     """
     connection = as_connection(clickhouse)
     results = [
@@ -289,6 +340,7 @@ def run_all_checks(
         check_unfinished_loads(connection),
     ]
     results += check_pipeline_tables(connection, pipelines, migrations_folder)
+    results.append(check_pipeline_modules(broken_modules))
     return results
 
 

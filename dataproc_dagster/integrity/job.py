@@ -4,8 +4,10 @@ Checked assets (external: this job only observes them):
 
 - ``clickhouse/server``: checks ``clickhouse_reachable``, ``migrations_up_to_date`` and
   ``no_unfinished_loads`` (staging tables and ledger entries of loads that did not finish);
-- ``metabase/server``: check ``metabase_reachable`` (passes as skipped, with the reason, when
-  ``METABASE_BASE_URL`` is empty);
+- ``metabase/server``: check ``metabase_reachable`` (not evaluated, so the UI shows it as
+  *Skipped*, and the reason logged, when ``METABASE_BASE_URL`` is empty);
+- ``dataproc/pipeline_modules``: check ``pipeline_modules_import``, failed while a pipeline
+  module fails to import (the code location loads the other pipelines meanwhile);
 - ``clickhouse/<database>/<table>`` for every pipeline's target table (the key the loaders
   materialize): check ``target_table``.
 
@@ -38,13 +40,14 @@ from dataproc_dagster.core.settings import get_settings
 from dataproc_dagster.integrity import checks as integrity
 from dataproc_dagster.integrity import tables as table_checks
 from dataproc_dagster.integrity.results import CheckResult, CheckStatus, JsonValue
-from dataproc_dagster.pipeline.registry import discover_pipelines
+from dataproc_dagster.pipeline.registry import BrokenModule, discover
 from dataproc_dagster.pipeline.schedules import build_schedule
 from dataproc_dagster.pipeline.steps import CLICKHOUSE_POOL
 
 JOB_NAME = "integrity_check"
 CLICKHOUSE_KEY = AssetKey(["clickhouse", "server"])
 METABASE_KEY = AssetKey(["metabase", "server"])
+MODULES_KEY = AssetKey(["dataproc", "pipeline_modules"])
 TABLE_CHECK = "target_table"
 
 
@@ -95,9 +98,11 @@ def _check_result(result: CheckResult, key: AssetKey, check_name: str) -> AssetC
 
 
 def build_integrity_checks(
-    pipelines: Sequence[Any], default_database: str
+    pipelines: Sequence[Any], default_database: str, broken: Sequence[BrokenModule] = ()
 ) -> tuple[list[AssetSpec], Any, Any]:
-    """The checked assets, the asset checks and the ``integrity_check`` job for ``pipelines``."""
+    """The checked assets, the asset checks and the ``integrity_check`` job for ``pipelines``
+    (``broken``: the pipeline modules that failed to import)."""
+    broken = tuple(broken)
     tables = pipeline_tables(pipelines, default_database)
     materialized = {key for p in pipelines for key in getattr(p, "asset_keys", [])}
     assets = [
@@ -110,6 +115,12 @@ def build_integrity_checks(
         AssetSpec(
             METABASE_KEY,
             description="The Metabase the extractors read from (METABASE_BASE_URL).",
+            group_name="operations",
+        ),
+        AssetSpec(
+            MODULES_KEY,
+            description="The pipeline modules under dataproc_dagster/pipelines/"
+            + (f". FAILED TO IMPORT: {', '.join(b.module for b in broken)}" if broken else ""),
             group_name="operations",
         ),
     ] + [
@@ -140,6 +151,12 @@ def build_integrity_checks(
             asset=CLICKHOUSE_KEY,
             description="No staging/shadow table and no unfinished load left by a dead process "
             "(a warning: the next load of the table settles them).",
+        ),
+        AssetCheckSpec(
+            integrity.CHECK_MODULES,
+            asset=MODULES_KEY,
+            description="Every pipeline module imports; one that does not is left out of the "
+            "code location (the others load) and fails this check.",
         ),
         AssetCheckSpec(
             integrity.CHECK_METABASE,
@@ -188,6 +205,14 @@ def build_integrity_checks(
             )
         }
         failed = []
+        if wanted(MODULES_KEY, integrity.CHECK_MODULES):
+            modules = integrity.check_pipeline_modules(broken)
+            if modules.failed:
+                context.log.error(f"{modules.line()} Fix: {modules.fix}")
+                failed.append(modules.name)
+            else:
+                context.log.info(modules.line())
+            yield _check_result(modules, MODULES_KEY, modules.name)
         for check, key, check_name in results:
             if not wanted(key, check_name):
                 continue
@@ -195,6 +220,9 @@ def build_integrity_checks(
             result = check(resource)
             context.log.info(result.line())
             failed += [result.name] if result.failed else []
+            if result.status == CheckStatus.SKIPPED:
+                # No evaluation: the UI shows the check as Skipped, not as Succeeded.
+                continue
             yield _check_result(result, key, result.name)
         for qualified, writers in chosen.items():
             table_result = table_result_of(qualified, writers, by_name)
@@ -271,8 +299,9 @@ def table_result_of(
     )
 
 
+_PIPELINES, _BROKEN = discover()
 ASSETS, _CHECKS, INTEGRITY_JOB = build_integrity_checks(
-    [*discover_pipelines(), *discover_yaml_pipelines()], get_settings().clickhouse_database
+    [*_PIPELINES, *discover_yaml_pipelines()], get_settings().clickhouse_database, _BROKEN
 )
 ASSET_CHECKS = [_CHECKS]
 JOBS = [INTEGRITY_JOB]

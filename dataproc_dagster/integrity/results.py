@@ -35,8 +35,10 @@ class TableState:
         columns: ``name type`` of each column, in order (empty when the table does not exist).
         managed_by_migrations: Whether the migrations create the table.
         problems: How it differs from the migrations' expectation.
-        keys_present_more_than_once: Sorting keys with more than one row (upsert tables not
-            merged yet).
+        keys_present_more_than_once: Sorting keys with more than one row read with ``FINAL``
+            (a finding).
+        keys_not_merged_yet: Sorting keys stored more than once until ClickHouse merges the
+            upsert table (normal; ``FINAL`` reads each once).
     """
 
     table: str
@@ -44,6 +46,7 @@ class TableState:
     managed_by_migrations: bool
     problems: tuple[SchemaProblem, ...] = ()
     keys_present_more_than_once: int = 0
+    keys_not_merged_yet: int = 0
 
     @property
     def created(self) -> bool:

@@ -15,6 +15,7 @@ from dagster import (
     op,
 )
 
+from dataproc_dagster.clickhouse.resource import RUN_TAG
 from dataproc_dagster.clickhouse.sql_safety import (
     check_expression,
     check_expression_with_engine,
@@ -292,7 +293,11 @@ def make_load_op(pipeline: str, name: str, loader: ClickHouseLoader) -> OpDefini
                     spec.database,
                     spec.table,
                     f"{spec.mode} by pipeline {pipeline}",
-                    {"write_mode": spec.mode.value, "rows_loaded": result.rows},
+                    {
+                        "write_mode": spec.mode.value,
+                        "rows_loaded": result.rows,
+                        RUN_TAG: clickhouse.describe(),
+                    },
                 )
                 if exists
                 else None
@@ -303,6 +308,7 @@ def make_load_op(pipeline: str, name: str, loader: ClickHouseLoader) -> OpDefini
                 facts = table_metadata(client, spec.database, spec.table) if exists else {}
                 facts.update(_load_facts(spec, result.rows, chunks.columns))
                 facts.update(window_facts(window_of(context), result.rows, facts))
+                facts[RUN_TAG] = clickhouse.describe()
                 event = None
         if event is not None:
             yield event

@@ -121,6 +121,24 @@ def configure_logging(settings: FrameworkSettings | None = None) -> None:
         register_secret(secret.get_secret_value())
     get_logger().setLevel(settings.log_level_number)
     _install_record_masking()
+    _drop_context_free_driver_warnings()
+
+
+# clickhouse-connect logs this line, without the server or the cause, right before it raises the
+# error that the framework reports with both ("ClickHouse stopped answering: ..."): not repeated.
+DRIVER_LOGGER = "clickhouse_connect.driver._backend.http_sync"
+DRIVER_NOISE = "Unexpected Http Driver Exception"
+
+
+def _drop_driver_noise(record: logging.LogRecord) -> bool:
+    return record.msg != DRIVER_NOISE
+
+
+def _drop_context_free_driver_warnings() -> None:
+    """Filter :data:`DRIVER_NOISE` out of the ClickHouse driver's logger (idempotent)."""
+    driver = logging.getLogger(DRIVER_LOGGER)
+    if _drop_driver_noise not in driver.filters:
+        driver.addFilter(_drop_driver_noise)
 
 
 def _request_line(log: logging.Logger, mask: Callable[[str], str], response: Any) -> None:

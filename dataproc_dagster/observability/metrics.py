@@ -92,7 +92,9 @@ def measure_step(name: str, log: Any = None) -> Iterator[StepMetrics]:
 
     Args:
         name: What is measured (shown in the log line).
-        log: A logger (e.g. ``context.log``); when given, the summary is logged at the end.
+        log: A logger (e.g. ``context.log``); when given, the summary is logged at the end
+            (at INFO), or, when the block raised, one WARNING line saying it failed after how
+            long (not a summary of ``0 rows``, which would read like an empty success).
     """
     metrics = StepMetrics(name=name)
     process = psutil.Process()
@@ -107,8 +109,12 @@ def measure_step(name: str, log: Any = None) -> Iterator[StepMetrics]:
     sampler = None if kernel_mark else threading.Thread(target=sample, daemon=True)
     if sampler:
         sampler.start()
+    failed = False
     try:
         yield metrics
+    except BaseException:
+        failed = True
+        raise
     finally:
         stop.set()
         if sampler:
@@ -116,5 +122,8 @@ def measure_step(name: str, log: Any = None) -> Iterator[StepMetrics]:
         metrics.seconds = time.perf_counter() - metrics.started
         mark = _high_water_mark() if kernel_mark else None
         metrics.peak_rss_bytes = max(mark or 0, peak[0], process.memory_info().rss)
-        if log is not None:
+        if log is not None and failed:
+            done = f" ({metrics.rows} rows done before)" if metrics.rows else ""
+            log.warning(f"{name}: failed after {metrics.seconds:.2f}s{done}")
+        elif log is not None:
             log.info(metrics.summary())

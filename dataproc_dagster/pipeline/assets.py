@@ -112,9 +112,8 @@ def source_keys(extractor: Any, default_database: str) -> list[AssetKey]:
         if spec is None:
             return []
         parts = urlsplit(spec.url)
+        # Host and path only: a port (a test server's, a moved API's) is no other source.
         host = parts.hostname or spec.resource_key or "http"
-        if parts.port:
-            host = f"{host}_{parts.port}"
         path = [_part(p) for p in parts.path.split("/") if p]
         return [AssetKey(["http", _part(host), *path])]
     if kind == "metabase":

@@ -264,15 +264,30 @@ def table_schema(columns: list[tuple[str, str]]) -> TableSchema:
 
 
 def table_metadata(client: Any, database: str, table: str) -> dict[str, Any]:
-    """Dagster's standard metadata of a ClickHouse table: row count, name, column schema."""
+    """Dagster's standard metadata of a ClickHouse table: row count, name, column schema.
+
+    The row count of an upsert (ReplacingMergeTree) table is its ``FINAL`` count, each key
+    once; ``dataproc/stored_rows`` then holds the rows stored before ClickHouse merges them.
+    """
     columns = client.query(
         "SELECT name, type FROM system.columns WHERE database = {db:String} "
         "AND table = {t:String} ORDER BY position",
         parameters={"db": database, "t": table},
     ).result_rows
-    rows = scalar(client, f"SELECT count() FROM {qualified_name(table, database)}")
+    qualified = qualified_name(table, database)
+    engine = client.query(
+        "SELECT engine FROM system.tables WHERE database = {db:String} AND name = {t:String}",
+        parameters={"db": database, "t": table},
+    ).result_rows
+    rows = scalar(client, f"SELECT count() FROM {qualified}")
+    stored: dict[str, Any] = {}
+    if engine and str(engine[0][0]).endswith("ReplacingMergeTree"):
+        # Upsert: the rows a reader sees (each key once); stored versions until the merge apart.
+        stored = {"dataproc/stored_rows": rows}
+        rows = scalar(client, f"SELECT count() FROM {qualified} FINAL")
     return {
         "dagster/row_count": rows,
+        **stored,
         "dagster/table_name": f"{database}.{table}",
         "dagster/column_schema": table_schema([(n, t) for n, t in columns]),
     }
@@ -318,9 +333,12 @@ def cleanup_run_chunks(context: OpExecutionContext, chunks: ChunkSet) -> None:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def prune_old_chunks(max_age_days: float = KEEP_FAILED_RUN_CHUNKS_DAYS) -> list[str]:
-    """Remove chunk folders of runs older than ``max_age_days`` (failed runs keep theirs
-    for re-execution until then). Returns the run ids removed."""
+def prune_old_chunks(max_age_days: float | None = None) -> list[str]:
+    """Remove chunk folders of runs older than ``max_age_days`` (default: the setting
+    ``CHUNK_RETENTION_DAYS``; failed runs keep theirs for re-execution until then). Returns the
+    run ids removed. ``./run.sh cleanup_chunks`` applies the whole rule."""
+    if max_age_days is None:
+        max_age_days = get_settings().chunk_retention_days
     runs = get_settings().runs_dir
     if not runs.is_dir():
         return []

@@ -4,6 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+from dagster import validate_run_config
+
+from dataproc_dagster.clickhouse.resource import ClickHouseResource
+from dataproc_dagster.core.settings import get_settings
 from dataproc_dagster.definitions import build_definitions
 from dataproc_dagster_tests.helpers.cli import dagster_executable, run_dagster
 
@@ -31,3 +36,20 @@ def test_dagster_definitions_validate_passes_without_opening_the_engine(tmp_path
     assert done.returncode == 0, done.stderr[-3000:]
     assert "Validation successful" in done.stdout + done.stderr
     assert not (tmp_path / "data" / "clickhouse").exists()
+
+
+def test_one_clickhouse_field_overridden_in_run_config(
+    data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The launchpad's resource config with `lock_timeout` only: valid, and the other fields
+    keep their settings (the URL and the database of the deployment, not a class default)."""
+    monkeypatch.setenv("CLICKHOUSE_DATABASE", "analytics")
+    get_settings.cache_clear()
+    job = build_definitions().resolve_job_def("migration_checks")
+    run_config = {"resources": {"clickhouse": {"config": {"lock_timeout": 5}}}}
+    validate_run_config(job, run_config)  # raised "Missing required config entry url" before
+
+    chosen = ClickHouseResource(lock_timeout=5)
+    assert chosen.lock_timeout == 5
+    assert chosen.url == f"chdb://{data_dir / 'clickhouse'}"
+    assert chosen.database == "analytics"

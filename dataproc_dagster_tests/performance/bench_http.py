@@ -181,7 +181,7 @@ def run_generic_job(
     os.environ["CLICKHOUSE_URL"] = clickhouse_url(backend, workdir)
     from dataproc_dagster.clickhouse.resource import ClickHouseResource
     from dataproc_dagster.core.settings import get_settings
-    from dataproc_dagster.sources.http.job import PIPELINE
+    from dataproc_dagster.generic_jobs.http_to_clickhouse import PIPELINE
 
     get_settings.cache_clear()
     clickhouse = ClickHouseResource(url=os.environ["CLICKHOUSE_URL"])

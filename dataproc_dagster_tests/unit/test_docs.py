@@ -53,3 +53,9 @@ def test_show_table_has_help(capsys: pytest.CaptureFixture[str]) -> None:
     out = capsys.readouterr().out
     assert "usage: python -m dataproc_dagster.cli.show_table" in out and "TABLE" in out
     assert "does not exist" not in out
+
+
+def test_docs_say_that_pipeline_modules_pass_the_lint_gate() -> None:
+    for text in (README, DOCS["extending.md"]):
+        assert "./run.sh test" in text and "ruff format" in text and "mypy" in text
+    assert "**The lint gate.**" in DOCS["extending.md"]

@@ -1,23 +1,25 @@
-"""Generic job ``http_to_clickhouse``: any JSON API into a ClickHouse table, from run config only.
+"""Deprecated: the generic job ``http_to_clickhouse`` moved to
+:mod:`dataproc_dagster.generic_jobs.http_to_clickhouse` (import it from there).
 
-Launch it from the Dagster launchpad or with ``dagster job execute -m dataproc_dagster -j
-http_to_clickhouse -c config.yaml``; docs/http-extractor.md has a worked run config.
+The names are still served from here, with a ``DeprecationWarning``, and loaded only when asked
+for, so the source package itself does not depend on the loader.
 """
 
 from __future__ import annotations
 
-from dataproc_dagster.loading.loader import create_clickhouse_loader
-from dataproc_dagster.pipeline.factory import create_etl_pipeline
-from dataproc_dagster.sources.http.extractor import create_configurable_http_extractor
+import importlib
+import warnings
 
-PIPELINE = create_etl_pipeline(
-    "http_to_clickhouse",
-    extractor=create_configurable_http_extractor(),
-    loader=create_clickhouse_loader(),
-    description="Pull a JSON API (auth, paging, retries, incremental cursor) into a ClickHouse "
-    "table. Configure the extract step (url, auth, paginator, records_path, incremental) and "
-    "the load step (table, mode) in the launchpad; see docs/http-extractor.md.",
-    tags={"dataproc/kind": "generic"},
-)
+NEW_HOME = "dataproc_dagster.generic_jobs.http_to_clickhouse"
+_NAMES = ("PIPELINE", "JOBS")
 
-JOBS = [PIPELINE.job]
+
+def __getattr__(name: str) -> object:
+    if name not in _NAMES:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    warnings.warn(
+        f"{__name__}.{name} moved to {NEW_HOME}.{name}",
+        DeprecationWarning,
+        stacklevel=2,
+    )
+    return getattr(importlib.import_module(NEW_HOME), name)

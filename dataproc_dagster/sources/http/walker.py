@@ -1,7 +1,9 @@
 """Walk an endpoint's pages: the requests to send, loop detection and total counting.
 
 The :class:`~dataproc_dagster.sources.http.pagination.Paginator` of the endpoint decides each
-next request; :class:`PageWalker` holds what is shared by every style.
+next request; :class:`PageWalker` holds what is shared by every style. The walker knows a
+paginator only as :class:`PagingStyle` (what it calls), so this module does not import
+``pagination`` (which builds on it): no import cycle, not even for type checking.
 """
 
 from __future__ import annotations
@@ -9,13 +11,10 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from dataproc_dagster.core.errors import SourceError
 from dataproc_dagster.sources.http.client import Page
-
-if TYPE_CHECKING:
-    from dataproc_dagster.sources.http.pagination import Paginator
 
 
 def get_path(payload: Any, path: str) -> Any:
@@ -40,8 +39,34 @@ class PageRequest:
     index: int = 0
 
 
+class PagingStyle(Protocol):
+    """What :class:`PageWalker` needs of a paginator (``pagination.Paginator`` has it)."""
+
+    @property
+    def parallel(self) -> bool:
+        """Pages can be fetched at once when the first response tells the total."""
+
+    @property
+    def max_pages(self) -> int | None:
+        """Stop after this many pages."""
+
+    def first_params(self, params: dict[str, Any]) -> dict[str, Any]:
+        """The query parameters of the first request."""
+
+    def page_params(self, params: dict[str, Any], index: int) -> dict[str, Any]:
+        """The parameters of page ``index`` when pages are planned up front."""
+
+    def total_pages(self, page: Page) -> int | None:
+        """Pages in all, when the response tells."""
+
+    def next_request(
+        self, request: PageRequest, page: Page, records: int, walker: PageWalker
+    ) -> PageRequest | None:
+        """The request after ``request``."""
+
+
 class PageWalker:
-    """Walks the pages of one endpoint for a :class:`Paginator`.
+    """Walks the pages of one endpoint for a paginator (:class:`PagingStyle`).
 
     Args:
         paginator: The paging style and its settings.
@@ -49,7 +74,7 @@ class PageWalker:
         params: Query parameters of the first request (the paging ones are added).
     """
 
-    def __init__(self, paginator: Paginator, url: str, params: Mapping[str, Any]) -> None:
+    def __init__(self, paginator: PagingStyle, url: str, params: Mapping[str, Any]) -> None:
         self.paginator = paginator
         self.url = url
         self.params = dict(params)

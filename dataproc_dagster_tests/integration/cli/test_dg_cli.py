@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -126,3 +128,23 @@ def test_dg_launch_assets_materializes_the_schema(tmp_path: Path) -> None:
     with DagsterInstance.from_config(str(tmp_path / "home")) as instance:
         key = AssetKey(["clickhouse", "schema"])
         assert instance.get_latest_materialization_event(key) is not None
+
+
+def test_run_sh_dg_launch_prints_info_lines_only(tmp_path: Path) -> None:
+    """`./run.sh dg launch --job penguins`: the steps' INFO lines, no DEBUG events, no
+    BetaWarning (as `./run.sh job`)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DAGSTER_", "CLICKHOUSE_"))}
+    env.update(DAGSTER_HOME=str(tmp_path / "home"), DATAPROC_DATA_DIR=str(tmp_path / "data"))
+    env.pop("LOG_LEVEL", None)
+    done = subprocess.run(
+        [str(REPO / "run.sh"), "dg", "launch", "--job", "penguins"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, output[-3000:]
+    assert "penguins__load: 342 rows" in output
+    assert " - DEBUG - " not in output and "Warning" not in output, output[:3000]
+    _assert_demo_rows_landed(tmp_path)

@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
+import yaml
 from dagster import DagsterInstance
 
 from dataproc_dagster.cli.resume import ResumeError, main, resume
 from dataproc_dagster.clickhouse.resource import ClickHouseResource
 from dataproc_dagster_tests.helpers import faulty_job
+from dataproc_dagster_tests.helpers.cli import REPO, job_execute_command
+from dataproc_dagster_tests.servers.http_api import ApiState, serve_api
 
 MODULE = "dataproc_dagster_tests.helpers.faulty_job"
 
@@ -45,3 +52,57 @@ def test_cli_says_why_it_cannot_resume(
         "resume: no run no-such-run in the Dagster instance (DAGSTER_HOME)"
         in capsys.readouterr().err
     )
+
+
+def test_resume_reads_the_env_file(tmp_path: Path) -> None:
+    """A run failed for a missing token; the token is added to .env; `resume` reads it there."""
+    home = tmp_path / ".dagster_home"
+    home.mkdir()
+    shutil.copy(REPO / "deploy" / "dagster.yaml", home / "dagster.yaml")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CLICKHOUSE_", "DAGSTER_"))}
+    env.update(DAGSTER_HOME=str(home), DATAPROC_DATA_DIR=str(tmp_path / ".dataproc"))
+    env.pop("RESUME_API_TOKEN", None)
+    with serve_api(ApiState(auth=("bearer", "resume-token-77"))) as api:
+        config = {
+            "ops": {
+                "http_to_clickhouse__extract": {
+                    "config": {
+                        "url": api.url + "/pages",
+                        "auth": {"kind": "bearer", "secret_env": "RESUME_API_TOKEN"},
+                        "paginator": {
+                            "style": "page_number",
+                            "total_pages_path": "meta.total_pages",
+                        },
+                        "records_path": "data.items",
+                    }
+                },
+                "http_to_clickhouse__load": {"config": {"table": "resumed_items"}},
+            }
+        }
+        (tmp_path / "job.yaml").write_text(yaml.safe_dump(config))
+        first = subprocess.run(
+            [*job_execute_command("http_to_clickhouse", tmp_path / "job.yaml")],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert first.returncode != 0 and "RESUME_API_TOKEN" in first.stdout + first.stderr
+        (tmp_path / ".env").write_text("RESUME_API_TOKEN=resume-token-77\n")
+        done = subprocess.run(
+            [sys.executable, "-m", "dataproc_dagster.cli.resume", "--job", "http_to_clickhouse"],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, output[-3000:]
+    assert ": SUCCESS" in done.stdout
+    # INFO lines and the result: no DEBUG events, no warnings nobody can act on.
+    assert "Warning" not in output and " - DEBUG - " not in output, output[-3000:]
+    assert "http_to_clickhouse__load: 250 rows" in output
+    clickhouse = ClickHouseResource(url=f"chdb://{tmp_path / '.dataproc' / 'clickhouse'}")
+    assert clickhouse.query_rows("SELECT count() FROM resumed_items") == [(250,)]

@@ -14,8 +14,8 @@ from dataproc_dagster.clickhouse.resource import ClickHouseResource
 from dataproc_dagster.clickhouse.sql_safety import check_expression, check_identifier
 from dataproc_dagster.clickhouse.tables import create_table_sql
 from dataproc_dagster.core.errors import ConfigError
-from dataproc_dagster.sources.http.job import PIPELINE as HTTP_PIPELINE
-from dataproc_dagster.sources.metabase.job import METABASE_TO_CLICKHOUSE
+from dataproc_dagster.generic_jobs.http_to_clickhouse import PIPELINE as HTTP_PIPELINE
+from dataproc_dagster.generic_jobs.metabase import METABASE_TO_CLICKHOUSE
 from dataproc_dagster.sources.metabase.resource import MetabaseResource
 from dataproc_dagster_tests.helpers.http_support import api_fixture
 from dataproc_dagster_tests.helpers.pipelines import failure_message

@@ -63,16 +63,35 @@ def test_show_table_counts_each_key_once(
     assert out.count("10.0") == 4 and " 1.0" not in out
 
 
-def test_integrity_check_reports_keys_present_more_than_once(
+def test_integrity_check_does_not_warn_on_unmerged_upsert_keys(
     clickhouse: ClickHouseResource,
 ) -> None:
     _load_twice(clickhouse)
+    assert clickhouse.query_rows("SELECT count() FROM orders") == [(8,)]  # not merged yet
     [result] = tables.check_pipeline_tables(clickhouse, [_Pipeline()])
-    assert result.status == integrity.WARNING
-    assert "default.orders (4 keys)" in result.summary
-    assert result.metadata["keys_present_more_than_once"] == {"default.orders": 4}
-    assert "FINAL" in result.fix
+    assert result.status == integrity.PASSED, result.summary
+    assert result.metadata["keys_not_merged_yet"] == {"default.orders": 4}
 
     clickhouse.command("OPTIMIZE TABLE orders FINAL")
     [merged] = tables.check_pipeline_tables(clickhouse, [_Pipeline()])
     assert merged.status == integrity.PASSED, merged.summary
+    assert "keys_not_merged_yet" not in merged.metadata
+
+
+def test_row_count_of_an_upsert_table_counts_each_key_once(
+    clickhouse: ClickHouseResource,
+) -> None:
+    """What the catalog shows: the FINAL count, the stored versions apart."""
+    loader = create_clickhouse_loader("orders", mode="upsert", key_columns=["id"])
+    counts = []
+    for amount in (1.0, 10.0, 100.0):
+        result = run_pipeline(clickhouse, [_orders(amount)], loader, name="orders")
+        assert result.success
+        [event] = [
+            e for e in result.get_asset_materialization_events() if e.asset_key.path[-1] == "orders"
+        ]
+        metadata = event.step_materialization_data.materialization.metadata
+        counts.append((metadata["dagster/row_count"].value, metadata["dataproc/stored_rows"].value))
+    assert [rows for rows, _stored in counts] == [4, 4, 4]
+    stored = clickhouse.query_rows("SELECT count() FROM orders")[0][0]
+    assert counts[-1][1] == stored and stored > 4  # the versions are really there, unmerged

@@ -80,7 +80,10 @@ def test_two_concurrent_up_runs_apply_each_migration_once(
     assert [run.returncode for run in runs] == [0, 0], outputs
     printed = sorted(out for out, _ in outputs)
     assert printed[0].startswith("applied: 0001_create_events, 0002_seed_events")
-    assert printed[1].startswith("applied: nothing")
+    assert printed[1].startswith("applied: nothing (no migration pending)\n")
+    # The state line counts the database's migrations, not this command's.
+    assert "in the database: 2 applied, 0 pending, 0 failed" in printed[1]
+    assert "executed" not in printed[1]
     assert sum("no pending migration" in err for _, err in outputs) == 1
     assert clickhouse.query_rows("SELECT count() FROM events") == [(3,)]
     applied = clickhouse.query_rows(
@@ -97,7 +100,7 @@ def test_cli_commands_exit_codes_and_output(
 ) -> None:
     status = cli(env, tmp_path, "status", "--check")
     assert status.returncode == 3
-    assert "executed 0, pending 2, failed 0" in status.stdout
+    assert "in the database: 0 applied, 2 pending, 0 failed" in status.stdout
 
     dry = cli(env, tmp_path, "up", "--dry-run")
     assert dry.returncode == 0

@@ -10,10 +10,10 @@ import yaml
 from dagster import DagsterInvalidConfigError, validate_run_config
 
 from dataproc_dagster.clickhouse.resource import ClickHouseResource
+from dataproc_dagster.generic_jobs.http_to_clickhouse import PIPELINE
+from dataproc_dagster.generic_jobs.metabase import METABASE_TO_CLICKHOUSE
 from dataproc_dagster.loading.config import LoaderConfig
 from dataproc_dagster.sources.http.config import HttpExtractConfig
-from dataproc_dagster.sources.http.job import PIPELINE
-from dataproc_dagster.sources.metabase.job import METABASE_TO_CLICKHOUSE
 from dataproc_dagster_tests.helpers.cli import job_execute_command, run_dagster
 
 HTTP_JOB = PIPELINE.job

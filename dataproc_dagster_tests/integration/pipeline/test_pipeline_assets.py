@@ -99,6 +99,11 @@ def test_source_keys_and_sql_lineage() -> None:
     assert source_keys(
         create_http_extractor("https://api.example.com/v1/issues?state=open"), "default"
     ) == [AssetKey(["http", "api.example.com", "v1", "issues"])]
+    # The port is no part of the key: the same API on another port is the same source.
+    for port in (33997, 41000):
+        assert source_keys(create_http_extractor(f"http://127.0.0.1:{port}/page"), "default") == [
+            AssetKey(["http", "127.0.0.1", "page"])
+        ]
     assert source_keys(
         create_metabase_extractor(database_name="Sales", schema="PUBLIC", table_name="ORDERS"),
         "default",

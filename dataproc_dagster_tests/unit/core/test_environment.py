@@ -7,7 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from dataproc_dagster.core.environment import restore_process_environment, shell_copies
+from dataproc_dagster.core.environment import (
+    restore_process_environment,
+    shell_copies,
+    shell_markers,
+)
 
 
 @pytest.fixture
@@ -55,3 +59,29 @@ def test_no_env_file_no_change(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.setenv("LOG_LEVEL", "INFO")
     assert restore_process_environment() == []
     assert os.environ["LOG_LEVEL"] == "INFO"
+
+
+def test_a_reloaded_process_takes_the_current_env_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A code server started after a reload inherits the .env of `dagster dev`'s start: an
+    edited value is taken from .env now, a removed one is dropped, the shell's value wins."""
+    monkeypatch.chdir(tmp_path)
+    shell = {"LOG_LEVEL": "DEBUG", "HOME": "/home/x"}
+    at_start = {"LOG_LEVEL": "INFO", "API_TOKEN": "old", "GONE_TOKEN": "secret"}
+    for name, value in shell_markers(shell, at_start).items():
+        monkeypatch.setenv(name, value)
+    for name, value in at_start.items():  # what every process inherits from `dagster dev`
+        monkeypatch.setenv(name, value)
+    monkeypatch.setattr(
+        "dataproc_dagster.core.environment._initial_environment", lambda: dict(at_start)
+    )
+    monkeypatch.delenv("NEW_NAME", raising=False)  # undone after the test
+    (tmp_path / ".env").write_text("LOG_LEVEL=WARNING\nAPI_TOKEN=new\nNEW_NAME=1\n")
+
+    assert restore_process_environment() == ["API_TOKEN", "GONE_TOKEN", "LOG_LEVEL", "NEW_NAME"]
+    assert os.environ["API_TOKEN"] == "new"
+    assert "GONE_TOKEN" not in os.environ
+    assert os.environ["LOG_LEVEL"] == "DEBUG"
+    assert os.environ["NEW_NAME"] == "1"
+    assert restore_process_environment() == []  # a second load changes nothing

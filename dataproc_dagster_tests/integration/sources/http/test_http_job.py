@@ -10,11 +10,11 @@ import yaml
 from dagster import DagsterInvalidConfigError, ExecuteInProcessResult, validate_run_config
 
 from dataproc_dagster.clickhouse.resource import ClickHouseResource
+from dataproc_dagster.generic_jobs.http_to_clickhouse import PIPELINE
 from dataproc_dagster.loading.loader import create_clickhouse_loader
 from dataproc_dagster.pipeline.factory import create_etl_pipeline
 from dataproc_dagster.sources.http.extractor import create_http_extractor
 from dataproc_dagster.sources.http.incremental import Incremental
-from dataproc_dagster.sources.http.job import PIPELINE
 from dataproc_dagster.sources.http.pagination import offset
 from dataproc_dagster_tests.helpers.cli import job_execute_command, run_dagster
 from dataproc_dagster_tests.helpers.http_support import api_fixture  # noqa: F401

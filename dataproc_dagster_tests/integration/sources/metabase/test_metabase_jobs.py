@@ -16,9 +16,9 @@ from dagster import ExecuteInProcessResult
 
 from dataproc_dagster import create_clickhouse_loader, create_etl_pipeline
 from dataproc_dagster.clickhouse.resource import ClickHouseResource
+from dataproc_dagster.generic_jobs.metabase import METABASE_TO_CLICKHOUSE, metabase_catalog
 from dataproc_dagster.pipeline.registry import discover_pipelines
 from dataproc_dagster.sources.metabase.extractor import create_metabase_extractor
-from dataproc_dagster.sources.metabase.job import METABASE_TO_CLICKHOUSE, metabase_catalog
 from dataproc_dagster.sources.metabase.resource import MetabaseResource
 from dataproc_dagster_tests.helpers.cli import job_execute_command, run_dagster
 from dataproc_dagster_tests.helpers.pipelines import failure_message
