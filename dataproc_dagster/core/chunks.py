@@ -52,6 +52,8 @@ class ChunkSet:
         nullable_columns: Columns that hold at least one null.
         uniform: Every file already has exactly :attr:`schema` (so other readers, such as the
             ClickHouse engine, can read the files as they are).
+        window: What part of the source the rows are, when the source read a window (an
+            incremental lower bound); part of the identity of the load of these rows.
     """
 
     directory: str
@@ -63,6 +65,7 @@ class ChunkSet:
     chunk_rows: tuple[int, ...] = field(default=())
     nullable_columns: frozenset[str] = field(default=frozenset())
     uniform: bool = True
+    window: str = ""
 
     @property
     def schema(self) -> pa.Schema | None:

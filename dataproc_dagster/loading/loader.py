@@ -233,10 +233,14 @@ def _load_facts(spec: LoadSpec, rows: int, columns: Sequence[str]) -> dict[str, 
     }
 
 
-def load_identity(context: OpExecutionContext) -> str:
-    """``<root run id>/<step>``: the same for a step's retries and every re-execution of it."""
+def load_identity(context: OpExecutionContext, chunks: ChunkSet) -> str:
+    """``<root run id>/<step>``, plus the window the source read (an incremental bound).
+
+    The same for a step's retries and every re-execution of it that loads the same window.
+    """
     root = context.run.root_run_id or context.run_id
-    return f"{root}/{'.'.join(context.op_handle.path)}"
+    identity = f"{root}/{'.'.join(context.op_handle.path)}"
+    return f"{identity}@{chunks.window}" if chunks.window else identity
 
 
 def make_load_op(pipeline: str, name: str, loader: ClickHouseLoader) -> OpDefinition:
@@ -264,7 +268,7 @@ def make_load_op(pipeline: str, name: str, loader: ClickHouseLoader) -> OpDefini
                 on_chunk=loader.on_chunk,
                 engine_reads_files=clickhouse.is_embedded,
                 run_id=context.run_id,
-                load_id=load_identity(context),
+                load_id=load_identity(context, chunks),
                 # The embedded engine's directory lock is held for the whole step.
                 exclusive=clickhouse.is_embedded,
             )

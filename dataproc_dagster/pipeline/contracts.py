@@ -16,6 +16,10 @@ from dataproc_dagster.clickhouse.tables import TargetTable
 from dataproc_dagster.core.chunks import Chunk
 from dataproc_dagster.pipeline.window import PartitionWindow, window_of
 
+# The step metadata an extractor sets to the window it read (an incremental lower bound): it
+# becomes part of the identity of the load of those rows.
+WINDOW_METADATA = "incremental_from"
+
 
 @dataclass
 class StepContext:

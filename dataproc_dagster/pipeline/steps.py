@@ -8,6 +8,7 @@ import shutil
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +38,7 @@ from dataproc_dagster.core.errors import DataprocError, SchemaError
 from dataproc_dagster.core.redaction import contains_secret, mask_secrets
 from dataproc_dagster.core.settings import get_settings
 from dataproc_dagster.observability.metrics import StepMetrics, measure_step
-from dataproc_dagster.pipeline.contracts import Extractor, StepContext
+from dataproc_dagster.pipeline.contracts import WINDOW_METADATA, Extractor, StepContext
 
 CLICKHOUSE_POOL = "clickhouse"
 
@@ -183,6 +184,8 @@ def make_extract_op(
                 for chunk in extractor.extract(ctx):
                     writer.write(chunk)
                 chunks = writer.close()
+            if ctx.metadata.get(WINDOW_METADATA):
+                chunks = replace(chunks, window=str(ctx.metadata[WINDOW_METADATA]))
             metrics.add(chunks.rows, chunks.chunk_count)
             metrics.extra.update(ctx.metadata)
         yield _output(chunks, metrics)
@@ -250,7 +253,7 @@ def make_transform_op(pipeline: str, name: str, transformer: Any) -> OpDefinitio
                                 fix="correct the transformer, or relax the column constraint",
                             )
                     writer.write(result)
-                out = writer.close()
+                out = replace(writer.close(), window=chunks.window)
             metrics.add(out.rows, out.chunk_count)
             metrics.extra["rows_in"] = chunks.rows
         yield _output(out, metrics)

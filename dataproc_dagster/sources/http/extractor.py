@@ -16,7 +16,7 @@ import pyarrow as pa
 from dataproc_dagster.core.choices import parse_choice
 from dataproc_dagster.core.errors import ConfigError, DataprocError
 from dataproc_dagster.core.redaction import is_secret_name
-from dataproc_dagster.pipeline.contracts import StepContext
+from dataproc_dagster.pipeline.contracts import WINDOW_METADATA, StepContext
 from dataproc_dagster.pipeline.window import render_window
 from dataproc_dagster.sources.http.auth import NO_AUTH, AuthKind, HttpAuth
 from dataproc_dagster.sources.http.client import HttpSource
@@ -100,6 +100,7 @@ class HttpExtractor:
             bound = self._lower_bound(spec.incremental, ctx)
             if bound is not None:
                 params[spec.incremental.param] = bound.param_value
+                ctx.metadata[WINDOW_METADATA] = f"{spec.incremental.column}>={bound.param_value}"
                 log.info(
                     f"incremental: {spec.incremental.column} >= {bound.param_value} "
                     f"({len(bound.keys)} row(s) already loaded at the bound)"

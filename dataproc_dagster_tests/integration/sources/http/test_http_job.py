@@ -98,6 +98,15 @@ def test_incremental_reruns_load_only_new_rows_once(
     assert again.success and loaded_rows(again) == 0
     last = api.state.requests_to("/pages")[-1]
     assert last["updated_since"] == "2024-01-01T04:09:00Z"  # the highest updated_at loaded
+    # The window read is part of the load's identity: a re-execution of this run that reads
+    # from a later bound is another load, not a repeat of this one.
+    window = "updated_at>=2024-01-01T04:09:00Z"
+    assert again.output_for_node(EXTRACT).window == window
+    (load_id,) = clickhouse.query_rows(
+        "SELECT load_id FROM _dataproc_loads WHERE startsWith(load_id, %(run)s)",
+        {"run": again.run_id},
+    )[0]
+    assert load_id == f"{again.run_id}/{LOAD}@{window}"
 
     # New data: one row sharing the boundary timestamp (a new key) and 30 newer rows.
     boundary = dict(make_record(249), id=1001, name="late arrival")
