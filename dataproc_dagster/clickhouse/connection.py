@@ -168,8 +168,8 @@ class ClickHouseConnection:
                     f"ClickHouse stopped answering: {scrub(str(exc), (self._password(),))[:1000]}",
                     source=self.describe(),
                     fix="check that the server is up (a local one: `./run.sh clickhouse "
-                    "status`) and re-run the step; a load changes its target only when it "
-                    "publishes, so the target keeps its previous rows",
+                    "status`) and re-run the step; a load that had not begun publishing left "
+                    "its target unchanged, one that had is finished by the retry",
                 ) from None
             finally:
                 # Close the pooled keep-alive connections too: client.close() leaves them

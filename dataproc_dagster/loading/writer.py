@@ -17,6 +17,7 @@ from typing import Any
 
 import pyarrow as pa
 from clickhouse_connect.driver.client import Client
+from clickhouse_connect.driver.exceptions import OperationalError
 
 from dataproc_dagster.clickhouse.sql import qualified_name, quote_identifier
 from dataproc_dagster.clickhouse.tables import (
@@ -316,7 +317,8 @@ def load_chunkset(
             kill_point_for_tests("publishing")
             entry = finish_publishing(client, spec.database, entry, through_views=bool(views))
         kill_point_for_tests("published")
-    except DataprocError:
+    except (DataprocError, OperationalError):
+        # A broken connection is reported by the ClickHouse resource, naming the server.
         _undo_unpublished(client, spec, entry, log)
         raise
     except Exception as exc:
@@ -325,13 +327,13 @@ def load_chunkset(
             _log(log, "info", f"{where}: the load was finished by another process")
         else:
             outcome = (
-                "is recorded as publishing: the step's retry, a re-execution or the next load "
-                "of the table finishes it"
+                "the load is recorded as publishing: the step's retry, a re-execution or the "
+                "next load of the table finishes it"
                 if state == PUBLISHING
-                else "is unchanged"
+                else "the table is unchanged"
             )
             raise LoadError(
-                f"loading into {where} failed after {result.rows} staged rows; the load "
+                f"loading into {where} failed after {result.rows} staged rows; "
                 f"{outcome}: {type(exc).__name__}: {str(exc)[:500]}",
                 source=where,
                 fix="see the ClickHouse error above; the step can be retried safely",
