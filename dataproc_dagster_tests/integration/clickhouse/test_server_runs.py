@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import subprocess
 import threading
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,7 @@ import pytest
 from clickhouse_connect.driver.client import Client
 from dagster import DagsterEventType, DagsterInstance, execute_job
 from dagster import reconstructable as make_reconstructable
+from dagster._core.instance.ref import InstanceRef  # no public way to open an instance folder
 
 from dataproc_dagster import create_clickhouse_loader
 from dataproc_dagster.clickhouse.resource import ClickHouseResource
@@ -24,6 +26,7 @@ from dataproc_dagster.pipeline.pools import apply_pool_limit, clickhouse_pool_li
 from dataproc_dagster.pipeline.steps import CLICKHOUSE_POOL
 from dataproc_dagster_tests.conftest import SERVER_PASSWORD, SERVER_USER
 from dataproc_dagster_tests.helpers import server_jobs
+from dataproc_dagster_tests.helpers.cli import REPO, cli_env, dagster_executable
 from dataproc_dagster_tests.helpers.pipelines import failure_message, run_pipeline
 
 pytestmark = pytest.mark.server
@@ -245,34 +248,44 @@ def test_https_against_a_plain_http_port_says_which_scheme_to_use(
 def test_loads_of_one_table_share_a_pool_and_never_interleave(
     server_clickhouse: ClickHouseResource, tmp_path: Path
 ) -> None:
-    """A full replace and an append of the same table, launched together, run one after another."""
-    jobs = (server_jobs.replace_shared, server_jobs.append_shared)
+    """A full replace and an append of one table, started together, run one after another."""
+    jobs = ("replace_shared", "append_shared")
     pools = {
-        node.pool for job in jobs for node in job().all_node_defs if node.name.endswith("__load")
+        node.pool
+        for job in jobs
+        for node in getattr(server_jobs, job)().all_node_defs
+        if node.name.endswith("__load")
     }
     assert pools == {"clickhouse/default.shared_table"}
     assert {getattr(n, "pool", None) for n in server_jobs.copy_a().all_node_defs} >= {
         "clickhouse/default.copy_a"
     }
-    (tmp_path / "home").mkdir()
-    results: dict[str, Any] = {}
-
-    def launch(factory: Any) -> None:
-        with execute_job(make_reconstructable(factory), instance=instance) as result:
-            results[factory.__name__] = (result.success, result.run_id)
-
-    overrides = {"concurrency": {"pools": {"default_limit": 1}}}
-    with DagsterInstance.local_temp(str(tmp_path / "home"), overrides=overrides) as instance:
-        threads = [threading.Thread(target=launch, args=(job,)) for job in jobs]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(timeout=300)
-        assert all(ok for ok, _ in results.values()) and len(results) == 2
-        windows = sorted(
-            _step_window(instance, run_id, f"{name.split('_')[0]}_shared__load")
-            for name, (_, run_id) in results.items()
+    home = tmp_path / "home"
+    env = cli_env(tmp_path / "data", home)
+    # An unconfigured pool gets one slot, as in deploy/dagster.yaml.
+    (home / "dagster.yaml").write_text(
+        "telemetry:\n  enabled: false\nconcurrency:\n  pools:\n    default_limit: 1\n"
+    )
+    with DagsterInstance.from_ref(InstanceRef.from_dir(str(home))):
+        pass  # creates the storage once, before two processes open it at the same time
+    module = "dataproc_dagster_tests.helpers.server_jobs"
+    runs = [
+        subprocess.Popen(
+            [dagster_executable(), "job", "execute", "-m", module, "-a", job],
+            cwd=REPO,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
         )
+        for job in jobs
+    ]
+    outputs = [run.communicate(timeout=300)[0] for run in runs]
+    assert [run.returncode for run in runs] == [0, 0], outputs
+    with DagsterInstance.from_ref(InstanceRef.from_dir(str(home))) as instance:
+        runs_done = [record.dagster_run for record in instance.get_run_records()]
+        windows = sorted(_step_window(instance, r.run_id, f"{r.job_name}__load") for r in runs_done)
+    assert len(windows) == 2
     assert windows[0][1] <= windows[1][0], windows  # the second load started after the first
     rows = server_clickhouse.query_rows("SELECT count() FROM shared_table")
     assert rows[0][0] in (300, 600)  # replace then append, or append then replace
