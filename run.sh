@@ -100,8 +100,8 @@ install_instance_config() {
 # A local PostgreSQL for the instance (started when none runs; its URL in DAGSTER_POSTGRES_URL).
 use_local_postgres() {
   if [ -z "${DAGSTER_POSTGRES_URL:-}" ]; then
-    DAGSTER_POSTGRES_URL="$(python -P dataproc_dagster/deploy/postgres_server.py status 2>/dev/null ||
-      python -P dataproc_dagster/deploy/postgres_server.py start)"
+    local server=dataproc_dagster/deploy/postgres_server.py
+    DAGSTER_POSTGRES_URL="$(python -P "$server" status 2>/dev/null || python -P "$server" start)"
     export DAGSTER_POSTGRES_URL
     echo "==> the instance is in the local PostgreSQL at $DAGSTER_POSTGRES_URL"
   fi
