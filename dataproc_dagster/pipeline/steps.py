@@ -32,6 +32,9 @@ from dagster import (
 
 from dataproc_dagster.clickhouse.sql import qualified_name, scalar
 from dataproc_dagster.clickhouse.tables import TargetTable
+from dataproc_dagster.core.chunk_store import drop_local_copy
+from dataproc_dagster.core.chunk_store import prune_runs as prune_stored_runs
+from dataproc_dagster.core.chunk_store import remove_runs as remove_stored_runs
 from dataproc_dagster.core.chunks import ChunkSet, ChunkWriter
 from dataproc_dagster.core.errors import DataprocError, SchemaError
 from dataproc_dagster.core.redaction import contains_secret, mask_secrets
@@ -166,6 +169,7 @@ def make_extract_op(
                 for chunk in extractor.extract(ctx):
                     writer.write(chunk)
                 chunks = writer.close()
+            chunks = chunks.published()
             metrics.add(chunks.rows, chunks.chunk_count)
             metrics.extra.update(ctx.metadata)
         yield _output(chunks, metrics)
@@ -234,6 +238,8 @@ def make_transform_op(pipeline: str, name: str, transformer: Any) -> OpDefinitio
                             )
                     writer.write(result)
                 out = writer.close()
+            out = out.published()
+            drop_local_copy(chunks.store_url)  # the input's download, if any
             metrics.add(out.rows, out.chunk_count)
             metrics.extra["rows_in"] = chunks.rows
         yield _output(out, metrics)
@@ -299,6 +305,7 @@ def cleanup_run_chunks(context: OpExecutionContext, chunks: ChunkSet) -> None:
         folders.add(producer)
     for folder in folders:
         shutil.rmtree(folder, ignore_errors=True)
+    remove_stored_runs([context.run_id], chunks.store_url)
 
 
 def prune_old_chunks(max_age_days: float = KEEP_FAILED_RUN_CHUNKS_DAYS) -> list[str]:
@@ -316,4 +323,5 @@ def prune_old_chunks(max_age_days: float = KEEP_FAILED_RUN_CHUNKS_DAYS) -> list[
                 removed.append(folder.name)
         except OSError:
             continue
+    removed.extend(prune_stored_runs(max_age_days))
     return removed

@@ -21,7 +21,7 @@ from dataproc_dagster.clickhouse.resource import ClickHouseResource
 from dataproc_dagster.deploy.postgres_server import LocalPostgres, main
 from dataproc_dagster_tests.helpers import faulty_job
 from dataproc_dagster_tests.helpers.postgres_location import MINUTELY
-from dataproc_dagster_tests.integration.deploy.conftest import PostgresHome
+from dataproc_dagster_tests.integration.deploy.conftest import PostgresHome, S3Server
 
 REPO = Path(__file__).resolve().parents[3]
 BIN = Path(sys.executable).parent
@@ -195,3 +195,20 @@ def test_daemon_runs_the_queue_under_pools_and_ticks_a_schedule(
     beats = postgres_home.query("SELECT daemon_type FROM daemon_heartbeats")
     assert {("SCHEDULER",), ("QUEUED_RUN_COORDINATOR",)} <= set(beats)
     assert penguin_rows(data_dir) == PENGUIN_ROWS  # replace mode: every run left the same rows
+
+
+@pytest.mark.slow
+def test_penguins_on_postgres_with_chunks_in_the_s3_store(
+    postgres_home: PostgresHome, data_dir: Path, s3_server: S3Server
+) -> None:
+    client = s3_server.client()
+    client.create_bucket(Bucket="penguins-chunks")
+    env = stack_env(postgres_home, data_dir, **s3_server.env("s3://penguins-chunks/runs"))
+    out = run_sh(["job", "penguins"], env)
+    assert "penguins__load: 342 rows" in out
+    assert s3_server.secret not in out
+    assert postgres_home.query("SELECT status FROM runs") == [("SUCCESS",)]
+    assert penguin_rows(data_dir) == PENGUIN_ROWS
+    # Cleanup after success: the run's chunks are gone from the store and the data folder.
+    assert client.list_objects_v2(Bucket="penguins-chunks").get("KeyCount") == 0
+    assert not any((data_dir / "runs").glob("*/*"))
