@@ -29,6 +29,8 @@ from dataproc_dagster.core.redaction import register_secret
 from dataproc_dagster.core.settings import FrameworkSettings, get_settings
 
 SCHEME = "s3://"
+# Step outputs (pickled chunk handles) when the store is on S3; not a run's folder.
+IO_FOLDER = "_io"
 
 
 def store_root(settings: FrameworkSettings | None = None) -> str:
@@ -173,6 +175,7 @@ def remove_runs(run_ids: Iterable[str], url: str = "") -> list[str]:
         runs_dir = get_settings().runs_dir
         shutil.rmtree(runs_dir / run_id, ignore_errors=True)
         _delete_prefix(client, bucket, _join(prefix, run_id) + "/")
+        _delete_prefix(client, bucket, _join(prefix, IO_FOLDER, "storage", run_id) + "/")
     return sorted(ids)
 
 
@@ -186,14 +189,21 @@ def prune_runs(max_age_days: float) -> list[str]:
     cutoff = time.time() - max_age_days * 86_400
     newest: dict[str, float] = {}
     base = _join(prefix) + "/" if prefix else ""
+    outputs = f"{base}{IO_FOLDER}/storage/"
     for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=base):
         for item in page.get("Contents", []):
-            run_id = item["Key"][len(base) :].split("/")[0]
+            key = item["Key"]
+            # A run's chunks (<run_id>/...) and its step outputs (_io/storage/<run_id>/...).
+            rest = key[len(outputs) :] if key.startswith(outputs) else key[len(base) :]
+            run_id = rest.split("/")[0]
+            if run_id == IO_FOLDER:  # asset outputs: the latest of each asset, kept
+                continue
             stamp = item["LastModified"].timestamp()
             newest[run_id] = max(newest.get(run_id, 0.0), stamp)
     old = sorted(run_id for run_id, stamp in newest.items() if stamp < cutoff)
     for run_id in old:
         _delete_prefix(client, bucket, base + run_id + "/")
+        _delete_prefix(client, bucket, outputs + run_id + "/")
     return old
 
 
