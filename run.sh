@@ -29,6 +29,8 @@ Usage: ./run.sh COMMAND [ARGS]
   job NAME [config.yaml]    run a job with `dagster job execute` (console at INFO; every
                             event with LOG_LEVEL=DEBUG); the instance in PostgreSQL when
                             DAGSTER_POSTGRES_URL is set
+  worker [NAME]             a Celery worker for steps (CELERY_BROKER_URL; the instance, chunk
+                            store and ClickHouse server shared with the other workers)
   dg ARGS                   Dagster's `dg` command line on this project and instance
                             (dg check defs, dg list defs, dg launch --job NAME, dg dev)
   resume [RUN_ID] [--job NAME]
@@ -226,6 +228,12 @@ case "$cmd" in
       exec python -m dataproc_dagster.cli job execute -m dataproc_dagster -j "$name" -c "$console" -c "$1"
     fi
     exec python -m dataproc_dagster.cli job execute -m dataproc_dagster -j "$name" -c "$console"
+    ;;
+  worker)
+    ensure_venv
+    prepare_instance
+    # A Celery worker for steps of jobs on dagster_celery's executor (docs/operations.md).
+    exec python -m dataproc_dagster.cli.worker "$@"
     ;;
   dg)
     ensure_venv

@@ -19,6 +19,7 @@ from __future__ import annotations
 import shutil
 import time
 from collections.abc import Iterable, Sequence
+from contextlib import suppress
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -100,6 +101,8 @@ def upload_folder(directory: Path, files: Sequence[str]) -> str:
     for name in files:
         client.upload_file(str(directory / name), bucket, _join(prefix, name))
     shutil.rmtree(directory, ignore_errors=True)
+    with suppress(OSError):  # the run's folder, once its last step folder is gone
+        directory.parent.rmdir()
     return url
 
 
@@ -154,7 +157,10 @@ def fetch_folder(url: str, directory: Path, files: Sequence[str]) -> Path:
 def drop_local_copy(url: str) -> None:
     """Remove this machine's downloaded copy of the chunks stored at ``url``."""
     if url:
-        shutil.rmtree(local_folder(url), ignore_errors=True)
+        folder = local_folder(url)
+        shutil.rmtree(folder, ignore_errors=True)
+        with suppress(OSError):  # the run's folder, once its last step folder is gone
+            folder.parent.rmdir()
 
 
 def remove_runs(run_ids: Iterable[str], url: str = "") -> list[str]:

@@ -41,6 +41,7 @@ from dataproc_dagster.core.redaction import contains_secret, mask_secrets
 from dataproc_dagster.core.settings import get_settings
 from dataproc_dagster.observability.metrics import StepMetrics, measure_step
 from dataproc_dagster.pipeline.contracts import Extractor, StepContext
+from dataproc_dagster.pipeline.workers import check_shared_storage
 
 CLICKHOUSE_POOL = "clickhouse"
 # The code location's name in workspace.yaml and for `dagster dev -m dataproc_dagster`.
@@ -160,6 +161,7 @@ def make_extract_op(
         prune_old_chunks()
         label_cli_run(context)
         with pipeline_errors(pipeline, name, source), measure_step(name, context.log) as metrics:
+            check_shared_storage(context.job_def.executor_def.name)
             with ChunkWriter(
                 chunk_directory(context, name),
                 dataset_id(context, name),

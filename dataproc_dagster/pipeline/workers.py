@@ -1,0 +1,48 @@
+"""Steps on several workers share nothing but the instance, the chunk store and ClickHouse.
+
+An executor that runs steps on other machines (Celery, Kubernetes, Dask, Docker) needs a
+ClickHouse server and a chunk store every worker reaches. The embedded engine is a folder on
+one machine, guarded by a per-machine directory lock, and the local chunk folder is on one
+machine's disk: such a run is refused before it writes anything, with the setting to change.
+"""
+
+from __future__ import annotations
+
+from dataproc_dagster.core.errors import ConfigError
+from dataproc_dagster.core.settings import FrameworkSettings, get_settings
+
+# Dagster's executors that keep every step of a run on the machine of the run.
+ONE_MACHINE_EXECUTORS = frozenset({"in_process", "multiprocess"})
+
+
+def check_shared_storage(executor: str, settings: FrameworkSettings | None = None) -> None:
+    """Refuse an executor that spreads steps over workers on one-machine storage.
+
+    Args:
+        executor: The name of the job's executor (``context.job_def.executor_def.name``).
+        settings: The framework settings (default: the process's).
+
+    Raises:
+        ConfigError: When the executor runs steps elsewhere and ClickHouse is the embedded
+            engine or the chunks stay in the local folder.
+    """
+    if executor in ONE_MACHINE_EXECUTORS:
+        return
+    s = settings or get_settings()
+    if s.clickhouse_url.startswith("chdb:"):
+        raise ConfigError(
+            f"the {executor!r} executor runs steps on several workers, but ClickHouse is the "
+            "embedded engine (a folder on one machine whose lock holds per machine)",
+            source="CLICKHOUSE_URL",
+            fix="point CLICKHOUSE_URL at a ClickHouse server every worker reaches "
+            "(http(s)://host:8123), or run the pipeline with the in_process or multiprocess "
+            "executor",
+        )
+    if not s.chunk_store:
+        raise ConfigError(
+            f"the {executor!r} executor runs steps on several workers, but the chunks between "
+            "steps stay in this machine's data folder",
+            source="CHUNK_STORE",
+            fix="set CHUNK_STORE=s3://bucket/prefix (with CHUNK_STORE_ENDPOINT_URL and "
+            "credentials) on every worker, see docs/operations.md",
+        )
