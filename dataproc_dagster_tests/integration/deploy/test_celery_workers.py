@@ -110,9 +110,7 @@ def test_penguins_steps_on_two_celery_workers(
 
     # Rows exact on the shared ClickHouse server.
     assert server_clickhouse.query_rows("SELECT count() FROM penguins") == [(342,)]
-    assert server_clickhouse.query_rows("SELECT sum(birds) FROM penguin_species_stats") == [
-        (342,)
-    ]
+    assert server_clickhouse.query_rows("SELECT sum(birds) FROM penguin_species_stats") == [(342,)]
     # Both workers ran steps: each logged the steps it ran into its own log folder.
     ran = {
         root.name: (root / "logs" / "jobs" / f"{JOB}.log").read_text(errors="replace")
