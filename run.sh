@@ -29,6 +29,9 @@ Usage: ./run.sh COMMAND [ARGS]
   job NAME [config.yaml]    run a job with `dagster job execute` (console at INFO; every
                             event with LOG_LEVEL=DEBUG); the instance in PostgreSQL when
                             DAGSTER_POSTGRES_URL is set
+  deploy [--full-tests|--skip-tests]
+                            the deployment gate on this machine: install, instance, migrate,
+                            test, schedules, integrity, verify (stops at the first failure)
   worker [NAME]             a Celery worker for steps (CELERY_BROKER_URL; the instance, chunk
                             store and ClickHouse server shared with the other workers)
   dg ARGS                   Dagster's `dg` command line on this project and instance
@@ -228,6 +231,12 @@ case "$cmd" in
       exec python -m dataproc_dagster.cli job execute -m dataproc_dagster -j "$name" -c "$console" -c "$1"
     fi
     exec python -m dataproc_dagster.cli job execute -m dataproc_dagster -j "$name" -c "$console"
+    ;;
+  deploy)
+    # The deployment gate: install (ensure_venv), instance, migrate, test, schedules,
+    # integrity, verify; stops at the first failing step (docs/operations.md).
+    ensure_venv
+    exec python -m dataproc_dagster.cli.deploy "$@"
     ;;
   worker)
     ensure_venv
