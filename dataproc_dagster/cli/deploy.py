@@ -1,6 +1,6 @@
 """``./run.sh deploy``: the deployment gate, on the machine it is started on, in Dagster form.
 
-The original framework deployed in eight steps (clean, sync, provision, migrate, test, cron,
+A deployment has eight steps (clean, sync, provision, migrate, test, cron,
 integrity, verify). Here they are, in order; the gate stops at the first step that fails,
 prints its message and exits 1, and can be re-run safely (every step is idempotent):
 
