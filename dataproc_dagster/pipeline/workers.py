@@ -11,8 +11,12 @@ from __future__ import annotations
 from dataproc_dagster.core.errors import ConfigError
 from dataproc_dagster.core.settings import FrameworkSettings, get_settings
 
-# Dagster's executors that keep every step of a run on the machine of the run.
-ONE_MACHINE_EXECUTORS = frozenset({"in_process", "multiprocess"})
+# Names of the Dagster executors that run steps on other machines (dagster-celery, dagster-k8s,
+# dagster-celery-k8s, dagster-celery-docker, dagster-docker, dagster-dask). Every other executor
+# (in_process, multiprocess, execute_in_process's own) keeps the steps on the run's machine.
+MULTI_WORKER_EXECUTORS = frozenset(
+    {"celery", "k8s", "celery-k8s", "celery-docker", "docker", "dask"}
+)
 
 
 def check_shared_storage(executor: str, settings: FrameworkSettings | None = None) -> None:
@@ -26,7 +30,7 @@ def check_shared_storage(executor: str, settings: FrameworkSettings | None = Non
         ConfigError: When the executor runs steps elsewhere and ClickHouse is the embedded
             engine or the chunks stay in the local folder.
     """
-    if executor in ONE_MACHINE_EXECUTORS:
+    if executor not in MULTI_WORKER_EXECUTORS:
         return
     s = settings or get_settings()
     if s.clickhouse_url.startswith("chdb:"):

@@ -12,7 +12,7 @@ from dataproc_dagster.pipeline.workers import check_shared_storage
 def test_one_machine_executors_need_nothing_shared(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("CLICKHOUSE_URL", raising=False)
     monkeypatch.delenv("CHUNK_STORE", raising=False)
-    for executor in ("in_process", "multiprocess"):
+    for executor in ("in_process", "multiprocess", "execute_in_process_executor"):
         check_shared_storage(executor, load_settings())
 
 
