@@ -35,7 +35,7 @@ CASES = {
             "server   |     2,000 |",
             "S3 API server (moto) for the chunk store",
             "server+s3 |      20,000 |",
-            "pipeline embedded     20,000 rows: local",
+            "20,000 rows: local",
             "s3 / local x",
         ],
     ),
