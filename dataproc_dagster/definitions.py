@@ -1,7 +1,9 @@
 """The code location's one ``Definitions`` object: pipelines, generic jobs, resources.
 
-Loading it opens no connection: resources connect inside steps only, so a running webserver
-or code server never holds the embedded ClickHouse directory.
+Pipelines come from two places: Python modules in ``pipelines/`` (the registry) and YAML
+components in dg's definitions folder ``component_defs/`` (``EtlPipelineComponent``). Loading
+opens no connection: resources connect inside steps only, so a running webserver or code server
+never holds the embedded ClickHouse directory.
 """
 
 from __future__ import annotations
@@ -10,9 +12,11 @@ from collections.abc import Sequence
 from types import ModuleType
 from typing import Any
 
-from dagster import AssetKey, AssetSpec, Definitions
+from dagster import AssetKey, AssetsDefinition, AssetSpec, Definitions
 
+from dataproc_dagster.components.discovery import load_component_defs
 from dataproc_dagster.core.environment import restore_process_environment
+from dataproc_dagster.core.errors import ConfigError
 from dataproc_dagster.core.settings import get_settings
 from dataproc_dagster.integrity import job as integrity_job
 from dataproc_dagster.migrations import job as migrations_job
@@ -59,6 +63,50 @@ def pipeline_assets(pipelines: Sequence[Pipeline]) -> tuple[list[Any], list[Any]
     return assets, [c for p in pipelines for c in p.asset_checks]
 
 
+def check_pipeline_names(pipelines: Sequence[Pipeline]) -> None:
+    """Refuse two pipelines of one name (a Python module and a YAML folder, say).
+
+    Raises:
+        ConfigError: Naming both places.
+    """
+    seen: dict[str, Pipeline] = {}
+    for pipeline in pipelines:
+        first = seen.setdefault(pipeline.name, pipeline)
+        if first is not pipeline:
+            raise ConfigError(
+                f"duplicate pipeline name {pipeline.name!r}: defined in {first.module} and in "
+                f"{pipeline.module}",
+                fix="give each pipeline its own name",
+            )
+
+
+def without_shadowed_sources(defs: Definitions) -> Definitions:
+    """``defs`` without the external source assets another pipeline materializes or an
+    earlier one already lists (the rule of :func:`pipeline_assets`, across Python and YAML)."""
+    assets = list(defs.assets or [])
+    materialized = {k for a in assets if isinstance(a, AssetsDefinition) for k in a.keys}
+    kept: list[Any] = []
+    listed: set[AssetKey] = set()
+    for asset in assets:
+        if isinstance(asset, AssetSpec):
+            if asset.key in materialized or asset.key in listed:
+                continue
+            listed.add(asset.key)
+        kept.append(asset)
+    return Definitions(
+        assets=kept,
+        asset_checks=defs.asset_checks,
+        jobs=defs.jobs,
+        schedules=defs.schedules,
+        sensors=defs.sensors,
+        resources=defs.resources,
+        executor=defs.executor,
+        loggers=defs.loggers,
+        metadata=defs.metadata,
+        component_tree=defs.component_tree,
+    )
+
+
 def build_definitions() -> Definitions:
     """Assemble every pipeline, job, schedule, asset and resource of the code location."""
     # Dagster's CLI copied .env over the process environment; the environment wins.
@@ -69,9 +117,11 @@ def build_definitions() -> Definitions:
     register_resource_secrets(resources)
     configure_logging(settings)
     pipelines = discover_pipelines()
+    component_defs, yaml_pipelines = load_component_defs()
+    check_pipeline_names([*pipelines, *yaml_pipelines])
     extra = _collect_job_modules()
     assets, checks = pipeline_assets(pipelines)
-    return Definitions(
+    python_defs = Definitions(
         jobs=[p.job for p in pipelines] + extra["JOBS"],
         schedules=[p.schedule for p in pipelines if p.schedule is not None] + extra["SCHEDULES"],
         assets=assets + extra["ASSETS"],
@@ -79,6 +129,7 @@ def build_definitions() -> Definitions:
         sensors=extra["SENSORS"],
         resources=resources,
     )
+    return without_shadowed_sources(Definitions.merge(python_defs, component_defs))
 
 
 defs = build_definitions()

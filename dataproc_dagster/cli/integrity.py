@@ -10,6 +10,7 @@ import json
 import sys
 from collections.abc import Sequence
 
+from dataproc_dagster.components.discovery import discover_yaml_pipelines
 from dataproc_dagster.core.errors import DataprocError
 from dataproc_dagster.core.settings import get_settings
 from dataproc_dagster.integrity import checks as integrity
@@ -23,7 +24,7 @@ def run_default_checks() -> list[integrity.CheckResult]:
     return integrity.run_all_checks(
         clickhouse=resources["clickhouse"],
         metabase=resources.get("metabase"),
-        pipelines=discover_pipelines(),
+        pipelines=[*discover_pipelines(), *discover_yaml_pipelines()],
     )
 
 

@@ -28,6 +28,7 @@ from dataproc_dagster.integrity.results import (
 )
 from dataproc_dagster.integrity.tables import check_pipeline_tables
 from dataproc_dagster.loading.ledger import LEDGER_TABLE, unfinished, work_tables
+from dataproc_dagster.loading.publish import recover_target
 from dataproc_dagster.migrations.runner import ClickHouseMigrationManager
 
 CHECK_CLICKHOUSE = "clickhouse_reachable"
@@ -85,15 +86,18 @@ def _safe_describe(clickhouse: ClickHouseConnection) -> str:
 
 
 def check_unfinished_loads(clickhouse: ClickHouseConnection) -> CheckResult:
-    """Staging and shadow tables (with age and rows) and ledger entries of unfinished loads.
+    """Finish interrupted publishes, then list staging tables and unfinished loads left.
 
-    A warning, not a failure: the target tables are consistent, and the next load of each table
-    settles what a dead load left (docs/loading.md).
+    A load left ``publishing`` is finished here (rolled forward), as by the next load of its
+    table; a load that never reached publishing is undone once its owner is gone. What is left
+    (a load running now, or one whose owner's lease has not run out) is a warning, not a
+    failure: the target tables are consistent (docs/loading.md).
     """
 
     def body() -> CheckResult:
         tables: list[str] = []
         loads: list[str] = []
+        finished: list[str] = []
         with clickhouse.get_client(step="integrity_check") as client:
             databases = [
                 row[0]
@@ -105,37 +109,44 @@ def check_unfinished_loads(clickhouse: ClickHouseConnection) -> CheckResult:
                 ).result_rows
             ]
             for database in databases:
+                for target in sorted({w.table for w in work_tables(client, database)}):
+                    finished += recover_target(
+                        client, database, target, exclusive=clickhouse.is_embedded
+                    )
                 tables += [
-                    f"{database}.{name} ({rows} rows, {_age(age)} old)"
-                    if age is not None
-                    else f"{database}.{name} ({rows} rows, {_age(age)})"
-                    for name, age, rows in work_tables(client, database)
+                    f"{database}.{w.name} ({w.rows} rows, {_age(w.age_seconds)} old)"
+                    if w.age_seconds is not None
+                    else f"{database}.{w.name} ({w.rows} rows, {_age(w.age_seconds)})"
+                    for w in work_tables(client, database)
                 ]
                 loads += [
-                    f"{database}.{e.target} <- {e.dataset_id} ({e.mode}, {e.state}, run "
+                    f"{database}.{e.target} <- {e.load_id} ({e.mode}, {e.state}, run "
                     f"{e.run_id}, owner {e.owner}, updated {_age(e.age_seconds)} ago)"
                     for e in unfinished(client, database)
                 ]
         metadata: dict[str, JsonValue] = {
             "work_tables": list(tables),
             "unfinished_loads": list(loads),
+            "settled": list(finished),
         }
+        settled = f"; settled now: {'; '.join(finished)}" if finished else ""
         if not tables and not loads:
             return CheckResult(
-                CHECK_LOADS, PASSED, "no staging table and no unfinished load", metadata
+                CHECK_LOADS, PASSED, "no staging table and no unfinished load" + settled, metadata
             )
         parts = []
         if tables:
-            parts.append(f"{len(tables)} staging/shadow table(s): {'; '.join(tables)}")
+            parts.append(f"{len(tables)} staging table(s): {'; '.join(tables)}")
         if loads:
             parts.append(f"{len(loads)} unfinished load(s): {'; '.join(loads)}")
         return CheckResult(
             CHECK_LOADS,
             WARNING,
-            "; ".join(parts),
+            "; ".join(parts) + settled,
             metadata,
-            "a load running now is listed too; a dead one is settled by the next load of its "
-            "table: resume its run (./run.sh resume RUN_ID) or run the pipeline again",
+            "a load running now is listed too; a dead one is undone by the next load of its "
+            "table once its owner is gone (or its 5-minute lease ran out): resume its run "
+            "(./run.sh resume RUN_ID) or run the pipeline again",
         )
 
     return timed(CHECK_LOADS, body)

@@ -33,6 +33,7 @@ from dagster import (
     multi_asset_check,
 )
 
+from dataproc_dagster.components.discovery import discover_yaml_pipelines
 from dataproc_dagster.core.settings import get_settings
 from dataproc_dagster.integrity import checks as integrity
 from dataproc_dagster.integrity import tables as table_checks
@@ -271,7 +272,7 @@ def table_result_of(
 
 
 ASSETS, _CHECKS, INTEGRITY_JOB = build_integrity_checks(
-    discover_pipelines(), get_settings().clickhouse_database
+    [*discover_pipelines(), *discover_yaml_pipelines()], get_settings().clickhouse_database
 )
 ASSET_CHECKS = [_CHECKS]
 JOBS = [INTEGRITY_JOB]

@@ -44,6 +44,7 @@ def insert_files(
     columns: list[str],
     add_version: bool,
     version: int,
+    settings: dict[str, object] | None = None,
 ) -> None:
     """Let the engine read chunk files (Arrow IPC or Parquet) into the staging table at once."""
     names = [quote_identifier(c) for c in columns]
@@ -59,7 +60,8 @@ def insert_files(
     literal = pattern.replace("\\", "\\\\").replace("'", "\\'")
     client.command(
         f"INSERT INTO {qualified_name(stage, database)} ({', '.join(names)}) "
-        f"SELECT {', '.join(selected)} FROM file('{literal}', {file_format(paths[0])})"
+        f"SELECT {', '.join(selected)} FROM file('{literal}', {file_format(paths[0])})",
+        settings=settings,
     )
 
 

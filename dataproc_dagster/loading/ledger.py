@@ -1,39 +1,46 @@
-"""The load ledger: an append-only state machine per (target table, dataset), ``_dataproc_loads``.
+"""The load ledger ``_dataproc_loads``: one current row per load, read by key.
 
-Every load writes a row when it changes state; the row with the highest ``seq`` of a
-(target, dataset_id) is its current state::
+A *load* has an identity (:func:`load_key`): the target table and the load id, which the
+Dagster layer makes of the root run and the step (so a step's retries and every re-execution
+are the same load) and, for sources that read a window, that window. Each change of state
+inserts a row; the table is a ``ReplacingMergeTree(seq) ORDER BY (target, load_key)``, so a
+load's rows collapse to the newest, and a load reads exactly its own rows through the primary
+key, whatever the length of the history. Finished loads expire after
+:data:`RETENTION_DAYS`::
 
     staging -> staged -> publishing -> published
-        \\---------\\-----------\\-----> abandoned
+        \\---------\\-----------------> abandoned
 
-The next load of a target reads the unfinished entries of dead loads and settles them (see
-:func:`recover_target`): an entry whose swap did not happen is undone (its tables dropped), one
-whose swap happened is marked published. Nothing here imports Dagster: the caller passes what it
-knows about runs as plain values and callables.
+A load's staging table exists from ``staging`` until it is ``published`` or ``abandoned``; the
+unfinished loads of a table are therefore found from its work tables (system.tables), never by
+scanning the history. Nothing here imports Dagster.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import signal
 import socket
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Any
 
 from clickhouse_connect.driver.client import Client
 
-from dataproc_dagster.clickhouse.sql import qualified_name, quote_identifier, scalar
+from dataproc_dagster.clickhouse.sql import qualified_name, quote_identifier
 
 LEDGER_TABLE = "_dataproc_loads"
+# Where a ledger of the previous shape (append-only MergeTree, one row per state) is kept.
+LEGACY_LEDGER_TABLE = "_dataproc_loads_v1"
+RETENTION_DAYS = 90
 
 
 class LoadState(StrEnum):
-    """Where one load of one dataset into one table stands."""
+    """Where one load into one table stands."""
 
     STAGING = "staging"
     STAGED = "staged"
@@ -44,64 +51,61 @@ class LoadState(StrEnum):
 
 STAGING, STAGED, PUBLISHING, PUBLISHED, ABANDONED = LoadState
 FINAL_STATES = (PUBLISHED, ABANDONED)
-# An unfinished entry whose owner cannot be checked (another host, against a server) counts as
-# dead when it has not been touched for this long; a live load renews it while it stages.
+# A stage that never reached publishing, whose owner cannot be checked (another host, against a
+# server), counts as dead when its entry was not renewed for this long; a live load renews it
+# while it stages. Publishing needs no such guess: it is finished by whoever comes next.
 LEASE_SECONDS = 300.0
 HEARTBEAT_SECONDS = 60.0
 STAGE_PREFIX = "_stage_"
+# Work tables of the previous publishing scheme; dropped like orphans.
 SHADOW_PREFIX = "_shadow_"
+KEY_LENGTH = 16
 KILL_ENV = "DATAPROC_TEST_KILL_AT"
 COMMENT_MARK = "dataproc-load:"
 
-# In the order read_entries selects them: the first ten are text.
 _COLUMNS: tuple[str, ...] = (
     "target",
-    "dataset_id",
+    "load_key",
+    "load_id",
     "mode",
     "run_id",
     "state",
     "stage",
-    "shadow",
     "swap_marker",
     "target_comment",
-    "fingerprint",
     "rows",
     "owner",
     "note",
     "seq",
 )
-# Columns added to a ledger created before the state machine: its rows are published loads.
-_NEW_COLUMNS: tuple[str, ...] = (
-    "run_id String DEFAULT ''",
-    "state LowCardinality(String) DEFAULT 'published'",
-    "stage String DEFAULT ''",
-    "shadow String DEFAULT ''",
-    "swap_marker String DEFAULT ''",
-    "target_comment String DEFAULT ''",
-    "fingerprint String DEFAULT ''",
-    "owner String DEFAULT ''",
-    "note String DEFAULT ''",
-    "seq UInt64 DEFAULT 0",
-    "updated_at DateTime64(3, 'UTC') DEFAULT now64(3)",
-)
 _seq_lock = threading.Lock()
 _last_seq = 0
 
 
+def load_key(database: str, table: str, load_id: str) -> str:
+    """The short, stable key of a load: names its staging table and its ledger row."""
+    digest = hashlib.sha1(f"{database}.{table}|{load_id}".encode()).hexdigest()
+    return digest[:KEY_LENGTH]
+
+
+def stage_table_name(table: str, key: str) -> str:
+    """The staging table of the load ``key`` into ``table`` (at most 200 characters)."""
+    return f"{STAGE_PREFIX}{table[:150]}_{key}"
+
+
 @dataclass(frozen=True)
 class LedgerEntry:
-    """The current state of one load of one dataset into one table."""
+    """The current state of one load into one table."""
 
     target: str
-    dataset_id: str
+    load_key: str
+    load_id: str
     mode: str
     run_id: str
     state: LoadState
     stage: str = ""
-    shadow: str = ""
     swap_marker: str = ""
     target_comment: str = ""
-    fingerprint: str = ""
     rows: int = 0
     owner: str = ""
     note: str = ""
@@ -134,159 +138,135 @@ def _next_seq() -> int:
         return _last_seq
 
 
-def ensure_ledger(client: Client, database: str) -> None:
-    """Create the ledger, or add the state-machine columns to a ledger of an older version."""
-    client.command(f"CREATE DATABASE IF NOT EXISTS {quote_identifier(database)}")
-    table = qualified_name(LEDGER_TABLE, database)
-    client.command(
-        f"CREATE TABLE IF NOT EXISTS {table} ("
-        "target String, dataset_id String, mode String, rows UInt64, "
-        "loaded_at DateTime64(3, 'UTC') DEFAULT now64(3), "
-        + ", ".join(_NEW_COLUMNS)
-        + ") ENGINE = MergeTree ORDER BY (target, dataset_id)"
-    )
-    have = {
-        row[0]
-        for row in client.query(
-            "SELECT name FROM system.columns WHERE database = {db:String} AND table = {t:String}",
-            parameters={"db": database, "t": LEDGER_TABLE},
-        ).result_rows
-    }
-    for column in _NEW_COLUMNS:
-        if column.split(" ", 1)[0] not in have:
-            client.command(f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {column}")
-
-
-def write_entry(client: Client, database: str, entry: LedgerEntry) -> None:
-    """Append ``entry`` as the newest row of its (target, dataset_id)."""
-    values = [
-        entry.target,
-        entry.dataset_id,
-        entry.mode,
-        entry.run_id,
-        entry.state.value,
-        entry.stage,
-        entry.shadow,
-        entry.swap_marker,
-        entry.target_comment,
-        entry.fingerprint,
-        entry.rows,
-        entry.owner or this_owner(),
-        entry.note,
-        _next_seq(),
-    ]
-    client.insert(LEDGER_TABLE, [values], column_names=list(_COLUMNS), database=database)
-
-
-def read_entries(
-    client: Client, database: str, target: str | None = None, dataset_id: str | None = None
-) -> list[LedgerEntry]:
-    """The current state of every load of ``target`` (all targets when ``None``), oldest first."""
-    where = ["1"]
-    params: dict[str, str] = {}
-    if target is not None:
-        where.append("target = {t:String}")
-        params["t"] = target
-    if dataset_id is not None:
-        where.append("dataset_id = {d:String}")
-        params["d"] = dataset_id
+def _engine_of(client: Client, database: str, table: str) -> str | None:
     rows = client.query(
-        "SELECT target, dataset_id, mode, run_id, state, stage, shadow, swap_marker, "
-        "target_comment, fingerprint, rows, owner, note, "
-        "dateDiff('millisecond', updated_at, now64(3)) / 1000.0, seq "
-        f"FROM {qualified_name(LEDGER_TABLE, database)} WHERE {' AND '.join(where)} "
-        "ORDER BY seq DESC LIMIT 1 BY target, dataset_id",
-        parameters=params,
-    ).result_rows
-    entries = [
-        LedgerEntry(
-            target=str(row[0]),
-            dataset_id=str(row[1]),
-            mode=str(row[2]),
-            run_id=str(row[3]),
-            state=LoadState(row[4]),
-            stage=str(row[5]),
-            shadow=str(row[6]),
-            swap_marker=str(row[7]),
-            target_comment=str(row[8]),
-            fingerprint=str(row[9]),
-            rows=int(row[10]),
-            owner=str(row[11]),
-            note=str(row[12]),
-            age_seconds=float(row[13]),
-        )
-        for row in rows
-    ]
-    return entries[::-1]
-
-
-def latest_published(client: Client, database: str, target: str) -> LedgerEntry | None:
-    """The entry of ``target`` most recently marked published (``None`` when there is none)."""
-    published = [e for e in read_entries(client, database, target) if e.state == PUBLISHED]
-    return published[-1] if published else None
-
-
-def _table_field(client: Client, database: str, table: str, column: str) -> str | None:
-    rows = client.query(
-        f"SELECT toString({column}) FROM system.tables "
-        "WHERE database = {db:String} AND name = {t:String}",
+        "SELECT engine FROM system.tables WHERE database = {db:String} AND name = {t:String}",
         parameters={"db": database, "t": table},
     ).result_rows
     return str(rows[0][0]) if rows else None
 
 
-def _set_comment(client: Client, database: str, table: str, comment: str) -> None:
-    literal = comment.replace("\\", "\\\\").replace("'", "\\'")
-    client.command(f"ALTER TABLE {qualified_name(table, database)} MODIFY COMMENT '{literal}'")
+def ensure_ledger(client: Client, database: str) -> None:
+    """Create the ledger; a ledger of the previous shape is kept as :data:`LEGACY_LEDGER_TABLE`."""
+    client.command(f"CREATE DATABASE IF NOT EXISTS {quote_identifier(database)}")
+    table = qualified_name(LEDGER_TABLE, database)
+    engine = _engine_of(client, database, LEDGER_TABLE)
+    if engine is not None and engine != "ReplacingMergeTree":
+        legacy = qualified_name(LEGACY_LEDGER_TABLE, database)
+        client.command(f"RENAME TABLE {table} TO {legacy}")
+    client.command(
+        f"CREATE TABLE IF NOT EXISTS {table} ("
+        "target String, load_key String, load_id String, mode LowCardinality(String), "
+        "run_id String, state LowCardinality(String), stage String, swap_marker String, "
+        "target_comment String, rows UInt64, owner String, note String, seq UInt64, "
+        "updated_at DateTime64(3, 'UTC') DEFAULT now64(3)"
+        ") ENGINE = ReplacingMergeTree(seq) ORDER BY (target, load_key) "
+        f"TTL toDateTime(updated_at) + INTERVAL {RETENTION_DAYS} DAY "
+        "DELETE WHERE state IN ('published', 'abandoned')"
+    )
 
 
-def mark_for_swap(client: Client, database: str, shadow: str, token: str) -> tuple[str, str]:
-    """Give the shadow an identity the target will carry after the swap.
-
-    Returns (marker, the shadow's original comment). In an Atomic database the marker is the
-    shadow's uuid (``EXCHANGE TABLES`` swaps names, each table keeps its uuid). In a database
-    without table uuids (the embedded engine's ``default``, engine Overlay) it is a table
-    comment set on the shadow, travelling with it through the swap; the original comment is
-    restored once the load is recorded as published.
-    """
-    uuid = _table_field(client, database, shadow, "uuid") or ""
-    if uuid.strip("0-"):
-        return f"uuid:{uuid}", ""
-    original = _table_field(client, database, shadow, "comment") or ""
-    marker = f"{COMMENT_MARK}{token}"
-    _set_comment(client, database, shadow, marker)
-    return f"comment:{marker}", original
-
-
-def swap_happened(client: Client, database: str, entry: LedgerEntry) -> bool:
-    """Whether the target is now the table that was the shadow of ``entry``."""
-    kind, _, value = entry.swap_marker.partition(":")
-    if not value:
-        return False
-    column = "uuid" if kind == "uuid" else "comment"
-    return _table_field(client, database, entry.target, column) == value
-
-
-def restore_comment(client: Client, database: str, entry: LedgerEntry) -> None:
-    """Put back the target's comment replaced by a swap marker (no-op for uuid markers)."""
-    kind, _, value = entry.swap_marker.partition(":")
-    if kind == "comment" and _table_field(client, database, entry.target, "comment") == value:
-        _set_comment(client, database, entry.target, entry.target_comment)
+def write_entry(client: Client, database: str, entry: LedgerEntry) -> None:
+    """Record ``entry`` as the newest state of its load."""
+    values = [
+        entry.target,
+        entry.load_key,
+        entry.load_id,
+        entry.mode,
+        entry.run_id,
+        entry.state.value,
+        entry.stage,
+        entry.swap_marker,
+        entry.target_comment,
+        entry.rows,
+        entry.owner or this_owner(),
+        entry.note,
+        _next_seq(),
+    ]
+    # Synchronous: the row must be visible to every other process before the next step.
+    client.insert(
+        LEDGER_TABLE,
+        [values],
+        column_names=list(_COLUMNS),
+        database=database,
+        settings={"async_insert": 0},
+    )
 
 
-def owner_is_dead(entry: LedgerEntry, *, exclusive: bool) -> bool:
-    """Whether the process that wrote ``entry`` can no longer be working on it.
+def _entries(
+    client: Client, database: str, where: str, params: dict[str, Any]
+) -> list[LedgerEntry]:
+    sql = (
+        "SELECT target, load_key, load_id, mode, run_id, state, stage, swap_marker, "
+        "target_comment, rows, owner, note, "
+        "dateDiff('millisecond', updated_at, now64(3)) / 1000.0, seq "
+        f"FROM {qualified_name(LEDGER_TABLE, database)} WHERE "
+        + where
+        + " ORDER BY seq DESC LIMIT 1 BY target, load_key"
+    )
+    rows = client.query(sql, parameters=params).result_rows
+    return [
+        LedgerEntry(
+            target=str(row[0]),
+            load_key=str(row[1]),
+            load_id=str(row[2]),
+            mode=str(row[3]),
+            run_id=str(row[4]),
+            state=LoadState(row[5]),
+            stage=str(row[6]),
+            swap_marker=str(row[7]),
+            target_comment=str(row[8]),
+            rows=int(row[9]),
+            owner=str(row[10]),
+            note=str(row[11]),
+            age_seconds=float(row[12]),
+        )
+        for row in rows
+    ]
 
-    ``exclusive``: the caller holds the embedded engine's directory lock and has not written its
-    own entry yet, so no load is running: every unfinished entry is dead. Otherwise an owner on this
-    host is dead when its pid is gone, and any other owner when its lease ran out.
+
+def read_entry(client: Client, database: str, target: str, key: str) -> LedgerEntry | None:
+    """The current state of the load ``key`` into ``target`` (a primary-key read)."""
+    found = _entries(
+        client, database, "target = {t:String} AND load_key = {k:String}", {"t": target, "k": key}
+    )
+    return found[0] if found else None
+
+
+def read_entries_by_keys(
+    client: Client, database: str, keys: list[str], target: str | None = None
+) -> dict[str, LedgerEntry]:
+    """The current state of each load in ``keys`` (of ``target``, when given), by key."""
+    if not keys:
+        return {}
+    where = "load_key IN {keys:Array(String)}"
+    params: dict[str, Any] = {"keys": keys}
+    if target is not None:
+        where = "target = {t:String} AND " + where
+        params["t"] = target
+    return {e.load_key: e for e in _entries(client, database, where, params)}
+
+
+def read_entries(client: Client, database: str, target: str) -> list[LedgerEntry]:
+    """Every load of ``target`` still in the ledger, oldest first (reads its whole history)."""
+    found = _entries(client, database, "target = {t:String}", {"t": target})
+    return found[::-1]
+
+
+def owner_is_dead(entry: LedgerEntry, *, exclusive: bool, same_load: bool = False) -> bool:
+    """Whether the process that staged ``entry`` can no longer be working on it.
+
+    Only asked of loads that never reached ``publishing``. ``exclusive``: the caller holds the
+    embedded engine's directory lock, so no other load is running. ``same_load``: the caller
+    is an attempt of the same load, so an earlier attempt in this process is over. Otherwise an
+    owner on this host is dead when its pid is gone, and any owner when its lease ran out.
     """
     if exclusive:
         return True
-    if entry.owner == this_owner():
-        return entry.age_seconds > LEASE_SECONDS  # another thread of this process may run it
+    if same_load and entry.owner == this_owner():
+        return True  # an earlier attempt of the caller's own load, in this process: over
     host, _, pid = entry.owner.rpartition(":")
-    if host == socket.gethostname() and pid.isdigit():
+    if host == socket.gethostname() and pid.isdigit() and int(pid) != os.getpid():
         try:
             os.kill(int(pid), 0)
         except ProcessLookupError:
@@ -296,143 +276,82 @@ def owner_is_dead(entry: LedgerEntry, *, exclusive: bool) -> bool:
     return entry.age_seconds > LEASE_SECONDS
 
 
-def _drop(client: Client, database: str, table: str) -> None:
+def drop_work_table(client: Client, database: str, table: str) -> None:
+    """Drop a work table at once, if it exists."""
     if table:
         client.command(f"DROP TABLE IF EXISTS {qualified_name(table, database)} SYNC")
 
 
-def settle(client: Client, database: str, entry: LedgerEntry, note: str) -> str:
-    """Finish or undo an unfinished load whose process is gone; return what was done.
-
-    The swap is the only step that changes the target. When the target now carries the marker
-    the shadow had before the swap (:func:`mark_for_swap`), the swap happened: the entry is
-    published and the table under the shadow's name (the old data) is dropped. Otherwise the
-    target is as it was: the stage and the shadow are dropped and the entry is abandoned.
-    """
-    swapped = entry.state == PUBLISHING and swap_happened(client, database, entry)
-    if swapped:
-        write_entry(client, database, entry.moved(PUBLISHED, owner="", note=note))
-        restore_comment(client, database, entry)
-        outcome = "published (its swap had happened)"
-    else:
-        outcome = "undone (the table was not changed)"
-    for table in {entry.stage, entry.shadow} - {entry.target}:
-        _drop(client, database, table)
-    if not swapped:
-        write_entry(client, database, entry.moved(ABANDONED, owner="", note=note))
-    return outcome
+_WORK_TABLE = re.compile(
+    rf"^(?:{STAGE_PREFIX}|{SHADOW_PREFIX})(?P<table>.+)_(?P<key>[0-9a-f]{{12}}|[0-9a-f]{{16}})$"
+)
 
 
-def _orphan_pattern(target: str) -> re.Pattern[str]:
-    name = re.escape(target)
-    return re.compile(rf"^(?:{STAGE_PREFIX}|{SHADOW_PREFIX}){name}_[0-9a-f]{{12}}$")
+@dataclass(frozen=True)
+class WorkTable:
+    """A staging table (or a shadow table of the previous scheme) found in a database."""
+
+    name: str
+    table: str
+    key: str
+    age_seconds: float | None
+    rows: int
+
+    @property
+    def legacy(self) -> bool:
+        """A work table of the previous publishing scheme (no ledger row of this version)."""
+        return self.name.startswith(SHADOW_PREFIX) or len(self.key) != KEY_LENGTH
 
 
-def work_tables(client: Client, database: str) -> list[tuple[str, float | None, int]]:
-    """Staging and shadow tables of ``database``: (name, age in seconds, rows).
+def work_tables(client: Client, database: str, target: str | None = None) -> list[WorkTable]:
+    """Staging (and old shadow) tables of ``database``, of ``target`` only when given.
 
     The age is that of the table's metadata or, in a database that does not keep it (engine
     Overlay reports 1970), of its newest part; ``None`` when neither is known.
     """
+    prefixes = [STAGE_PREFIX, SHADOW_PREFIX]
+    if target is not None:
+        prefixes = [f"{p}{target[:150]}_" for p in prefixes]
     rows = client.query(
         "SELECT name, if(metadata_modification_time > toDateTime(0), "
         "dateDiff('second', metadata_modification_time, now()), NULL), ifNull(total_rows, 0) "
         "FROM system.tables WHERE database = {db:String} "
         "AND (startsWith(name, {s:String}) OR startsWith(name, {h:String})) ORDER BY name",
-        parameters={"db": database, "s": STAGE_PREFIX, "h": SHADOW_PREFIX},
+        parameters={"db": database, "s": prefixes[0], "h": prefixes[1]},
     ).result_rows
+    if not rows:
+        return []
     parts: dict[str, int] = {
         str(table): int(age)
         for table, age in client.query(
             "SELECT table, dateDiff('second', max(modification_time), now()) FROM system.parts "
-            "WHERE database = {db:String} AND active GROUP BY table",
-            parameters={"db": database},
+            "WHERE database = {db:String} AND active AND table IN {names:Array(String)} "
+            "GROUP BY table",
+            parameters={"db": database, "names": [str(r[0]) for r in rows]},
         ).result_rows
     }
-    found: list[tuple[str, float | None, int]] = []
+    found: list[WorkTable] = []
     for name, age, count in rows:
-        known = age if age is not None else parts.get(name)
-        found.append((name, None if known is None else float(known), int(count)))
+        match = _WORK_TABLE.match(str(name))
+        if match is None:
+            continue
+        known = age if age is not None else parts.get(str(name))
+        found.append(
+            WorkTable(
+                name=str(name),
+                table=match["table"],
+                key=match["key"],
+                age_seconds=None if known is None else float(known),
+                rows=int(count),
+            )
+        )
     return found
 
 
-def recover_target(
-    client: Client,
-    database: str,
-    target: str,
-    *,
-    exclusive: bool,
-    keep: str = "",
-    log: Callable[[str], None] | None = None,
-) -> list[str]:
-    """Settle the dead loads of ``target`` and drop its orphan work tables.
-
-    Args:
-        client: Open client.
-        database: The target's database (holds the ledger).
-        target: Target table name.
-        exclusive: The caller holds the embedded engine's lock (see :func:`owner_is_dead`).
-        keep: dataset_id of the caller's own load, left alone.
-        log: Receives one line per action.
-
-    Returns:
-        What was done, one line per action.
-    """
-    ensure_ledger(client, database)
-    done: list[str] = []
-    live_tables: set[str] = set()
-    comment = _table_field(client, database, target, "comment") or ""
-    for entry in read_entries(client, database, target):
-        if entry.state == PUBLISHED and entry.swap_marker == f"comment:{comment}":
-            restore_comment(client, database, entry)  # it died just after publishing
-        if entry.state in FINAL_STATES:
-            continue
-        if entry.dataset_id == keep or not owner_is_dead(entry, exclusive=exclusive):
-            live_tables.update({entry.stage, entry.shadow})
-            continue
-        outcome = settle(
-            client,
-            database,
-            entry,
-            note=f"settled by the next load ({this_owner()}): owner {entry.owner} is gone",
-        )
-        done.append(
-            f"load of {entry.dataset_id} into {database}.{target} (run {entry.run_id}, state "
-            f"{entry.state}, owner {entry.owner}) was left unfinished: {outcome}"
-        )
-    pattern = _orphan_pattern(target)
-    for name, age, rows in work_tables(client, database):
-        if not pattern.match(name) or name in live_tables:
-            continue
-        if exclusive or (age is not None and age > LEASE_SECONDS):
-            _drop(client, database, name)
-            done.append(f"dropped orphan table {database}.{name} ({rows} rows)")
-    if log is not None:
-        for line in done:
-            log(line)
-    return done
-
-
-def fingerprint(client: Client, database: str, table: str, columns: list[str]) -> str:
-    """``count:sum(cityHash64(row))`` of a table's ``columns``, computed by the engine."""
-    if not columns:
-        return ""
-    row = ", ".join(quote_identifier(c) for c in columns)
-    rows = client.query(
-        f"SELECT count(), sum(cityHash64(tuple({row}))) FROM {qualified_name(table, database)}"
-    ).result_rows
-    count, total = rows[0]
-    return f"{int(count)}:{int(total or 0)}"
-
-
 def unfinished(client: Client, database: str) -> list[LedgerEntry]:
-    """Every entry of ``database``'s ledger that is not published or abandoned."""
-    # Read-only: a ledger of an older version (no ``state`` column) holds only published loads.
-    if not scalar(
-        client,
-        "SELECT count() FROM system.columns WHERE database = {db:String} AND table = {t:String} "
-        "AND name = 'state'",
-        {"db": database, "t": LEDGER_TABLE},
-    ):
+    """The loads of ``database`` whose staging table still exists and that are not finished."""
+    if _engine_of(client, database, LEDGER_TABLE) != "ReplacingMergeTree":
         return []
-    return [e for e in read_entries(client, database) if e.state not in FINAL_STATES]
+    keys = [w.key for w in work_tables(client, database) if not w.legacy]
+    entries = read_entries_by_keys(client, database, keys)
+    return [e for e in entries.values() if e.state not in FINAL_STATES]

@@ -5,8 +5,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from dagster import (
-    DagsterInstance,
-    DagsterRunStatus,
     In,
     MetadataValue,
     OpDefinition,
@@ -33,13 +31,13 @@ from dataproc_dagster.loading.spec import LoadSpec
 from dataproc_dagster.loading.writer import load_chunkset
 from dataproc_dagster.observability.metrics import measure_step
 from dataproc_dagster.pipeline.steps import (
-    CLICKHOUSE_POOL,
     ChunkSetType,
     cleanup_run_chunks,
     materialization,
     output_is_asset,
     pipeline_errors,
     table_metadata,
+    target_pool,
 )
 
 
@@ -232,14 +230,10 @@ def _load_facts(spec: LoadSpec, rows: int, columns: Sequence[str]) -> dict[str, 
     }
 
 
-def run_succeeded_in(instance: DagsterInstance) -> Callable[[str], bool | None]:
-    """``run_id -> bool | None``: whether the run finished with success; ``None``: unknown run."""
-
-    def succeeded(run_id: str) -> bool | None:
-        run = instance.get_run_by_id(run_id)
-        return None if run is None else run.status == DagsterRunStatus.SUCCESS
-
-    return succeeded
+def load_identity(context: OpExecutionContext) -> str:
+    """``<root run id>/<step>``: the same for a step's retries and every re-execution of it."""
+    root = context.run.root_run_id or context.run_id
+    return f"{root}/{'.'.join(context.op_handle.path)}"
 
 
 def make_load_op(pipeline: str, name: str, loader: ClickHouseLoader) -> OpDefinition:
@@ -267,7 +261,7 @@ def make_load_op(pipeline: str, name: str, loader: ClickHouseLoader) -> OpDefini
                 on_chunk=loader.on_chunk,
                 engine_reads_files=clickhouse.is_embedded,
                 run_id=context.run_id,
-                run_succeeded=run_succeeded_in(context.instance),
+                load_id=load_identity(context),
                 # The embedded engine's directory lock is held for the whole step.
                 exclusive=clickhouse.is_embedded,
             )
@@ -336,5 +330,8 @@ def make_load_op(pipeline: str, name: str, loader: ClickHouseLoader) -> OpDefini
         required_resource_keys={"clickhouse"},
         retry_policy=loader.retry_policy,
         tags={"kind": "clickhouse", "dataproc/step": "load"},
-        pool=CLICKHOUSE_POOL,
+        pool=target_pool(
+            loader.spec.database if loader.spec else None,
+            loader.spec.table if loader.spec else None,
+        ),
     )(_load_configured if loader.from_config else _load)

@@ -1,18 +1,13 @@
-"""What a load is (:class:`LoadSpec`), what it did (:class:`LoadResult`), its work tables' names."""
+"""What a load is (:class:`LoadSpec`) and what it did (:class:`LoadResult`)."""
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 
 from dataproc_dagster.clickhouse.sql import qualified_name
 from dataproc_dagster.core.choices import parse_choice
 from dataproc_dagster.core.errors import ConfigError
 from dataproc_dagster.core.modes import DriftPolicy, WriteMode
-from dataproc_dagster.loading.ledger import (
-    SHADOW_PREFIX,
-    STAGE_PREFIX,
-)
 
 VERSION_COLUMN = "_version"
 
@@ -94,18 +89,3 @@ class LoadResult:
     columns_discarded: list[str] = field(default_factory=list)
     partitions: list[str] = field(default_factory=list)
     recovered: list[str] = field(default_factory=list)
-
-
-def staging_name(spec: LoadSpec, dataset_id: str) -> str:
-    """A staging table name that is the same for every retry of the same load."""
-    return _work_name(STAGE_PREFIX, spec, dataset_id)
-
-
-def shadow_name(spec: LoadSpec, dataset_id: str) -> str:
-    """The name of the table assembled as the next version of the target."""
-    return _work_name(SHADOW_PREFIX, spec, dataset_id)
-
-
-def _work_name(prefix: str, spec: LoadSpec, dataset_id: str) -> str:
-    digest = hashlib.sha1(f"{dataset_id}|{spec.database}.{spec.table}".encode()).hexdigest()[:12]
-    return f"{prefix}{spec.table}_{digest}"[:200]

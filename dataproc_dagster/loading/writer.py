@@ -1,17 +1,12 @@
-"""Atomic, exactly-once writes of a :class:`ChunkSet` into a ClickHouse table.
+"""Exactly-once writes of a :class:`ChunkSet` into a ClickHouse table that others share.
 
-Every mode loads all chunks into a staging table shaped like the target, then publishes them with
-one ``EXCHANGE TABLES`` of the target and a shadow table, so readers see the old table or the
-complete new one and nothing in between:
-
-- ``append`` / ``upsert``: the shadow gets the target's partitions and then the staged ones
-  (``ATTACH PARTITION ... FROM`` hard-links parts, nothing is copied);
-- ``replace_partitions``: the shadow gets the target's partitions absent from the data, then the
-  staged ones;
-- ``replace``: the staging table is the shadow.
-
-The ledger (:mod:`dataproc_dagster.loading.ledger`) records every state of every load, so the
-next load of a table settles what a dead process left and never publishes the same data twice.
+Every mode first writes all chunks into a private staging table shaped like the target, then
+publishes them with operations that touch only the load's own rows and can be repeated
+(:mod:`dataproc_dagster.loading.publish`): partitions moved or inserted into the target
+(``append``, ``upsert``), partitions replaced (``replace_partitions``), or, for a full
+``replace`` only, the table swapped. The ledger (:mod:`dataproc_dagster.loading.ledger`)
+records each load under its identity, so publishing the same load twice is a no-op and an
+interrupted publish is finished by whoever comes next.
 """
 
 from __future__ import annotations
@@ -29,7 +24,6 @@ from dataproc_dagster.clickhouse.tables import (
     active_partitions,
     create_table_sql,
     describe_table,
-    drop_table,
 )
 from dataproc_dagster.core.chunks import ChunkSet
 from dataproc_dagster.core.errors import ConfigError, DataprocError, LoadError, SchemaError
@@ -38,24 +32,29 @@ from dataproc_dagster.core.settings import get_settings
 from dataproc_dagster.loading.files import GLOB_CHARACTERS, file_batches, insert_files
 from dataproc_dagster.loading.ledger import (
     ABANDONED,
-    FINAL_STATES,
     HEARTBEAT_SECONDS,
+    LEASE_SECONDS,
     LEDGER_TABLE,
     PUBLISHED,
     PUBLISHING,
     STAGED,
     STAGING,
     LedgerEntry,
+    drop_work_table,
     ensure_ledger,
-    fingerprint,
     kill_point_for_tests,
-    latest_published,
-    mark_for_swap,
-    read_entries,
-    recover_target,
-    restore_comment,
-    settle,
+    load_key,
+    owner_is_dead,
+    read_entry,
+    stage_table_name,
+    this_owner,
     write_entry,
+)
+from dataproc_dagster.loading.publish import (
+    finish_publishing,
+    recover_target,
+    stage_insert_settings,
+    start_publishing,
 )
 from dataproc_dagster.loading.schema_check import (
     check_chunk,
@@ -66,18 +65,18 @@ from dataproc_dagster.loading.spec import (
     VERSION_COLUMN,
     LoadResult,
     LoadSpec,
-    shadow_name,
-    staging_name,
+)
+from dataproc_dagster.loading.targets import (
+    check_target_engine,
+    check_views_allow,
+    table_engine,
 )
 
 __all__ = ["LEDGER_TABLE", "LoadResult", "LoadSpec", "load_chunkset"]
 
-
-def already_loaded(client: Client, spec: LoadSpec, dataset_id: str) -> bool:
-    """Whether this dataset was already published into this table."""
-    ensure_ledger(client, spec.database)
-    entries = read_entries(client, spec.database, spec.table, dataset_id)
-    return bool(entries) and entries[-1].state == PUBLISHED
+# A stage with no ledger row yet is taken as another attempt's for this long (it records itself
+# right after creating the stage); after that it is a leftover of a crash.
+UNRECORDED_GRACE_SECONDS = 30.0
 
 
 def _create_target(client: Client, spec: LoadSpec, chunks: ChunkSet) -> None:
@@ -153,10 +152,10 @@ def load_chunkset(
     on_chunk: Callable[[int, int], None] | None = None,
     engine_reads_files: bool = False,
     run_id: str | None = None,
-    run_succeeded: Callable[[str], bool | None] | None = None,
+    load_id: str | None = None,
     exclusive: bool = False,
 ) -> LoadResult:
-    """Write every chunk of ``chunks`` into the target, atomically and exactly once.
+    """Write every chunk of ``chunks`` into the target, exactly once per load identity.
 
     Args:
         client: An open ClickHouse client.
@@ -167,43 +166,42 @@ def load_chunkset(
         engine_reads_files: The ClickHouse engine runs on this machine (embedded chDB), so it
             reads the chunk files itself (``INSERT ... SELECT FROM file()``), which is about
             twice as fast as sending them through the client.
-        run_id: The run doing this load, recorded in the ledger (default: the run that
-            produced the chunks).
-        run_succeeded: ``run_id -> bool | None``: whether a run finished successfully (``None``
-            when the run is unknown). With it, an ``append``/``upsert`` whose data is identical to
-            the latest published load, made by a known run that did not succeed, is recorded
-            instead of published again (docs/loading.md).
+        run_id: The run doing this load, recorded in the ledger (default: the first part of
+            the load id).
+        load_id: The identity of this load (default: the chunks' ``dataset_id``). The Dagster
+            layer passes ``<root run id>/<step>``, so every retry and re-execution of a step
+            is the same load: once published, loading it again writes nothing.
         exclusive: The caller holds the embedded engine's directory lock, so every unfinished
             load of another process is dead and is settled at once.
 
     Raises:
-        ConfigError, SchemaError, LoadError: The target is then unchanged.
+        ConfigError, SchemaError, LoadError: Nothing of this load was published then, or (a
+            failure while publishing) the load is recorded as publishing and the next attempt,
+            re-execution or load of the table finishes it.
     """
     spec.validate()
     result = LoadResult()
     where = f"{spec.database}.{spec.table}"
-    dataset_id = chunks.dataset_id
-    run_id = run_id or dataset_id.split("/", 1)[0]
+    load_id = load_id or chunks.dataset_id
+    run_id = run_id or load_id.split("/", 1)[0]
+    key = load_key(spec.database, spec.table, load_id)
+    stage = stage_table_name(spec.table, key)
     kill_point_for_tests("start")
+    engine = table_engine(client, spec.database, spec.table)
+    if engine is not None:
+        check_target_engine(engine)
     ensure_ledger(client, spec.database)
     result.recovered = recover_target(
         client,
         spec.database,
         spec.table,
         exclusive=exclusive,
+        keep=key,
         log=(lambda line: _log(log, "warning", line)),
     )
-    if spec.mode in (WriteMode.APPEND, WriteMode.UPSERT) and already_loaded(
-        client, spec, dataset_id
-    ):
-        result.skipped = f"dataset {dataset_id} was already loaded into {where}"
-        _log(log, "warning", result.skipped + "; nothing written (retry of a finished load)")
-        done = read_entries(client, spec.database, spec.table, dataset_id)[-1]
-        if done.run_id != run_id:
-            # This run now stands for the data: a later identical load is judged by its outcome.
-            note = f"re-execution of run {done.run_id}, which had published it"
-            write_entry(client, spec.database, done.moved(PUBLISHED, run_id=run_id, note=note))
-        return result
+    own = read_entry(client, spec.database, spec.table, key)
+    if own is not None and own.state in (PUBLISHED, PUBLISHING):
+        return _finish_own(client, spec, own, result, log)
     info = describe_table(client, spec.database, spec.table)
     if info is None:
         if chunks.schema is None:
@@ -221,6 +219,10 @@ def load_chunkset(
         info = describe_table(client, spec.database, spec.table)
         assert info is not None
     _check_mode_fits(spec, info)
+    engine = table_engine(client, spec.database, spec.table)
+    assert engine is not None
+    check_target_engine(engine)
+    views = check_views_allow(client, engine, spec.mode)
     if chunks.rows == 0 and spec.mode == WriteMode.REPLACE and not spec.allow_empty_replace:
         result.skipped = f"no rows: {where} kept as it was (allow_empty_replace is off)"
         _log(log, "warning", result.skipped)
@@ -245,16 +247,13 @@ def load_chunkset(
             )
     else:
         drift = None
-    stage = staging_name(spec, dataset_id)
-    shadow = stage if spec.mode == WriteMode.REPLACE else shadow_name(spec, dataset_id)
-    entry = LedgerEntry(
-        spec.table, dataset_id, spec.mode.value, run_id, STAGING, stage=stage, shadow=shadow
-    )
-    drop_table(client, spec.database, stage)
-    drop_table(client, spec.database, shadow)
+    claimed = _claim_stage(client, spec, key, stage, exclusive=exclusive, log=log)
+    if claimed is not None:
+        return _finish_own(client, spec, claimed, result, log)
+    entry = LedgerEntry(spec.table, key, load_id, spec.mode.value, run_id, STAGING, stage=stage)
     write_entry(client, spec.database, entry)
     try:
-        client.command(f"CREATE TABLE {qualified_name(stage, spec.database)} AS {spec.qualified}")
+        settings = stage_insert_settings(client)
         renewed = time.monotonic()
         version = time.time_ns()
         add_version = spec.mode == WriteMode.UPSERT and spec.version_column is None
@@ -286,7 +285,9 @@ def load_chunkset(
                 for path in batch:  # every file of the batch is checked before it is read
                     offset = result.rows + sum(counts)
                     counts.append(check_file(path, columns, info, row_offset=offset))
-                insert_files(client, spec.database, stage, batch, columns, add_version, version)
+                insert_files(
+                    client, spec.database, stage, batch, columns, add_version, version, settings
+                )
                 for rows in counts:
                     result.rows += rows
                     staged_one(index)
@@ -299,123 +300,133 @@ def load_chunkset(
                 table = table.append_column(
                     VERSION_COLUMN, pa.array([version] * table.num_rows, pa.uint64())
                 )
-            client.insert_arrow(stage, table, database=spec.database)
+            client.insert_arrow(stage, table, database=spec.database, settings=settings)
             result.rows += table.num_rows
             staged_one(index)
         result.partitions = active_partitions(client, spec.database, stage)
-        data_columns = [c for c, _ in info.columns if not (add_version and c == VERSION_COLUMN)]
-        entry = entry.moved(
-            STAGED,
-            rows=result.rows,
-            fingerprint=fingerprint(client, spec.database, stage, data_columns)
-            if spec.mode in (WriteMode.APPEND, WriteMode.UPSERT)
-            else "",
-        )
+        entry = entry.moved(STAGED, rows=result.rows)
         write_entry(client, spec.database, entry)
         kill_point_for_tests("staged")
-        duplicate = _published_by_unfinished_run(client, spec, entry, run_succeeded)
-        if duplicate is not None:
-            result.skipped = duplicate
-            _log(log, "warning", f"{where}: {duplicate}; nothing written")
-            entry = entry.moved(PUBLISHED, note=duplicate)
-            write_entry(client, spec.database, entry)
-            result.rows = 0
-        elif result.rows == 0 and spec.mode != "replace":
+        if result.rows == 0 and spec.mode != WriteMode.REPLACE:
             entry = entry.moved(PUBLISHED, note="no rows")
             write_entry(client, spec.database, entry)
+            drop_work_table(client, spec.database, stage)
         else:
-            entry = _publish(client, spec, entry)
+            entry = start_publishing(client, spec.database, entry)
+            kill_point_for_tests("publishing")
+            entry = finish_publishing(client, spec.database, entry, through_views=bool(views))
         kill_point_for_tests("published")
-        drop_table(client, spec.database, shadow)
-        if spec.mode == WriteMode.UPSERT and spec.optimize_after_upsert and not result.skipped:
-            client.command(f"OPTIMIZE TABLE {spec.qualified} FINAL")
     except DataprocError:
-        _settle_own(client, spec, entry, log)
+        _undo_unpublished(client, spec, entry, log)
         raise
     except Exception as exc:
-        settled = _settle_own(client, spec, entry, log)
-        state = "has the new data" if settled == PUBLISHED else "is unchanged"
-        raise LoadError(
-            f"loading into {where} failed after {result.rows} staged rows; the table "
-            f"{state}: {type(exc).__name__}: {str(exc)[:500]}",
-            source=where,
-            fix="see the ClickHouse error above; the step can be retried safely",
-        ) from exc
-    finally:
-        drop_table(client, spec.database, stage)
+        state = _undo_unpublished(client, spec, entry, log)
+        if state == PUBLISHED:
+            _log(log, "info", f"{where}: the load was finished by another process")
+        else:
+            outcome = (
+                "is recorded as publishing: the step's retry, a re-execution or the next load "
+                "of the table finishes it"
+                if state == PUBLISHING
+                else "is unchanged"
+            )
+            raise LoadError(
+                f"loading into {where} failed after {result.rows} staged rows; the load "
+                f"{outcome}: {type(exc).__name__}: {str(exc)[:500]}",
+                source=where,
+                fix="see the ClickHouse error above; the step can be retried safely",
+            ) from exc
+    _optimize(client, spec, result)
     return result
 
 
-def _published_by_unfinished_run(
-    client: Client,
-    spec: LoadSpec,
-    entry: LedgerEntry,
-    run_succeeded: Callable[[str], bool | None] | None,
-) -> str | None:
-    """A note when the latest published load holds the same data and its run did not finish.
+def _claim_stage(
+    client: Client, spec: LoadSpec, key: str, stage: str, *, exclusive: bool, log: Any
+) -> LedgerEntry | None:
+    """Create this load's staging table once no other attempt of the same load is staging.
 
-    A brand-new run after a crash re-extracts the same source data (incremental bounds are read
-    from the target), so identical staged data means the crashed run had already published it.
-    Data published by a run that finished is never matched: loading the same rows again in a
-    new, separate run is then what the user asked for.
+    Two attempts of one load can overlap (a re-execution on another pod while the first
+    attempt still runs): the one whose ``CREATE TABLE`` succeeds stages, the other waits until
+    that attempt is over, never dropping a live attempt's stage. Returns the entry of an attempt
+    that published (or began to) meanwhile: then there is nothing to stage.
     """
-    if (
-        run_succeeded is None
-        or spec.mode not in (WriteMode.APPEND, WriteMode.UPSERT)
-        or not entry.fingerprint
-    ):
-        return None
-    previous = latest_published(client, spec.database, spec.table)
-    if previous is None or previous.fingerprint != entry.fingerprint:
-        return None
-    # An unknown run (a temporary instance, a wiped run history) is not judged: skipping data
-    # that a successful run had loaded would lose a real second load.
-    if previous.run_id == entry.run_id or run_succeeded(previous.run_id) is not False:
-        return None
-    return f"identical to the data already published by run {previous.run_id}, which did not finish"
+    started = time.monotonic()
+    waited_note = False
+    while True:
+        own = read_entry(client, spec.database, spec.table, key)
+        if own is not None and own.state in (PUBLISHED, PUBLISHING):
+            return own
+        if table_engine(client, spec.database, stage) is not None:
+            waited = time.monotonic() - started
+            if own is None or own.state == ABANDONED:
+                # Created by an attempt that has not recorded itself yet, or a leftover.
+                alive = not exclusive and own is None and waited < UNRECORDED_GRACE_SECONDS
+            else:
+                alive = not owner_is_dead(own, exclusive=exclusive, same_load=True)
+            if alive and waited < LEASE_SECONDS:
+                if not waited_note:
+                    owner = own.owner if own is not None else "another process"
+                    _log(log, "info", f"waiting for the other attempt of this load ({owner})")
+                    waited_note = True
+                time.sleep(1.0)
+                continue
+            drop_work_table(client, spec.database, stage)  # an earlier attempt, now over
+        try:
+            client.command(
+                f"CREATE TABLE {qualified_name(stage, spec.database)} AS {spec.qualified}"
+            )
+            return None
+        except Exception as exc:
+            if "TABLE_ALREADY_EXISTS" not in str(exc) and "already exists" not in str(exc):
+                raise
+            time.sleep(0.2)  # another attempt created it first: wait for it above
 
 
-def _settle_own(client: Client, spec: LoadSpec, entry: LedgerEntry, log: Any) -> str:
-    """After a failure: finish or undo this load now rather than leaving it to the next one."""
-    if entry.state in FINAL_STATES:
-        return entry.state
+def _finish_own(
+    client: Client, spec: LoadSpec, own: LedgerEntry, result: LoadResult, log: Any
+) -> LoadResult:
+    """A retry or re-execution of a load that published (or began to)."""
+    where = f"{spec.database}.{spec.table}"
+    if own.state == PUBLISHING:
+        # The same load: its earlier attempt is over, so even a full replace may swap now.
+        finish_publishing(client, spec.database, own)
+        result.rows = own.rows
+        _log(log, "info", f"{where}: finished publishing load {own.load_id} ({own.rows} rows)")
+        _optimize(client, spec, result)
+        return result
+    drop_work_table(client, spec.database, own.stage)
+    result.skipped = (
+        f"already loaded: load {own.load_id} was published into {where} by run {own.run_id}"
+    )
+    _log(log, "info", result.skipped + "; nothing written (a retry or re-execution)")
+    return result
+
+
+def _optimize(client: Client, spec: LoadSpec, result: LoadResult) -> None:
+    if spec.mode == WriteMode.UPSERT and spec.optimize_after_upsert and not result.skipped:
+        client.command(f"OPTIMIZE TABLE {spec.qualified} FINAL")
+
+
+def _undo_unpublished(client: Client, spec: LoadSpec, entry: LedgerEntry, log: Any) -> str:
+    """After a failure: undo a load that had not begun publishing; return its state now.
+
+    A load that began publishing is left as ``publishing`` for whoever comes next to finish
+    (unless another process already did).
+    """
     try:
-        outcome = settle(client, spec.database, entry, note="the load failed")
+        current = read_entry(client, spec.database, spec.table, entry.load_key) or entry
+        if current.state in (PUBLISHED, ABANDONED, PUBLISHING):
+            return current.state
+        if current.owner != this_owner():
+            return current.state  # another attempt of this load: its stage is its own
+        drop_work_table(client, spec.database, entry.stage)
+        write_entry(
+            client, spec.database, current.moved(ABANDONED, owner="", note="the load failed")
+        )
+        return ABANDONED
     except Exception as exc:  # the engine itself may be gone; the next load settles it
         _log(log, "warning", f"could not clean up after the failed load: {exc}")
         return entry.state
-    return PUBLISHED if outcome.startswith(PUBLISHED) else ABANDONED
-
-
-def _publish(client: Client, spec: LoadSpec, entry: LedgerEntry) -> LedgerEntry:
-    """Assemble the shadow (the next version of the target) and swap it in, in one operation."""
-    database = spec.database
-    staged = qualified_name(entry.stage, database)
-    shadow = qualified_name(entry.shadow, database)
-    if spec.mode != "replace":
-        client.command(f"CREATE TABLE {shadow} AS {spec.qualified}")
-    # Recorded before the swap: after it, the target carries the marker (how recovery tells).
-    marker, comment = mark_for_swap(client, database, entry.shadow, entry.dataset_id)
-    entry = entry.moved(PUBLISHING, swap_marker=marker, target_comment=comment)
-    write_entry(client, database, entry)
-    if spec.mode != "replace":
-        new = active_partitions(client, database, entry.stage)
-        keep = active_partitions(client, database, spec.table)
-        if spec.mode == WriteMode.REPLACE_PARTITIONS:
-            keep = [p for p in keep if p not in set(new)]
-        moves = [(p, spec.qualified) for p in keep] + [(p, staged) for p in new]
-        for count, (partition, source) in enumerate(moves, start=1):
-            quoted = partition.replace("\\", "\\\\").replace("'", "\\'")
-            client.command(f"ALTER TABLE {shadow} ATTACH PARTITION ID '{quoted}' FROM {source}")
-            kill_point_for_tests(f"publishing:attach:{count}")
-    kill_point_for_tests("publishing:before_swap")
-    client.command(f"EXCHANGE TABLES {spec.qualified} AND {shadow}")
-    kill_point_for_tests("publishing:after_swap")
-    entry = entry.moved(PUBLISHED)
-    write_entry(client, database, entry)
-    kill_point_for_tests("published:before_comment")
-    restore_comment(client, database, entry)
-    return entry
 
 
 def _log(log: Any, level: str, message: str) -> None:

@@ -44,6 +44,23 @@ from dataproc_dagster.pipeline.contracts import Extractor, StepContext
 from dataproc_dagster.pipeline.workers import check_shared_storage
 
 CLICKHOUSE_POOL = "clickhouse"
+
+
+def target_pool(database: str | None, table: str | None) -> str:
+    """The Dagster pool of a step that loads ``database.table``.
+
+    On a ClickHouse server, one pool per target table (``clickhouse/<db>.<table>``, one slot by
+    the instance's ``default_limit``), shared by every pipeline that loads the table, so that the
+    project's own runs never interleave a full ``replace`` with another load of the same table
+    (loads of different tables still run side by side). On the embedded engine, the one
+    ``clickhouse`` pool, which serves one step at a time. A target known only from run config
+    (the generic jobs) takes the ``clickhouse`` pool.
+    """
+    if table is None or database is None or get_settings().clickhouse_url.startswith("chdb:"):
+        return CLICKHOUSE_POOL
+    return f"{CLICKHOUSE_POOL}/{database}.{table}"
+
+
 # The code location's name in workspace.yaml and for `dagster dev -m dataproc_dagster`.
 CODE_LOCATION = "dataproc_dagster"
 # The run tag Dagster sets on runs launched from a code location (its value is part of the

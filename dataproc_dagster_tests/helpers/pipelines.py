@@ -63,3 +63,8 @@ def _causes(error: Any) -> list[Any]:
         error = error.cause
         found.append(error)
     return found
+
+
+def add_loaded_flag(df: pd.DataFrame) -> pd.DataFrame:
+    """A transformer that YAML pipelines of the tests name by import path: ``loaded = 1``."""
+    return df.assign(loaded=1)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import time
 from collections.abc import Iterator
 
 import pandas as pd
@@ -75,3 +76,33 @@ def no_chdb_job() -> JobDefinition:
         executor="multiprocess",
     )
     return _bound(pipeline)
+
+
+def _slow_chunk(index: int, rows: int) -> None:
+    time.sleep(1.0)  # a load long enough that two runs started together would overlap
+
+
+def _into_shared(name: str, mode: str) -> JobDefinition:
+    def frames() -> Iterator[pd.DataFrame]:
+        for part in range(3):
+            yield pd.DataFrame({"n": range(part * 100, (part + 1) * 100)})
+
+    pipeline = create_etl_pipeline(
+        name,
+        extractor=create_extractor(frames, name="frames"),
+        loader=create_clickhouse_loader(
+            "shared_table", mode=mode, order_by=["n"], on_chunk=_slow_chunk
+        ),
+        chunk_rows=100,
+    )
+    return _bound(pipeline)
+
+
+def replace_shared() -> JobDefinition:
+    """A full replace of ``shared_table``."""
+    return _into_shared("replace_shared", "replace")
+
+
+def append_shared() -> JobDefinition:
+    """An append into ``shared_table``."""
+    return _into_shared("append_shared", "append")

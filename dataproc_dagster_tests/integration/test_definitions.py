@@ -12,8 +12,10 @@ def test_every_job_resolves_with_its_resources(data_dir: Path) -> None:
     defs = build_definitions()
     jobs = {job.name for job in defs.resolve_all_job_defs()}
     assert {"penguins", "http_to_clickhouse", "metabase_to_clickhouse", "migrate"} <= jobs
+    assert "penguin_islands" in jobs  # the YAML pipeline of component_defs/
     schedules = {s.name: s for s in defs.schedules or []}
     assert schedules["penguins_schedule"].execution_timezone == "UTC"
+    assert schedules["penguin_islands_schedule"].cron_schedule == "30 6 * * *"
     assert not (data_dir / "clickhouse").exists()  # building definitions opened no engine
 
 

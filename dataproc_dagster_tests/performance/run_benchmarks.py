@@ -1,10 +1,13 @@
 """``./run.sh bench``: every benchmark, the ClickHouse ones on both backends, and a summary.
 
-Runs ``bench_pipeline`` and ``bench_http`` against the embedded engine and against a ClickHouse
-server (``CLICKHOUSE_URL`` when it names an ``http(s)://`` server, otherwise a local server
-started from the chdb package for the run and stopped after it), then ``bench_metabase`` and
-``bench_migrations``, and ends with one table putting the two backends side by side: rows/s,
-the ratios to the references measured in the same run, and peak MB per step.
+Runs ``bench_pipeline``, ``bench_http`` and ``bench_publish`` against the embedded engine and
+against a ClickHouse server (``CLICKHOUSE_URL`` when it names an ``http(s)://`` server,
+otherwise a local server started from the chdb package for the run and stopped after it), then
+``bench_metabase`` and ``bench_migrations``, and ends with tables putting the two backends side
+by side: rows/s, the ratios to the references measured in the same run, peak MB per step, and
+the seconds one load's publish takes as the target's partitions and the ledger grow.
+``--sizes`` below 1,000,000 rows (a quick run) also runs ``bench_publish`` at small sizes
+(:data:`PUBLISH_SMALL`).
 
 With ``--chunk-store both`` (the default) the pipeline and HTTP benchmarks run again with the
 chunks between steps in S3-compatible storage (``CHUNK_STORE``; a local ``moto_server`` started
@@ -31,6 +34,11 @@ from typing import Any
 
 PACKAGE = "dataproc_dagster_tests.performance"
 LABELS = {"embedded": "embedded", "server": "server"}
+# bench_publish: partition counts of the target and past loads in the ledger. The full sizes
+# are the issue's; a quick run (--sizes below SMALL_ROWS) takes the small ones.
+PUBLISH_FULL = ["--partitions", "10", "1000", "3000", "--ledger", "1000", "100000", "500000"]
+PUBLISH_SMALL = [*("--partitions", "10", "100", "--ledger", "100", "1000"), "--repeat", "1"]
+SMALL_ROWS = 1_000_000
 
 
 @contextlib.contextmanager
@@ -202,6 +210,34 @@ def store_rows(pipeline: dict[str, dict[str, Any]], http: dict[str, dict[str, An
     return lines
 
 
+def publish_rows(results: dict[str, dict[str, Any]]) -> list[str]:
+    """The summary lines of the publish benchmark: per partition count, then per ledger size."""
+
+    def ratios(row: dict[str, Any], base: dict[str, Any]) -> str:
+        return f"{row['median'] / base['median']:.2f} / {row['min'] / base['min']:.2f}"
+
+    header = (
+        f"{'backend':<8} | {'partitions':>10} | {'load s':>7} | {'x fewest':>11} | "
+        f"{'plain INSERT SELECT s':>21}"
+    )
+    lines = [header, "-" * len(header)]
+    for backend, figures in results.items():
+        for row in figures["partitions"]:
+            lines.append(
+                f"{LABELS[backend]:<8} | {row['partitions']:>10,} | {row['median']:>7.3f} | "
+                f"{ratios(row, figures['partitions'][0]):>11} | {row['plain']:>21.3f}"
+            )
+    header = f"{'backend':<8} | {'past loads':>10} | {'load s':>7} | {'x fewest':>11}"
+    lines += ["", header, "-" * len(header)]
+    for backend, figures in results.items():
+        for row in figures["ledger"]:
+            lines.append(
+                f"{LABELS[backend]:<8} | {row['past']:>10,} | {row['median']:>7.3f} | "
+                f"{ratios(row, figures['ledger'][0]):>11}"
+            )
+    return lines
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmarks and print the summary."""
     parser = argparse.ArgumentParser(description=__doc__)
@@ -229,6 +265,8 @@ def main(argv: list[str] | None = None) -> int:
     backends = ["embedded", "server"] if args.backend == "both" else [args.backend]
     pipeline: dict[str, dict[str, Any]] = {}
     http: dict[str, dict[str, Any]] = {}
+    publish: dict[str, dict[str, Any]] = {}
+    small = max(args.sizes, default=0) < SMALL_ROWS
     with tempfile.TemporaryDirectory(prefix="dataproc-bench-") as tmp:
         workdir = Path(tmp)
         with (
@@ -267,6 +305,12 @@ def main(argv: list[str] | None = None) -> int:
                 arguments += ["--launch-pages", str(args.launch_pages), "--job-only"]
                 run("bench_http", arguments, target, store)
                 http[key] = json.loads(out.read_text())
+            for backend in backends:
+                target = url if backend == "server" else None
+                out = workdir / f"publish-{backend}.json"
+                arguments = ["--backend", backend, "--json", str(out)]
+                run("bench_publish", arguments + (PUBLISH_SMALL if small else PUBLISH_FULL), target)
+                (publish[backend],) = json.loads(out.read_text())
         if not args.only_clickhouse:
             run("bench_metabase", [], None)
             run("bench_migrations", [], None)
@@ -287,6 +331,14 @@ def main(argv: list[str] | None = None) -> int:
     if store_rows(pipeline, http):
         print("\nChunk store: S3 API server (moto, local) against the local folder, same run")
         print("\n".join(store_rows(pipeline, http)))
+    rows = next(iter(publish.values()))["rows"] if publish else 0
+    print(f"\nPublish: an append of {rows:,} rows into one partition (bench_publish)")
+    print("\n".join(publish_rows(publish)))
+    print(
+        "load s = median; x fewest = median / min, each against the fewest partitions (past "
+        "loads); targets: 1,000 partitions within 2x of 10, 500,000 past loads within 1.2x of "
+        "1,000"
+    )
     print(
         "peak MB on the server backend count the pipeline's process only, not the server's. "
         "Timings move with the machine's load: compare ratios within one run."

@@ -37,6 +37,12 @@ CASES = {
             "server+s3 |      20,000 |",
             "20,000 rows: local",
             "s3 / local x",
+            # bench_publish at its small sizes (--sizes below 1M rows)
+            "publish benchmark, backend embedded",
+            "publish benchmark, backend server",
+            "Publish: an append of 1,000 rows into one partition",
+            "embedded |        100 |",
+            "server   |      1,000 |",
         ],
     ),
     "bench_pipeline": (
@@ -44,6 +50,19 @@ CASES = {
         ["ratio", "20,000 |", "engine copy", "share", "arrow transformer"],
     ),
     "bench_metabase": (["--rows", "3000", "--repeat", "1"], ["fastest path", "baseline"]),
+    # Appends by partition count of the target and by past loads in the ledger, both backends.
+    "bench_publish": (
+        [*("--partitions", "3", "30", "--ledger", "10", "200"), "--rows", "100", "--repeat", "1"],
+        [
+            "local ClickHouse server for the publish benchmark",
+            "append of 100 rows into one partition",
+            "append of 100 rows with past loads in the ledger",
+            "embedded |         30 |",
+            "server   |         30 |",
+            "embedded |        200 |",
+            "server   |        200 |",
+        ],
+    ),
     "bench_migrations": (["--count", "5"], ["up (all pending)", "down 5"]),
 }
 

@@ -34,6 +34,10 @@ def _assert_demo_rows_landed(tmp_path: Path) -> None:
 
 
 def test_dg_check_defs_passes(tmp_path: Path) -> None:
+    code, out, err = _dg(["check", "yaml"], tmp_path)
+    assert code == 0, out + err
+    assert "All component YAML validated successfully" in out + err
+
     code, out, err = _dg(["check", "defs"], tmp_path)
 
     assert code == 0, err[-3000:]
@@ -58,12 +62,14 @@ def test_dg_list_defs_json_shows_the_code_location(tmp_path: Path) -> None:
     assert schedules == {schedule.name for schedule in defs.schedules or []}
     # ...which includes the demo job, the operational jobs and their schedules,
     assert {"penguins", "migrate", "migrate_rollback", "migration_checks"} <= jobs
+    assert "penguin_islands" in jobs  # the YAML pipeline (dataproc_dagster/component_defs/)
     assert {"integrity_check", "http_to_clickhouse", "metabase_to_clickhouse"} <= jobs
     assert {"penguins_schedule", "migration_checks_hourly", "integrity_check_schedule"} <= schedules
     # the tables the demo writes and the migrated schema (with its checks),
     assert {
         "clickhouse/default/penguins",
         "clickhouse/default/penguin_species_stats",
+        "clickhouse/default/penguins_raw",
         "clickhouse/schema",
     } <= assets
     assert any(check["asset_key"] == "clickhouse/schema" for check in listed["asset_checks"])

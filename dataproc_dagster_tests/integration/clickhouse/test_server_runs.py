@@ -240,3 +240,39 @@ def test_https_against_a_plain_http_port_says_which_scheme_to_use(
     assert (
         "use https:// for the server's TLS port" in message and "http:// for its plain" in message
     )
+
+
+def test_loads_of_one_table_share_a_pool_and_never_interleave(
+    server_clickhouse: ClickHouseResource, tmp_path: Path
+) -> None:
+    """A full replace and an append of the same table, launched together, run one after another."""
+    jobs = (server_jobs.replace_shared, server_jobs.append_shared)
+    pools = {
+        node.pool for job in jobs for node in job().all_node_defs if node.name.endswith("__load")
+    }
+    assert pools == {"clickhouse/default.shared_table"}
+    assert {getattr(n, "pool", None) for n in server_jobs.copy_a().all_node_defs} >= {
+        "clickhouse/default.copy_a"
+    }
+    (tmp_path / "home").mkdir()
+    results: dict[str, Any] = {}
+
+    def launch(factory: Any) -> None:
+        with execute_job(make_reconstructable(factory), instance=instance) as result:
+            results[factory.__name__] = (result.success, result.run_id)
+
+    overrides = {"concurrency": {"pools": {"default_limit": 1}}}
+    with DagsterInstance.local_temp(str(tmp_path / "home"), overrides=overrides) as instance:
+        threads = [threading.Thread(target=launch, args=(job,)) for job in jobs]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=300)
+        assert all(ok for ok, _ in results.values()) and len(results) == 2
+        windows = sorted(
+            _step_window(instance, run_id, f"{name.split('_')[0]}_shared__load")
+            for name, (_, run_id) in results.items()
+        )
+    assert windows[0][1] <= windows[1][0], windows  # the second load started after the first
+    rows = server_clickhouse.query_rows("SELECT count() FROM shared_table")
+    assert rows[0][0] in (300, 600)  # replace then append, or append then replace

@@ -18,6 +18,7 @@ import pytest
 from dagster import AssetCheckSeverity, Definitions, ExecuteInProcessResult
 
 from dataproc_dagster.clickhouse.resource import ClickHouseResource
+from dataproc_dagster.components.discovery import discover_yaml_pipelines
 from dataproc_dagster.core.settings import get_settings
 from dataproc_dagster.integrity import checks as integrity
 from dataproc_dagster.integrity import job as integrity_job
@@ -78,11 +79,15 @@ def test_cli_reports_every_check_and_exit_code(
     assert "[FAILED ] migrations_up_to_date: pending: 0001_create_penguins.up.sql" in out
     assert "fix: apply them with ./run.sh migrate" in out
     assert "[WARNING] pipeline_tables_penguins: not created yet: default.penguins, " in out
+    # The YAML pipeline's tables are checked too.
+    assert "[WARNING] pipeline_tables_penguin_islands: not created yet: default.penguins_raw" in out
     assert "[PASSED ] no_unfinished_loads: no staging table and no unfinished load" in out
-    assert "5 checks: 2 passed, 1 failed, 1 warning(s), 1 skipped" in out
+    assert "6 checks: 2 passed, 1 failed, 2 warning(s), 1 skipped" in out
 
     ClickHouseMigrationManager(clickhouse, folder=PROJECT_MIGRATIONS).apply()
     assert penguins.execute_in_process(resources={"clickhouse": clickhouse}).success
+    [islands] = discover_yaml_pipelines()
+    assert islands.execute_in_process(resources={"clickhouse": clickhouse}).success
 
     ready = run_cli(tmp_path, "--json")
     assert ready.returncode == 0, ready.stdout + ready.stderr
@@ -90,6 +95,7 @@ def test_cli_reports_every_check_and_exit_code(
     assert [r["status"] for r in results.values()] == [
         "passed",
         "skipped",
+        "passed",
         "passed",
         "passed",
         "passed",
@@ -105,6 +111,8 @@ def test_cli_reports_every_check_and_exit_code(
     assert tables["managed_by_migrations"] == ["default.penguins"]
     assert "bill_ratio Nullable(Float64)" in tables["columns"]["default.penguins"]
     assert "birds UInt64" in tables["columns"]["default.penguin_species_stats"]
+    islands_tables = results["pipeline_tables_penguin_islands"]["metadata"]["tables"]
+    assert islands_tables == ["default.penguins_raw", "default.penguin_island_counts"]
 
 
 def test_edited_migration_and_changed_table_fail(
@@ -228,8 +236,10 @@ def test_integrity_job_reports_each_check_and_fails_the_run(
     assert "integrity check failed: migrations_up_to_date" in failure.message
     checks = evaluations(fresh)
     assert sorted(checks) == [
+        "clickhouse/default/penguin_island_counts:target_table",
         "clickhouse/default/penguin_species_stats:target_table",
         "clickhouse/default/penguins:target_table",
+        "clickhouse/default/penguins_raw:target_table",
         "clickhouse/server:clickhouse_reachable",
         "clickhouse/server:migrations_up_to_date",
         "clickhouse/server:no_unfinished_loads",
@@ -252,6 +262,8 @@ def test_integrity_job_reports_each_check_and_fails_the_run(
 
     ClickHouseMigrationManager(clickhouse, folder=PROJECT_MIGRATIONS).apply()
     assert penguins.execute_in_process(resources={"clickhouse": clickhouse}).success
+    [islands] = discover_yaml_pipelines()
+    assert islands.execute_in_process(resources={"clickhouse": clickhouse}).success
     ready = run_job(clickhouse, MetabaseResource())
     assert ready.success
     checks = evaluations(ready)

@@ -1,4 +1,4 @@
-"""The load ledger's state machine, in the engine's ``default`` database and in an Atomic one.
+"""The load ledger and idempotent publishing, in `default` and in an Atomic database.
 
 A crash is simulated in-process by an exception that no ``except Exception`` catches, raised at a
 named instant (the crash tests in test_load_kills.py SIGKILL real processes instead).
@@ -9,7 +9,6 @@ from __future__ import annotations
 import socket
 import subprocess
 import sys
-from collections.abc import Callable
 
 import pandas as pd
 import pytest
@@ -17,18 +16,22 @@ import pytest
 from dataproc_dagster.clickhouse.resource import ClickHouseResource
 from dataproc_dagster.core.chunks import ChunkSet, ChunkWriter
 from dataproc_dagster.core.settings import get_settings
-from dataproc_dagster.loading import writer
+from dataproc_dagster.loading import publish, writer
 from dataproc_dagster.loading.ledger import (
     LEDGER_TABLE,
+    LEGACY_LEDGER_TABLE,
     PUBLISHED,
     PUBLISHING,
     LedgerEntry,
     LoadState,
+    load_key,
     read_entries,
-    recover_target,
+    read_entry,
+    stage_table_name,
     write_entry,
 )
-from dataproc_dagster.loading.spec import LoadResult, LoadSpec
+from dataproc_dagster.loading.publish import recover_target
+from dataproc_dagster.loading.spec import LoadSpec
 from dataproc_dagster.loading.writer import load_chunkset
 
 
@@ -36,7 +39,7 @@ class Killed(BaseException):
     """Stands for SIGKILL: not an ``Exception``, so the loader's error handling does not run."""
 
 
-def _chunks(clickhouse: ClickHouseResource, dataset_id: str, offset: int = 0) -> ChunkSet:
+def _chunks(dataset_id: str, offset: int = 0) -> ChunkSet:
     # Under the test's data folder (DATAPROC_DATA_DIR), on either backend.
     folder = get_settings().dataproc_data_dir / "chunks" / dataset_id.replace("/", "_")
     with ChunkWriter(folder, dataset_id) as chunk_writer:
@@ -52,111 +55,148 @@ def _kill_at(monkeypatch: pytest.MonkeyPatch, point: str) -> None:
             raise Killed(name)
 
     monkeypatch.setattr(writer, "kill_point_for_tests", kill_point)
+    monkeypatch.setattr(publish, "kill_point_for_tests", kill_point)
 
 
-def _load_run(
-    clickhouse: ClickHouseResource,
-    spec: LoadSpec,
-    run: str,
-    run_succeeded: Callable[[str], bool | None],
-) -> LoadResult:
-    """Load the same 30 rows as run ``run`` would (its own dataset)."""
-    with clickhouse.get_client() as client:
-        return load_chunkset(
-            client,
-            _chunks(clickhouse, f"{run}/extract"),
-            spec,
-            run_id=run,
-            run_succeeded=run_succeeded,
-            exclusive=True,
-        )
-
-
-def _count_sum(clickhouse: ClickHouseResource, database: str) -> tuple[int, int]:
-    ((count, total),) = clickhouse.query_rows(f"SELECT count(), sum(id) FROM {database}.t")
+def _count_sum(
+    clickhouse: ClickHouseResource, database: str, mode: str = "append"
+) -> tuple[int, int]:
+    final = " FINAL" if mode == "upsert" else ""  # versions of a key collapse in merges
+    ((count, total),) = clickhouse.query_rows(f"SELECT count(), sum(id) FROM {database}.t{final}")
     return int(count), int(total)
 
 
 def _work_tables(clickhouse: ClickHouseResource, database: str) -> list[str]:
     rows = clickhouse.query_rows(
         "SELECT name FROM system.tables WHERE database = %(db)s AND "
-        "(startsWith(name, '_stage_') OR startsWith(name, '_shadow_'))",
+        "(startsWith(name, '_stage_') OR startsWith(name, '_shadow_')) ORDER BY name",
         {"db": database},
     )
     return [r[0] for r in rows]
 
 
+def _state(clickhouse: ClickHouseResource, database: str, load_id: str) -> str | None:
+    with clickhouse.get_client() as client:
+        entry = read_entry(client, database, "t", load_key(database, "t", load_id))
+    return None if entry is None else entry.state
+
+
+def _expected(mode: str, before: tuple[int, int], loads: int = 1) -> tuple[int, int]:
+    """After the earlier load (ids 1000..1029) and ``loads`` loads of ids 0..29."""
+    new = (30, sum(range(30)))
+    if mode in ("append",):
+        return before[0] + loads * new[0], before[1] + loads * new[1]
+    if mode == "upsert":  # distinct keys: every row stays
+        return before[0] + new[0], before[1] + new[1]
+    return new  # replace; replace_partitions: the new rows cover every earlier partition
+
+
+PUBLISH_CASES = [
+    ("append", "p", "publishing:partition:2"),
+    ("append", None, "publishing:partition:1"),
+    ("append", "p", "published:before_cleanup"),
+    ("upsert", "p", "publishing:partition:2"),
+    ("replace", "p", "publishing:after_swap"),
+    ("replace", None, "publishing"),
+    ("replace_partitions", "p", "publishing:partition:2"),
+]
+
+
+def _spec(database: str, mode: str, partition_by: str | None) -> LoadSpec:
+    keys = ("id",) if mode == "upsert" else ()
+    return LoadSpec(
+        database=database, table="t", mode=mode, partition_by=partition_by, key_columns=keys
+    )
+
+
 @pytest.mark.parametrize("database", ["default", "atomic_db"])
-@pytest.mark.parametrize(
-    ("mode", "partition_by"),
-    [
-        ("append", "p"),
-        ("append", None),
-        ("replace", "p"),
-        ("replace", None),
-        ("replace_partitions", "p"),
-    ],
-)
-def test_a_crash_after_the_swap_is_recorded_as_published(
+@pytest.mark.parametrize(("mode", "partition_by", "point"), PUBLISH_CASES)
+def test_a_load_killed_while_publishing_is_finished_by_its_retry(
     clickhouse: ClickHouseResource,
     monkeypatch: pytest.MonkeyPatch,
     database: str,
-    partition_by: str | None,
     mode: str,
+    partition_by: str | None,
+    point: str,
 ) -> None:
     clickhouse.command(f"CREATE DATABASE IF NOT EXISTS {database} ENGINE = Atomic")
-    spec = LoadSpec(database=database, table="t", mode=mode, partition_by=partition_by)
+    spec = _spec(database, mode, partition_by)
     with clickhouse.get_client() as client:
-        load_chunkset(client, _chunks(clickhouse, "run-0/extract", offset=1000), spec)
-    before = _count_sum(clickhouse, database)
-    new = _chunks(clickhouse, "run-1/extract")
+        load_chunkset(client, _chunks("run-0/extract", offset=1000), spec)
+    before = _count_sum(clickhouse, database, mode)
+    new = _chunks("run-1/extract")
 
-    _kill_at(monkeypatch, "publishing:after_swap")
+    _kill_at(monkeypatch, point)
     with clickhouse.get_client() as client, pytest.raises(Killed):
-        load_chunkset(client, new, spec, run_id="run-1")
+        load_chunkset(client, new, spec, run_id="run-1", load_id="root-1/load")
     monkeypatch.undo()
-    # replace_partitions: the new rows cover every partition of the earlier ones.
-    new_rows = (30, sum(range(30)))
-    expected = (before[0] + 30, before[1] + new_rows[1]) if mode == "append" else new_rows
-    assert _count_sum(clickhouse, database) == expected  # readers already see the new data
-    assert _states(clickhouse, database) == {
-        "run-0/extract": PUBLISHED,
-        "run-1/extract": PUBLISHING,
-    }
+    assert _state(clickhouse, database, "root-1/load") in (PUBLISHING, PUBLISHED)
 
-    # The re-execution of the crashed run (same chunks): settled as published, not loaded again.
+    # The retry or re-execution (same identity, another run, another process): rolled forward.
     with clickhouse.get_client() as client:
-        result = load_chunkset(client, new, spec, run_id="run-1-retry", exclusive=True)
-    assert _count_sum(clickhouse, database) == expected
-    if mode == "append":
-        assert result.skipped and "already loaded" in result.skipped
+        result = load_chunkset(client, new, spec, run_id="run-2", load_id="root-1/load")
+    assert _count_sum(clickhouse, database, mode) == _expected(mode, before)
+    assert _state(clickhouse, database, "root-1/load") == PUBLISHED
     assert _work_tables(clickhouse, database) == []
+    if point == "published:before_cleanup":
+        assert result.skipped and "already loaded" in result.skipped
     comments = clickhouse.query_rows(
         "SELECT comment FROM system.tables WHERE database = %(db)s AND name = 't'",
         {"db": database},
     )
     assert comments == [("",)]  # the swap marker did not stay on the table
 
-
-def _states(clickhouse: ClickHouseResource, database: str) -> dict[str, str]:
+    # Once more: a no-op.
     with clickhouse.get_client() as client:
-        return {e.dataset_id: e.state for e in read_entries(client, database, "t")}
+        again = load_chunkset(client, new, spec, run_id="run-3", load_id="root-1/load")
+    assert again.skipped and _count_sum(clickhouse, database, mode) == _expected(mode, before)
 
 
-@pytest.mark.parametrize("point", ["staging:chunk:0", "staged", "publishing:attach:2"])
-def test_a_crash_before_the_swap_is_undone(
+@pytest.mark.parametrize(("mode", "partition_by", "point"), PUBLISH_CASES)
+def test_the_next_load_of_the_table_finishes_an_interrupted_publish(
+    clickhouse: ClickHouseResource,
+    monkeypatch: pytest.MonkeyPatch,
+    mode: str,
+    partition_by: str | None,
+    point: str,
+) -> None:
+    """Another load (another identity, no idea whether the first owner lives) rolls it forward."""
+    spec = _spec("default", mode, partition_by)
+    with clickhouse.get_client() as client:
+        load_chunkset(client, _chunks("run-0/extract", offset=1000), spec)
+    before = _count_sum(clickhouse, "default", mode)
+    _kill_at(monkeypatch, point)
+    with clickhouse.get_client() as client, pytest.raises(Killed):
+        load_chunkset(client, _chunks("run-1/extract"), spec, load_id="root-1/load")
+    monkeypatch.undo()
+
+    # A full replace killed before its swap is the one case that asks whether its owner is gone
+    # (a swap cannot be repeated): here the caller knows (the embedded engine's lock).
+    exclusive = mode == "replace" and point == "publishing"
+    with clickhouse.get_client() as client:
+        result = load_chunkset(
+            client, _chunks("run-2/extract"), spec, load_id="root-2/load", exclusive=exclusive
+        )
+    if point != "published:before_cleanup":
+        assert any("rolled forward" in line for line in result.recovered), result.recovered
+    assert _state(clickhouse, "default", "root-1/load") == PUBLISHED
+    assert _count_sum(clickhouse, "default", mode) == _expected(mode, before, loads=2)
+    assert _work_tables(clickhouse, "default") == []
+
+
+@pytest.mark.parametrize("point", ["staging:chunk:0", "staged"])
+def test_a_load_killed_before_publishing_is_undone_and_its_retry_loads_once(
     clickhouse: ClickHouseResource, monkeypatch: pytest.MonkeyPatch, point: str
 ) -> None:
     spec = LoadSpec(database="default", table="t", partition_by="p")
     with clickhouse.get_client() as client:
-        load_chunkset(client, _chunks(clickhouse, "run-0/extract", offset=1000), spec)
-    new = _chunks(clickhouse, "run-1/extract")
+        load_chunkset(client, _chunks("run-0/extract", offset=1000), spec)
+    new = _chunks("run-1/extract")
     _kill_at(monkeypatch, point)
     with clickhouse.get_client() as client, pytest.raises(Killed):
         load_chunkset(client, new, spec)
     monkeypatch.undo()
     assert _count_sum(clickhouse, "default") == (30, sum(range(1000, 1030)))
-    assert _states(clickhouse, "default")["run-1/extract"] in ("staging", "staged", "publishing")
 
     with clickhouse.get_client() as client:
         done = recover_target(client, "default", "t", exclusive=True)
@@ -166,33 +206,16 @@ def test_a_crash_before_the_swap_is_undone(
     assert _work_tables(clickhouse, "default") == []
 
 
-def test_identical_data_published_by_a_run_that_did_not_finish_is_not_published_again(
-    clickhouse: ClickHouseResource, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_a_new_load_of_identical_rows_is_new_data(clickhouse: ClickHouseResource) -> None:
+    """Judged by identity, not content: a second run of an append appends again."""
     spec = LoadSpec(database="default", table="t")
-    finished = {"run-0"}
     with clickhouse.get_client() as client:
-        load_chunkset(client, _chunks(clickhouse, "run-0/extract"), spec, run_id="run-0")
-    _kill_at(monkeypatch, "published")
-    with clickhouse.get_client() as client, pytest.raises(Killed):
-        load_chunkset(client, _chunks(clickhouse, "run-1/extract"), spec, run_id="run-1")
-    monkeypatch.undo()
+        for run in ("run-1", "run-2", "run-1"):
+            load_chunkset(client, _chunks(f"{run}/extract"), spec, load_id=f"{run}/load")
     assert _count_sum(clickhouse, "default") == (60, 2 * sum(range(30)))
 
-    # run-2 (run-1 never finished) is recorded, not published; once run-2 finished, the same
-    # rows again (run-3) are a real second load.
-    steps = [
-        ("run-2", "identical to the data already published by run run-1, which did not finish"),
-        ("run-3", None),
-    ]
-    for (run, skipped), rows in zip(steps, (60, 90), strict=True):
-        result = _load_run(clickhouse, spec, run, finished.__contains__)
-        assert result.skipped == skipped
-        assert _count_sum(clickhouse, "default") == (rows, rows // 30 * sum(range(30)))
-        finished.add(run)
 
-
-def test_a_ledger_of_the_previous_shape_keeps_its_history(
+def test_a_ledger_of_the_previous_shape_is_kept_beside_the_new_one(
     clickhouse: ClickHouseResource,
 ) -> None:
     clickhouse.command(
@@ -204,23 +227,25 @@ def test_a_ledger_of_the_previous_shape_keeps_its_history(
         f"INSERT INTO default.{LEDGER_TABLE} (target, dataset_id, mode, rows) "
         "VALUES ('t', 'run-0/extract', 'append', 30)"
     )
+    clickhouse.command("CREATE TABLE default.t (id Int64, p Int64) ENGINE = MergeTree ORDER BY id")
+    # A shadow table of the previous publishing scheme, left by a dead load.
+    clickhouse.command("CREATE TABLE default._shadow_t_0123456789ab AS default.t")
     spec = LoadSpec(database="default", table="t")
-    chunks = _chunks(clickhouse, "run-0/extract")
     with clickhouse.get_client() as client:
-        result = load_chunkset(client, chunks, spec)
+        result = load_chunkset(client, _chunks("run-1/extract"), spec, exclusive=True)
         (entry,) = read_entries(client, "default", "t")
-    assert result.skipped and "already loaded" in result.skipped
-    assert (entry.state, entry.rows) == (PUBLISHED, 30)
+    assert result.rows == 30 and entry.state == PUBLISHED
+    assert clickhouse.query_rows(f"SELECT count() FROM default.{LEGACY_LEDGER_TABLE}") == [(1,)]
+    assert _work_tables(clickhouse, "default") == []
 
 
-def test_an_unfinished_load_of_a_live_process_is_left_alone(
+def test_an_unfinished_stage_of_a_live_process_is_left_alone(
     clickhouse: ClickHouseResource,
 ) -> None:
-    """Against a server (not exclusive): a live owner on this host keeps its tables."""
+    """Against a server (not exclusive): a live owner on this host keeps its stage."""
     spec = LoadSpec(database="default", table="t")
     with clickhouse.get_client() as client:
-        load_chunkset(client, _chunks(clickhouse, "run-0/extract"), spec)
-        client.command("CREATE TABLE default._stage_t_0123456789ab AS default.t")
+        load_chunkset(client, _chunks("run-0/extract"), spec)
         dead = subprocess.run(
             [sys.executable, "-c", "import os; print(os.getpid())"],
             capture_output=True,
@@ -228,37 +253,48 @@ def test_an_unfinished_load_of_a_live_process_is_left_alone(
             check=True,
         )
         host = socket.gethostname()
-        for dataset, pid, stage in (
-            ("live/x", 1, "_stage_t_0123456789ab"),
-            ("dead/x", int(dead.stdout), "_stage_t_ba9876543210"),
-        ):
+        stages = {}
+        for load_id, pid in (("live/x", 1), ("dead/x", int(dead.stdout))):
+            key = load_key("default", "t", load_id)
+            stages[load_id] = stage_table_name("t", key)
             write_entry(
                 client,
                 "default",
                 LedgerEntry(
                     "t",
-                    dataset,
+                    key,
+                    load_id,
                     "append",
                     "r",
                     LoadState.STAGING,
-                    stage=stage,
+                    stage=stages[load_id],
                     owner=f"{host}:{pid}",
                 ),
             )
-        client.command("CREATE TABLE default._stage_t_ba9876543210 AS default.t")
+            client.command(f"CREATE TABLE default.{stages[load_id]} AS default.t")
         done = recover_target(client, "default", "t", exclusive=False)
-        states = {e.dataset_id: e.state for e in read_entries(client, "default", "t")}
+        states = {e.load_id: e.state for e in read_entries(client, "default", "t")}
     assert states["live/x"] == "staging" and states["dead/x"] == "abandoned"
     assert len(done) == 1 and "dead/x" in done[0]
-    assert _work_tables(clickhouse, "default") == ["_stage_t_0123456789ab"]
+    assert _work_tables(clickhouse, "default") == [stages["live/x"]]
 
 
-def test_data_published_by_a_run_the_instance_does_not_know_is_loaded_again(
-    clickhouse: ClickHouseResource,
+def test_a_publishing_load_of_another_host_is_finished_without_asking_if_it_lives(
+    clickhouse: ClickHouseResource, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """execute_in_process runs live in temporary instances: their outcome is not guessed."""
-    spec = LoadSpec(database="default", table="t")
-    for run in ("run-0", "run-1"):
-        result = _load_run(clickhouse, spec, run, lambda _run_id: None)
-        assert result.skipped is None
-    assert _count_sum(clickhouse, "default") == (60, 2 * sum(range(30)))
+    """An owner on another host (a Kubernetes pod) that was publishing: rolled forward."""
+    spec = LoadSpec(database="default", table="t", partition_by="p")
+    _kill_at(monkeypatch, "publishing:partition:1")
+    with clickhouse.get_client() as client, pytest.raises(Killed):
+        load_chunkset(client, _chunks("run-1/extract"), spec, load_id="pod-a/load")
+    monkeypatch.undo()
+    key = load_key("default", "t", "pod-a/load")
+    with clickhouse.get_client() as client:
+        entry = read_entry(client, "default", "t", key)
+        assert entry is not None and entry.state == PUBLISHING
+        write_entry(client, "default", entry.moved(PUBLISHING, owner="pod-a-7f9c:1"))
+        done = recover_target(client, "default", "t", exclusive=False)
+    assert any("rolled forward" in line for line in done)
+    assert _count_sum(clickhouse, "default") == (30, sum(range(30)))
+    assert _state(clickhouse, "default", "pod-a/load") == PUBLISHED
+    assert _work_tables(clickhouse, "default") == []
