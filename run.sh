@@ -17,12 +17,23 @@ Usage: ./run.sh COMMAND [ARGS]
                             run the test suite (all by default); ClickHouse tests run on the
                             embedded engine and a local server unless --backend picks one;
                             JSON report + coverage in reports/
-  dev [--server]            Dagster UI + daemon on http://127.0.0.1:${DAGSTER_PORT:-3000}
-                            (--server: on a local ClickHouse server, started if needed)
+  dev [--server] [--postgres]
+                            Dagster UI + daemon on http://127.0.0.1:${DAGSTER_PORT:-3000}
+                            (--server: on a local ClickHouse server, started if needed;
+                            --postgres: the instance in PostgreSQL, DAGSTER_POSTGRES_URL or
+                            the local one, started if needed)
+  postgres [start|stop|status] [--port N] [--data DIR]
+                            a local PostgreSQL for the instance (prints DAGSTER_POSTGRES_URL)
   clickhouse [start|stop|status] [--port N] [--data DIR]
                             a local ClickHouse server for development and tests
   job NAME [config.yaml]    run a job with `dagster job execute` (console at INFO; every
-                            event with LOG_LEVEL=DEBUG)
+                            event with LOG_LEVEL=DEBUG); the instance in PostgreSQL when
+                            DAGSTER_POSTGRES_URL is set
+  deploy [--full-tests|--skip-tests]
+                            the deployment gate on this machine: install, instance, migrate,
+                            test, schedules, integrity, verify (stops at the first failure)
+  worker [NAME]             a Celery worker for steps (CELERY_BROKER_URL; the instance, chunk
+                            store and ClickHouse server shared with the other workers)
   dg ARGS                   Dagster's `dg` command line on this project and instance
                             (dg check defs, dg list defs, dg launch --job NAME, dg dev)
   resume [RUN_ID] [--job NAME]
@@ -71,11 +82,37 @@ ensure_venv() {
   fi
   export PATH="$VENV/bin:$PATH"
   mkdir -p "$DAGSTER_HOME"
-  # Refresh the instance settings when deploy/dagster.yaml changed (or none are there yet).
-  if [ -f "$ROOT/deploy/dagster.yaml" ] && { [ ! -f "$DAGSTER_HOME/dagster.yaml" ] ||
-     [ "$ROOT/deploy/dagster.yaml" -nt "$DAGSTER_HOME/dagster.yaml" ]; }; then
-    cp "$ROOT/deploy/dagster.yaml" "$DAGSTER_HOME/dagster.yaml"
+  install_instance_config
+}
+
+# The instance settings: deploy/dagster-postgres.yaml when DAGSTER_POSTGRES_URL is set (the
+# instance in PostgreSQL), else deploy/dagster.yaml (SQLite under DAGSTER_HOME); copied into
+# DAGSTER_HOME whenever it differs from the file there.
+install_instance_config() {
+  local source="$ROOT/deploy/dagster.yaml"
+  if [ -n "${DAGSTER_POSTGRES_URL:-}" ]; then
+    source="$ROOT/deploy/dagster-postgres.yaml"
+    # SQLAlchemy 2.1 reads a bare postgresql:// as psycopg 3; dagster-postgres uses psycopg2.
+    case "$DAGSTER_POSTGRES_URL" in
+      postgresql://*|postgres://*)
+        DAGSTER_POSTGRES_URL="postgresql+psycopg2://${DAGSTER_POSTGRES_URL#*://}" ;;
+    esac
+    export DAGSTER_POSTGRES_URL
   fi
+  if [ -f "$source" ] && ! cmp -s "$source" "$DAGSTER_HOME/dagster.yaml"; then
+    cp "$source" "$DAGSTER_HOME/dagster.yaml"
+  fi
+}
+
+# A local PostgreSQL for the instance (started when none runs; its URL in DAGSTER_POSTGRES_URL).
+use_local_postgres() {
+  if [ -z "${DAGSTER_POSTGRES_URL:-}" ]; then
+    local server=dataproc_dagster/deploy/postgres_server.py
+    DAGSTER_POSTGRES_URL="$(python -P "$server" status 2>/dev/null || python -P "$server" start)"
+    export DAGSTER_POSTGRES_URL
+    echo "==> the instance is in the local PostgreSQL at $DAGSTER_POSTGRES_URL"
+  fi
+  install_instance_config
 }
 
 # `python -m dataproc_dagster.cli ...` is Dagster's command line with the project's defaults: the
@@ -162,9 +199,16 @@ case "$cmd" in
     ;;
   dev)
     ensure_venv
+    server=0
+    while [ $# -gt 0 ]; do
+      case "$1" in
+        --server) server=1; shift ;;
+        --postgres) use_local_postgres; shift ;;
+        *) break ;;
+      esac
+    done
     prepare_instance
-    if [ "${1:-}" = "--server" ]; then
-      shift
+    if [ "$server" = 1 ]; then
       # A local ClickHouse server for this session (reused when one already runs); stopped on exit
       # only when this command started it.
       if url="$(python -P dataproc_dagster/clickhouse/server.py status 2>/dev/null)"; then
@@ -181,6 +225,11 @@ case "$cmd" in
     fi
     python -m dataproc_dagster.cli.pools
     exec python -m dataproc_dagster.cli dev -m dataproc_dagster -h 127.0.0.1 -p "${DAGSTER_PORT:-3000}" "$@"
+    ;;
+  postgres)
+    ensure_venv
+    # As a script: it needs neither Dagster nor the package (fast start and stop).
+    exec python -P dataproc_dagster/deploy/postgres_server.py "$@"
     ;;
   clickhouse)
     ensure_venv
@@ -199,6 +248,18 @@ case "$cmd" in
       exec python -m dataproc_dagster.cli job execute -m dataproc_dagster -j "$name" -c "$console" -c "$1"
     fi
     exec python -m dataproc_dagster.cli job execute -m dataproc_dagster -j "$name" -c "$console"
+    ;;
+  deploy)
+    # The deployment gate: install (ensure_venv), instance, migrate, test, schedules,
+    # integrity, verify; stops at the first failing step (docs/operations.md).
+    ensure_venv
+    exec python -m dataproc_dagster.cli.deploy "$@"
+    ;;
+  worker)
+    ensure_venv
+    prepare_instance
+    # A Celery worker for steps of jobs on dagster_celery's executor (docs/operations.md).
+    exec python -m dataproc_dagster.cli.worker "$@"
     ;;
   dg)
     ensure_venv

@@ -45,6 +45,8 @@ def prepare_instance(home: Path | str | None = None) -> bool:
     # A new Dagster version or other instance settings (e.g. Postgres storage) prepare again.
     settings = folder / "dagster.yaml"
     config = settings.read_bytes() if settings.is_file() else b""
+    # The Postgres URL is part of the settings too: another database is prepared again.
+    config += os.environ.get("DAGSTER_POSTGRES_URL", "").encode()
     stamp = f"{dagster.__version__} {hashlib.sha256(config).hexdigest()[:16]}"
     if _ready(marker, stamp):
         return False

@@ -140,6 +140,9 @@ def resume(
     if run.status not in RESUMABLE:
         raise ResumeError(f"run {run.run_id} is {run.status.value}; it cannot be resumed yet")
     run = mark_dead_run_failed(instance, run, force)
+    # The run is over: pool slots its steps still hold (a step whose worker was killed never
+    # gave its slot back) would keep the re-execution's steps waiting.
+    instance.event_log_storage.free_concurrency_slots_for_run(run.run_id)
     reconstructable_job = build_reconstructable_job(
         "dataproc_dagster.cli.resume",
         "job_from_module",

@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TypeAlias
 
@@ -23,6 +23,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from dataproc_dagster.core import chunk_store
 from dataproc_dagster.core.errors import SchemaError, SourceError
 
 DEFAULT_CHUNK_ROWS = 100_000
@@ -54,6 +55,9 @@ class ChunkSet:
             ClickHouse engine, can read the files as they are).
         window: What part of the source the rows are, when the source read a window (an
             incremental lower bound); part of the identity of the load of these rows.
+        store_url: Where the files are in the chunk store (``s3://...``, see
+            :mod:`~dataproc_dagster.core.chunk_store`), or ``""`` when they stay in
+            :attr:`directory`.
     """
 
     directory: str
@@ -66,6 +70,7 @@ class ChunkSet:
     nullable_columns: frozenset[str] = field(default=frozenset())
     uniform: bool = True
     window: str = ""
+    store_url: str = ""
 
     @property
     def schema(self) -> pa.Schema | None:
@@ -86,8 +91,16 @@ class ChunkSet:
         return len(self.files)
 
     def paths(self) -> list[Path]:
-        """Absolute paths of the chunk files, in order."""
-        return [Path(self.directory) / name for name in self.files]
+        """Absolute paths of the chunk files, in order (downloaded from the store if needed)."""
+        folder = Path(self.directory)
+        if self.store_url:
+            folder = chunk_store.fetch_folder(self.store_url, folder, self.files)
+        return [folder / name for name in self.files]
+
+    def published(self) -> ChunkSet:
+        """This set with its files moved to the chunk store, when ``CHUNK_STORE`` names one."""
+        url = chunk_store.upload_folder(Path(self.directory), self.files)
+        return replace(self, store_url=url) if url else self
 
     def iter_tables(self) -> Iterator[pa.Table]:
         """Yield each chunk as an Arrow table conforming to :attr:`schema`."""

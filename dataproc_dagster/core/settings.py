@@ -67,6 +67,17 @@ class FrameworkSettings(BaseSettings):
         description="Days the chunk folder of a failed run is kept for re-execution, unless a "
         "re-execution succeeded first (core/chunk_retention.py).",
     )
+    chunk_store: str = Field(
+        default="",
+        description="Where the chunk files between steps live: empty = <DATAPROC_DATA_DIR>/runs "
+        "on this machine, or s3://bucket/prefix (S3-compatible storage every worker reaches).",
+    )
+    chunk_store_endpoint_url: str = Field(
+        default="", description="S3 API endpoint (MinIO, GCS, a test server); empty = AWS."
+    )
+    chunk_store_region: str = ""
+    chunk_store_access_key_id: str = ""
+    chunk_store_secret_access_key: SecretStr = SecretStr("")
     metabase_base_url: str = ""
     metabase_api_key: SecretStr = SecretStr("")
     metabase_username: str = ""
@@ -113,6 +124,17 @@ class FrameworkSettings(BaseSettings):
             raise ValueError("an embedded chdb:// URL takes no user name or password")
         if parts.scheme != "chdb" and not parts.hostname:
             raise ValueError("has no host name, e.g. http://localhost:8123")
+        return value
+
+    @field_validator("chunk_store")
+    @classmethod
+    def _check_chunk_store(cls, value: str) -> str:
+        value = value.strip().rstrip("/")
+        if value and (not value.startswith("s3://") or not urlsplit(value).hostname):
+            raise ValueError(
+                "must be empty (the local data folder) or s3://bucket[/prefix], "
+                "e.g. s3://dataproc-chunks/prod"
+            )
         return value
 
     @field_validator("metabase_base_url")

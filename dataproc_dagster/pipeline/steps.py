@@ -33,12 +33,16 @@ from dagster import (
 
 from dataproc_dagster.clickhouse.sql import qualified_name, scalar
 from dataproc_dagster.clickhouse.tables import TargetTable
+from dataproc_dagster.core.chunk_store import drop_local_copy
+from dataproc_dagster.core.chunk_store import prune_runs as prune_stored_runs
+from dataproc_dagster.core.chunk_store import remove_runs as remove_stored_runs
 from dataproc_dagster.core.chunks import ChunkSet, ChunkWriter
 from dataproc_dagster.core.errors import DataprocError, SchemaError
 from dataproc_dagster.core.redaction import contains_secret, mask_secrets
 from dataproc_dagster.core.settings import get_settings
 from dataproc_dagster.observability.metrics import StepMetrics, measure_step
 from dataproc_dagster.pipeline.contracts import WINDOW_METADATA, Extractor, StepContext
+from dataproc_dagster.pipeline.workers import check_shared_storage
 
 CLICKHOUSE_POOL = "clickhouse"
 
@@ -175,6 +179,7 @@ def make_extract_op(
         prune_old_chunks()
         label_cli_run(context)
         with pipeline_errors(pipeline, name, source), measure_step(name, context.log) as metrics:
+            check_shared_storage(context.job_def.executor_def.name)
             with ChunkWriter(
                 chunk_directory(context, name),
                 dataset_id(context, name),
@@ -186,6 +191,7 @@ def make_extract_op(
                 chunks = writer.close()
             if ctx.metadata.get(WINDOW_METADATA):
                 chunks = replace(chunks, window=str(ctx.metadata[WINDOW_METADATA]))
+            chunks = chunks.published()
             metrics.add(chunks.rows, chunks.chunk_count)
             metrics.extra.update(ctx.metadata)
         yield _output(chunks, metrics)
@@ -254,6 +260,8 @@ def make_transform_op(pipeline: str, name: str, transformer: Any) -> OpDefinitio
                             )
                     writer.write(result)
                 out = replace(writer.close(), window=chunks.window)
+            out = out.published()
+            drop_local_copy(chunks.store_url)  # the input's download, if any
             metrics.add(out.rows, out.chunk_count)
             metrics.extra["rows_in"] = chunks.rows
         yield _output(out, metrics)
@@ -334,6 +342,7 @@ def cleanup_run_chunks(context: OpExecutionContext, chunks: ChunkSet) -> None:
         folders.add(producer)
     for folder in folders:
         shutil.rmtree(folder, ignore_errors=True)
+    remove_stored_runs([context.run_id], chunks.store_url)
 
 
 def prune_old_chunks(max_age_days: float | None = None) -> list[str]:
@@ -354,4 +363,5 @@ def prune_old_chunks(max_age_days: float | None = None) -> list[str]:
                 removed.append(folder.name)
         except OSError:
             continue
+    removed.extend(prune_stored_runs(max_age_days))
     return removed

@@ -9,6 +9,11 @@ the seconds one load's publish takes as the target's partitions and the ledger g
 ``--sizes`` below 1,000,000 rows (a quick run) also runs ``bench_publish`` at small sizes
 (:data:`PUBLISH_SMALL`).
 
+With ``--chunk-store both`` (the default) the pipeline and HTTP benchmarks run again with the
+chunks between steps in S3-compatible storage (``CHUNK_STORE``; a local ``moto_server`` started
+for the run stands for S3), at ``--store-sizes``, labelled ``<backend>+s3``: the cost of going
+multi-machine, as a ratio to the local folder measured in the same run.
+
 Usage: ``python -m dataproc_dagster_tests.performance.run_benchmarks [--backend both]
 [--sizes 1000000 10000000] [--job-pages 5000] [--launch-pages 1000] [--pages 1000]
 [--delay 0.02] [--only-clickhouse]``. Figures are printed; nothing here passes or fails.
@@ -52,9 +57,69 @@ def server_url(backends: list[str], workdir: Path) -> Iterator[str | None]:
             yield url
 
 
-def run(module: str, arguments: list[str], url: str | None) -> None:
+@contextlib.contextmanager
+def s3_chunk_store(wanted: bool, workdir: Path) -> Iterator[dict[str, str] | None]:
+    """The settings of an S3 chunk store on a ``moto_server`` started here, or ``None``."""
+    if not wanted:
+        yield None
+        return
+    import socket
+    import time
+    import urllib.request
+
+    import boto3
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    endpoint = f"http://127.0.0.1:{port}"
+    with (workdir / "moto.log").open("wb") as log:
+        proc = subprocess.Popen(
+            [str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=2).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    raise
+                time.sleep(0.2)
+        env = {
+            "CHUNK_STORE": "s3://bench-chunks/runs",
+            "CHUNK_STORE_ENDPOINT_URL": endpoint,
+            "CHUNK_STORE_REGION": "us-east-1",
+            "CHUNK_STORE_ACCESS_KEY_ID": "bench",
+            "CHUNK_STORE_SECRET_ACCESS_KEY": "bench-secret-key",
+        }
+        boto3.session.Session().client(
+            "s3",
+            endpoint_url=endpoint,
+            region_name="us-east-1",
+            aws_access_key_id="bench",
+            aws_secret_access_key="bench-secret-key",
+        ).create_bucket(Bucket="bench-chunks")
+        print(f"==> S3 API server (moto) for the chunk store at {endpoint}", flush=True)
+        yield env
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+
+
+def run(
+    module: str, arguments: list[str], url: str | None, extra: dict[str, str] | None = None
+) -> None:
     """Run one benchmark module with its output on the terminal."""
-    env = dict(os.environ)
+    env = dict(os.environ, **(extra or {}))
     if url is None:
         env.pop("CLICKHOUSE_URL", None)
     else:
@@ -72,10 +137,11 @@ def pipeline_rows(results: dict[str, dict[str, Any]]) -> list[str]:
     )
     lines = [header, "-" * len(header)]
     for backend, figures in results.items():
+        label = LABELS.get(backend, backend)
         for size in figures["sizes"]:
             steps = size["steps"].values()
             lines.append(
-                f"{LABELS[backend]:<8} | {size['rows']:>11,} | {size['seconds']:>10.1f} | "
+                f"{label:<8} | {size['rows']:>11,} | {size['seconds']:>10.1f} | "
                 f"{size['rows'] / size['seconds']:>9,.0f} | "
                 f"{size['raw_seconds'] / size['seconds']:>12.2f} | "
                 f"{size['copy_seconds'] / size['seconds']:>17.2f} | "
@@ -91,7 +157,7 @@ def pipeline_rows(results: dict[str, dict[str, Any]]) -> list[str]:
                 for name, step in small["steps"].items()
             )
             lines.append(
-                f"{LABELS[backend]:<8} | peak growth {small['rows']:,} -> {large['rows']:,} "
+                f"{label:<8} | peak growth {small['rows']:,} -> {large['rows']:,} "
                 f"rows: {growth} (target <= x1.10)"
             )
     return lines
@@ -108,11 +174,39 @@ def http_rows(results: dict[str, dict[str, Any]]) -> list[str]:
         for launched in figures["runs"]:
             job, bare, floor = launched["job"][0], launched["bare"][0], launched["floor"][0]
             lines.append(
-                f"{LABELS[backend]:<8} | {launched['records']:>9,} | {job:>7.2f} | "
+                f"{LABELS.get(backend, backend):<8} | {launched['records']:>9,} | {job:>7.2f} | "
                 f"{launched['records'] / job:>8,.0f} | {bare:>11.2f} | {floor:>7.2f} | "
                 f"{(job - floor) / bare:>21.2f} | {job / bare:>10.2f} | "
                 f"{launched['job'][2]:,.0f}"
             )
+    return lines
+
+
+def store_rows(pipeline: dict[str, dict[str, Any]], http: dict[str, dict[str, Any]]) -> list[str]:
+    """S3 chunk store against the local folder, same backend and size, same run."""
+    lines = []
+    for key, figures in pipeline.items():
+        if not key.endswith("+s3") or key[:-3] not in pipeline:
+            continue
+        local = {size["rows"]: size["seconds"] for size in pipeline[key[:-3]]["sizes"]}
+        for size in figures["sizes"]:
+            if size["rows"] in local:
+                lines.append(
+                    f"pipeline {key[:-3]:<8} {size['rows']:>11,} rows: local "
+                    f"{local[size['rows']]:.1f} s, s3 {size['seconds']:.1f} s, "
+                    f"s3 / local x{size['seconds'] / local[size['rows']]:.2f}"
+                )
+    for key, figures in http.items():
+        if not key.endswith("+s3") or key[:-3] not in http:
+            continue
+        local_runs = {r["records"]: r["job"][0] for r in http[key[:-3]]["runs"]}
+        for launched in figures["runs"]:
+            if launched["records"] in local_runs:
+                base, job = local_runs[launched["records"]], launched["job"][0]
+                lines.append(
+                    f"http job {key[:-3]:<8} {launched['records']:>11,} records: local "
+                    f"{base:.2f} s, s3 {job:.2f} s, s3 / local x{job / base:.2f}"
+                )
     return lines
 
 
@@ -154,6 +248,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--job-pages", type=int, default=5000)
     parser.add_argument("--launch-pages", type=int, default=1000)
     parser.add_argument("--delay", type=float, default=0.02)
+    parser.add_argument("--chunk-store", choices=["local", "s3", "both"], default="both")
+    parser.add_argument(
+        "--store-sizes",
+        type=int,
+        nargs="*",
+        default=[1_000_000],
+        help="pipeline sizes also run with the S3 chunk store",
+    )
     parser.add_argument(
         "--only-clickhouse",
         action="store_true",
@@ -167,7 +269,10 @@ def main(argv: list[str] | None = None) -> int:
     small = max(args.sizes, default=0) < SMALL_ROWS
     with tempfile.TemporaryDirectory(prefix="dataproc-bench-") as tmp:
         workdir = Path(tmp)
-        with server_url(backends, workdir) as url:
+        with (
+            server_url(backends, workdir) as url,
+            s3_chunk_store(args.chunk_store != "local", workdir) as store,
+        ):
             for backend in backends:
                 target = url if backend == "server" else None
                 out = workdir / f"pipeline-{backend}.json"
@@ -185,6 +290,21 @@ def main(argv: list[str] | None = None) -> int:
                     arguments.append("--job-only")  # the extract alone does not touch ClickHouse
                 run("bench_http", arguments, target)
                 http[backend] = json.loads(out.read_text())
+            for backend in backends if store is not None else []:
+                target = url if backend == "server" else None
+                key = f"{backend}+s3"
+                out = workdir / f"pipeline-{key}.json"
+                sizes = [str(size) for size in args.store_sizes]
+                arguments = ["--backend", backend, "--transformer", args.transformer]
+                arguments += ["--json", str(out), "--sizes", *sizes]
+                run("bench_pipeline", arguments, target, store)
+                pipeline[key] = json.loads(out.read_text())
+                out = workdir / f"http-{key}.json"
+                arguments = ["--backend", backend, "--json", str(out), "--delay", str(args.delay)]
+                arguments += ["--pages", str(args.pages), "--job-pages", str(args.job_pages)]
+                arguments += ["--launch-pages", str(args.launch_pages), "--job-only"]
+                run("bench_http", arguments, target, store)
+                http[key] = json.loads(out.read_text())
             for backend in backends:
                 target = url if backend == "server" else None
                 out = workdir / f"publish-{backend}.json"
@@ -208,6 +328,9 @@ def main(argv: list[str] | None = None) -> int:
         "DataFrame; targets: job <= floor + 1.1x bare at 100,000 records, job <= 1.2x bare at "
         "500,000"
     )
+    if store_rows(pipeline, http):
+        print("\nChunk store: S3 API server (moto, local) against the local folder, same run")
+        print("\n".join(store_rows(pipeline, http)))
     rows = next(iter(publish.values()))["rows"] if publish else 0
     print(f"\nPublish: an append of {rows:,} rows into one partition (bench_publish)")
     print("\n".join(publish_rows(publish)))

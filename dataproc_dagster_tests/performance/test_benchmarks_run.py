@@ -19,6 +19,7 @@ CASES = {
         [
             *("--sizes", "20000", "40000", "--pages", "20", "--job-pages", "20"),
             *("--launch-pages", "0", "--delay", "0.001", "--only-clickhouse"),
+            *("--store-sizes", "20000"),
         ],
         [
             "local ClickHouse server for the benchmarks",
@@ -32,6 +33,10 @@ CASES = {
             "embedded | peak growth 20,000 -> 40,000 rows",
             "embedded |     2,000 |",
             "server   |     2,000 |",
+            "S3 API server (moto) for the chunk store",
+            "server+s3 |      20,000 |",
+            "20,000 rows: local",
+            "s3 / local x",
             # bench_publish at its small sizes (--sizes below 1M rows)
             "publish benchmark, backend embedded",
             "publish benchmark, backend server",

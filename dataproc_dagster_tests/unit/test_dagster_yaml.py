@@ -43,3 +43,12 @@ def test_framework_loggers_managed_and_written_to_files(instance: DagsterInstanc
     assert instance.python_log_level is None
     handlers = instance.get_handlers()
     assert any(isinstance(h, LogFileHandler) for h in handlers)
+
+
+def test_postgres_settings_are_the_local_ones_plus_postgres_storage() -> None:
+    local = yaml.safe_load(DAGSTER_YAML.read_text())
+    postgres = yaml.safe_load((DAGSTER_YAML.parent / "dagster-postgres.yaml").read_text())
+    storage = postgres.pop("storage")
+    assert postgres == local
+    # dagster-postgres reads the URL, whose scheme names psycopg2 (run.sh rewrites a bare one).
+    assert storage == {"postgres": {"postgres_url": {"env": "DAGSTER_POSTGRES_URL"}}}
