@@ -32,6 +32,7 @@ from typing import Any
 from clickhouse_connect.driver.client import Client
 
 from dataproc_dagster.clickhouse.sql import qualified_name, quote_identifier
+from dataproc_dagster.loading.targets import table_engine
 
 LEDGER_TABLE = "_dataproc_loads"
 # Where a ledger of the previous shape (append-only MergeTree, one row per state) is kept.
@@ -138,20 +139,12 @@ def _next_seq() -> int:
         return _last_seq
 
 
-def _engine_of(client: Client, database: str, table: str) -> str | None:
-    rows = client.query(
-        "SELECT engine FROM system.tables WHERE database = {db:String} AND name = {t:String}",
-        parameters={"db": database, "t": table},
-    ).result_rows
-    return str(rows[0][0]) if rows else None
-
-
 def ensure_ledger(client: Client, database: str) -> None:
     """Create the ledger; a ledger of the previous shape is kept as :data:`LEGACY_LEDGER_TABLE`."""
     client.command(f"CREATE DATABASE IF NOT EXISTS {quote_identifier(database)}")
     table = qualified_name(LEDGER_TABLE, database)
-    engine = _engine_of(client, database, LEDGER_TABLE)
-    if engine is not None and engine != "ReplacingMergeTree":
+    ledger = table_engine(client, database, LEDGER_TABLE)
+    if ledger is not None and ledger.engine != "ReplacingMergeTree":
         legacy = qualified_name(LEGACY_LEDGER_TABLE, database)
         client.command(f"RENAME TABLE {table} TO {legacy}")
     client.command(
@@ -350,7 +343,8 @@ def work_tables(client: Client, database: str, target: str | None = None) -> lis
 
 def unfinished(client: Client, database: str) -> list[LedgerEntry]:
     """The loads of ``database`` whose staging table still exists and that are not finished."""
-    if _engine_of(client, database, LEDGER_TABLE) != "ReplacingMergeTree":
+    ledger = table_engine(client, database, LEDGER_TABLE)
+    if ledger is None or ledger.engine != "ReplacingMergeTree":
         return []
     keys = [w.key for w in work_tables(client, database) if not w.legacy]
     entries = read_entries_by_keys(client, database, keys)

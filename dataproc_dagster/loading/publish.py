@@ -46,7 +46,7 @@ from dataproc_dagster.loading.ledger import (
     work_tables,
     write_entry,
 )
-from dataproc_dagster.loading.targets import materialized_views
+from dataproc_dagster.loading.targets import materialized_views, table_engine
 
 INCOMPATIBLE_COLUMNS = "INCOMPATIBLE_COLUMNS"
 
@@ -75,7 +75,11 @@ def stage_insert_settings(client: Client) -> dict[str, object]:
     return settings
 
 
-def _publish_insert_settings(client: Client, token: str) -> dict[str, object]:
+def _publish_insert_settings(client: Client) -> dict[str, object]:
+    """Settings of the inserts that publish into a target read by materialized views.
+
+    The caller adds ``insert_deduplication_token`` per partition.
+    """
     known = known_settings(
         client,
         [
@@ -87,7 +91,6 @@ def _publish_insert_settings(client: Client, token: str) -> dict[str, object]:
     # One thread reads and inserts, so the blocks (and their derived tokens) are the same on
     # every repetition.
     settings: dict[str, object] = {
-        "insert_deduplication_token": token,
         "insert_deduplicate": 1,
         "max_threads": 1,
         "max_insert_threads": 1,
@@ -112,10 +115,6 @@ def _table_field(client: Client, database: str, table: str, column: str) -> str 
         parameters={"db": database, "t": table},
     ).result_rows
     return str(rows[0][0]) if rows else None
-
-
-def _exists(client: Client, database: str, table: str) -> bool:
-    return _table_field(client, database, table, "name") is not None
 
 
 def _set_comment(client: Client, database: str, table: str, comment: str) -> None:
@@ -242,7 +241,7 @@ def finish_publishing(
     """
     target = qualified_name(entry.target, database)
     stage = qualified_name(entry.stage, database)
-    if not _exists(client, database, entry.stage):
+    if table_engine(client, database, entry.stage) is None:
         # The stage is dropped only after the load was recorded as published.
         current = read_entry(client, database, entry.target, entry.load_key) or entry
         if current.state in FINAL_STATES:
@@ -259,6 +258,9 @@ def finish_publishing(
     else:
         if through_views is None:
             through_views = bool(materialized_views(client, database, entry.target))
+        if through_views:
+            columns = ", ".join(_insertable(client, database, entry.stage))
+            insert_settings = _publish_insert_settings(client)
         for count, partition in enumerate(active_partitions(client, database, entry.stage), 1):
             quoted = _literal(partition)
             if entry.mode == WriteMode.REPLACE_PARTITIONS:
@@ -269,11 +271,11 @@ def finish_publishing(
                     f"ALTER TABLE {target} REPLACE PARTITION ID '{quoted}' FROM {stage}",
                 )
             elif through_views:
-                columns = ", ".join(_insertable(client, database, entry.stage))
+                token = f"{entry.load_key}:{partition}"
                 client.command(
                     f"INSERT INTO {target} ({columns}) SELECT {columns} FROM {stage} "
                     f"WHERE _partition_id = '{quoted}'",
-                    settings=_publish_insert_settings(client, f"{entry.load_key}:{partition}"),
+                    settings={**insert_settings, "insert_deduplication_token": token},
                 )
                 client.command(f"ALTER TABLE {stage} DROP PARTITION ID '{quoted}'")
             else:

@@ -218,11 +218,10 @@ def load_chunkset(
         _create_target(client, spec, chunks)
         result.created = True
         info = describe_table(client, spec.database, spec.table)
-        assert info is not None
+        engine = table_engine(client, spec.database, spec.table)
+        assert info is not None and engine is not None
     _check_mode_fits(spec, info)
-    engine = table_engine(client, spec.database, spec.table)
-    assert engine is not None
-    check_target_engine(engine)
+    assert engine is not None  # checked above, or created here as a MergeTree table
     views = check_views_allow(client, engine, spec.mode)
     if chunks.rows == 0 and spec.mode == WriteMode.REPLACE and not spec.allow_empty_replace:
         result.skipped = f"no rows: {where} kept as it was (allow_empty_replace is off)"

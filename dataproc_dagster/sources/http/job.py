@@ -7,19 +7,10 @@ for, so the source package itself does not depend on the loader.
 
 from __future__ import annotations
 
-import importlib
-import warnings
+from dataproc_dagster.core.moved import moved_names
 
 NEW_HOME = "dataproc_dagster.generic_jobs.http_to_clickhouse"
 _NAMES = ("PIPELINE", "JOBS")
 
 
-def __getattr__(name: str) -> object:
-    if name not in _NAMES:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    warnings.warn(
-        f"{__name__}.{name} moved to {NEW_HOME}.{name}",
-        DeprecationWarning,
-        stacklevel=2,
-    )
-    return getattr(importlib.import_module(NEW_HOME), name)
+__getattr__ = moved_names(__name__, NEW_HOME, _NAMES)
