@@ -86,12 +86,11 @@ ensure_venv() {
 }
 
 # The instance settings: deploy/dagster-postgres.yaml when DAGSTER_POSTGRES_URL is set (the
-# instance in PostgreSQL), else deploy/dagster.yaml (SQLite under DAGSTER_HOME); copied into
-# DAGSTER_HOME whenever it differs from the file there.
+# instance in PostgreSQL), else deploy/dagster.yaml (SQLite under DAGSTER_HOME), written into
+# DAGSTER_HOME whenever it differs, with python_logs.python_log_level set to LOG_LEVEL: runs
+# launched from the UI, schedules and backfills print INFO lines, not every DEBUG event.
 install_instance_config() {
-  local source="$ROOT/deploy/dagster.yaml"
   if [ -n "${DAGSTER_POSTGRES_URL:-}" ]; then
-    source="$ROOT/deploy/dagster-postgres.yaml"
     # SQLAlchemy 2.1 reads a bare postgresql:// as psycopg 3; dagster-postgres uses psycopg2.
     case "$DAGSTER_POSTGRES_URL" in
       postgresql://*|postgres://*)
@@ -99,9 +98,7 @@ install_instance_config() {
     esac
     export DAGSTER_POSTGRES_URL
   fi
-  if [ -f "$source" ] && ! cmp -s "$source" "$DAGSTER_HOME/dagster.yaml"; then
-    cp "$source" "$DAGSTER_HOME/dagster.yaml"
-  fi
+  python -P dataproc_dagster/deploy/instance_config.py install "$DAGSTER_HOME"
 }
 
 # A local PostgreSQL for the instance (started when none runs; its URL in DAGSTER_POSTGRES_URL).
@@ -121,16 +118,7 @@ use_local_postgres() {
 
 # Run config for the console: INFO lines (rows, seconds, rows/s, peak memory, warnings, errors)
 # instead of every Dagster event, or every event when LOG_LEVEL is DEBUG (environment, then .env).
-console_config() {
-  local level="${LOG_LEVEL:-}" file="$DAGSTER_HOME/console.yaml"
-  if [ -z "$level" ] && [ -f .env ]; then
-    level="$(sed -n 's/^[[:space:]]*LOG_LEVEL[[:space:]]*=[[:space:]]*//p' .env | tail -1 | tr -d "\"'")"
-  fi
-  level="$(echo "${level:-INFO}" | tr '[:lower:]' '[:upper:]')"
-  [ "$level" = DEBUG ] || level=INFO
-  printf 'loggers:\n  console:\n    config:\n      log_level: %s\n' "$level" > "$file"
-  echo "$file"
-}
+console_config() { python -P dataproc_dagster/deploy/instance_config.py console "$DAGSTER_HOME"; }
 
 # Create the instance storage once, under a lock, so that runs started together on a fresh
 # DAGSTER_HOME do not race to create Dagster's tables.

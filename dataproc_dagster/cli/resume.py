@@ -33,6 +33,7 @@ from dagster import (
 
 from dataproc_dagster.cli.__main__ import quiet_known_warnings
 from dataproc_dagster.core.environment import load_env_file
+from dataproc_dagster.deploy.instance_config import console_run_config
 
 RESUMABLE = (DagsterRunStatus.FAILURE, DagsterRunStatus.CANCELED, DagsterRunStatus.STARTED)
 
@@ -114,12 +115,9 @@ def mark_dead_run_failed(instance: DagsterInstance, run: DagsterRun, force: bool
 def console_at_info(run_config: Mapping[str, Any]) -> dict[str, Any]:
     """``run_config`` with the console at INFO (at DEBUG with ``LOG_LEVEL=DEBUG``), as
     ``./run.sh job`` has it, unless the run's config sets its loggers itself."""
-    config = dict(run_config)
-    if "loggers" not in config:
-        debug = os.environ.get("LOG_LEVEL", "").upper() == "DEBUG"
-        level = "DEBUG" if debug else "INFO"
-        config["loggers"] = {"console": {"config": {"log_level": level}}}
-    return config
+    if "loggers" in run_config:
+        return dict(run_config)
+    return {**run_config, **console_run_config()}
 
 
 def resume(

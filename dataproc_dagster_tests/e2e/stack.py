@@ -1,6 +1,6 @@
 """A real Dagster deployment for the end-to-end tests: ``dagster-webserver`` and ``dagster-daemon``
-as subprocesses on a temporary ``DAGSTER_HOME`` (the repository's ``deploy/dagster.yaml``), a
-free port on 127.0.0.1, and a GraphQL client; plus the headless Chromium helpers.
+as subprocesses on a temporary ``DAGSTER_HOME`` (``deploy/dagster.yaml`` as ``./run.sh`` installs
+it), a free port on 127.0.0.1, and a GraphQL client; plus the headless Chromium helpers.
 
 Every process started here runs in its own session (process group) and is stopped by its pid
 (SIGTERM to the group, SIGKILL after a grace period), also when a test fails.
@@ -22,6 +22,8 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
+
+from dataproc_dagster.deploy import instance_config
 
 REPO = Path(__file__).resolve().parents[2]
 DAGSTER_YAML = REPO / "deploy" / "dagster.yaml"
@@ -146,10 +148,11 @@ class DagsterStack:
         return proc
 
     def prepare(self) -> None:
-        """Create the instance (with the repository's ``deploy/dagster.yaml``) and data folders."""
+        """Create the instance and data folders; the instance settings as ``./run.sh`` installs
+        them (``deploy/dagster.yaml`` with ``python_log_level`` from ``LOG_LEVEL``)."""
         self.home.mkdir(parents=True, exist_ok=True)
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        shutil.copy(DAGSTER_YAML, self.home / "dagster.yaml")
+        instance_config.install(self.home, DAGSTER_YAML)
 
     def start(self, timeout: float = 180.0) -> None:
         """Start the webserver, wait until the code location is loaded, then the daemon (one

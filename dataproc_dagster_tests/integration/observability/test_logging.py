@@ -21,6 +21,7 @@ from dagster import (
 from dagster._serdes import serialize_value
 
 from dataproc_dagster.core.settings import get_settings, load_settings
+from dataproc_dagster.deploy import instance_config
 from dataproc_dagster.integrity import checks as integrity
 from dataproc_dagster.observability import logging as log_setup
 from dataproc_dagster.resources import register_resource_secrets
@@ -244,3 +245,26 @@ def test_definitions_configure_logging() -> None:
         ).getMessage()
         == "Bearer ***"
     )
+
+
+@pytest.mark.parametrize("level", ["DEBUG", "INFO"])
+def test_instance_installed_by_run_sh_keeps_log_level(
+    level: str, secrets_env: None, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The settings ./run.sh installs set python_log_level to LOG_LEVEL: Dagster gives that
+    level to the framework loggers at each run's start, so LOG_LEVEL=DEBUG still shows the
+    request lines, and INFO keeps them out."""
+    monkeypatch.setenv("DATAPROC_LOG_DIR", str(tmp_path / "logs"))
+    monkeypatch.setenv("LOG_LEVEL", level)
+    settings = yaml.safe_load(instance_config.render(DAGSTER_YAML.read_text(), level))
+    with (
+        instance_for_test(overrides=settings) as instance,
+        probe_servers() as (bearer_api, key_api, metabase),
+    ):
+        assert instance.python_log_level == level
+        result = run_probe(instance, bearer_api.url, key_api.url, metabase.base_url)
+        assert result.success
+        _, messages = event_log_text(instance, result.run_id)
+    joined = "\n".join(messages)
+    assert ("HTTP GET" in joined) is (level == "DEBUG")
+    assert "[PASSED ] metabase_reachable" in joined
