@@ -7,7 +7,8 @@ pipeline are the same assets, checks, job and schedule.
 
 Template values (``{{ env.NAME }}``, ``{{ context.project_root }}``) are rendered in text
 fields when the component loads, except ``auth.secret``: that stays the *name* of its variable,
-which the extract step reads when it runs, so a secret is never part of the definitions.
+which the extract step reads when it runs, so a secret is never part of the definitions; and a
+Metabase ``native_query``, whose ``{{name}}`` are Metabase's variables.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Self
+from typing import Any, Literal, Self
 
 from dagster import (
     Component,
@@ -30,15 +31,16 @@ from pydantic import Field, PrivateAttr, ValidationError, field_validator, model
 
 from dataproc_dagster.components.models import (
     LoaderBlock,
+    PartitionsBlock,
     SourceBlock,
     SqlStepBlock,
     TransformerBlock,
     checked,
     import_object,
     is_template,
-    secret_paths,
     to_transformer,
     unset,
+    verbatim_paths,
 )
 from dataproc_dagster.components.scaffolder import EtlPipelineScaffolder
 from dataproc_dagster.core.errors import ConfigError, DataprocError
@@ -80,8 +82,18 @@ class EtlPipelineComponent(Component, Resolvable, Model):
     )
     schedule: str | None = unset(description="Cron string, e.g. '0 6 * * *'; none for no schedule")
     timezone: str = Field(default="UTC", description="The schedule's IANA time zone")
-    # Partitions: when create_etl_pipeline takes `partitions=`, a `partitions` block goes here
-    # and build_pipeline passes it on (docs/extending.md, "Pipelines in YAML").
+    partitions: PartitionsBlock | None = unset(
+        description="One run per day, hour, week, month or key: daily, hourly, weekly, "
+        "monthly ({start: '2024-01-01'}) or static ([north, south]); docs/partitions.md"
+    )
+    time_column: str | None = unset(
+        description="Partitioned: the rows' time column; rows outside the run's window fail "
+        "the run, and replace_partitions derives PARTITION BY from it"
+    )
+    backfill_policy: Literal["single_run", "multi_run"] | None = unset(
+        description="Partitioned: single_run (a backfilled range in one run) or multi_run "
+        "(one run per partition, the default)"
+    )
     owners: list[str] = Field(
         default=[], description="Owners of the assets: team:name or e-mail addresses"
     )
@@ -137,7 +149,7 @@ class EtlPipelineComponent(Component, Resolvable, Model):
     def resolve_from_model(cls, context: ResolutionContext, model: Any) -> Self:
         """Render templates in text fields (never in ``auth.secret``) and validate again."""
         raw = model.model_dump(exclude_unset=True, by_alias=True)
-        rendered = _render(context, raw, secret_paths(raw), ())
+        rendered = _render(context, raw, verbatim_paths(raw), ())
         try:
             return cls.model_validate(rendered)
         except ValidationError as exc:
@@ -163,8 +175,7 @@ class EtlPipelineComponent(Component, Resolvable, Model):
 
     def _create(self, folder: Path) -> Pipeline:
         """``create_etl_pipeline`` with the blocks' building blocks (paths from ``folder``)."""
-        # Partitions: pass ``partitions=`` here once create_etl_pipeline takes it (a
-        # ``partitions`` attribute beside ``schedule``).
+        partitions = self.partitions.to_partitions(self.timezone) if self.partitions else None
         return create_etl_pipeline(
             name=self.name or folder.name,
             extractor=self.source.to_extractor(folder) if self.source is not None else None,
@@ -180,6 +191,9 @@ class EtlPipelineComponent(Component, Resolvable, Model):
             owners=self.owners,
             group_name=self.group,
             allow_empty_loads=self.allow_empty_loads,
+            partitions=partitions,
+            time_column=self.time_column,
+            backfill_policy=self.backfill_policy,
         )
 
     def build_defs(self, context: ComponentLoadContext) -> Definitions:

@@ -24,13 +24,21 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 from urllib.parse import parse_qsl, urlsplit
 
+from dagster import PartitionsDefinition
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from dataproc_dagster.core.errors import DataprocError
+from dataproc_dagster.core.errors import ConfigError, DataprocError
 from dataproc_dagster.core.redaction import is_secret_key
 from dataproc_dagster.loading.config import DriftPolicyName, WriteModeName
 from dataproc_dagster.loading.loader import ClickHouseLoader, create_clickhouse_loader
 from dataproc_dagster.pipeline.contracts import Extractor
+from dataproc_dagster.pipeline.partitions import (
+    daily_partitions,
+    hourly_partitions,
+    monthly_partitions,
+    static_partitions,
+    weekly_partitions,
+)
 from dataproc_dagster.pipeline.sql_steps import SqlStep, create_sql_step
 from dataproc_dagster.pipeline.transformers import Transformer, create_transformer
 from dataproc_dagster.sources.clickhouse import create_clickhouse_extractor
@@ -126,6 +134,22 @@ def _importable(module: str) -> bool:
         return find_spec(module) is not None
     except (ImportError, ValueError):  # a parent package is missing, or the name is empty
         return False
+
+
+def _one_of(block: BaseModel, option: str) -> None:
+    """Refuse a block of alternatives (``source``, ``partitions``) given none or several.
+
+    Raises:
+        ValueError: Naming the choices and those given.
+    """
+    names = list(type(block).model_fields)
+    given = [name for name in names if getattr(block, name) is not None]
+    if len(given) != 1:
+        choices = f"{', '.join(names[:-1])} or {names[-1]}"
+        raise ValueError(
+            f"{option} takes exactly one of {choices}"
+            + (f" (got {', '.join(given)})" if given else "")
+        )
 
 
 class Block(BaseModel):
@@ -274,6 +298,10 @@ class HttpSourceBlock(Block):
         description="Extra request headers (no secrets: use auth)"
     )
     incremental: HttpIncrementalBlock | None = unset(description="Incremental")
+    window_params: dict[str, str] | None = unset(
+        description="Partitioned pipelines: query parameters filled from the run's window, "
+        "e.g. {since: '{start:%Y-%m-%d}', until: '{end:%Y-%m-%d}'}"
+    )
     retry: HttpRetryBlock | None = unset(description="Retry policy")
     timeout: float | None = unset(description="Connect/read timeout, seconds")
     concurrency: int | None = unset(description="Pages in flight (4)")
@@ -283,7 +311,7 @@ class HttpSourceBlock(Block):
         description="An HttpResource giving base URL, headers, auth and retries"
     )
 
-    @field_validator("params", "headers")
+    @field_validator("params", "headers", "window_params")
     @classmethod
     def _no_literal_secrets(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
         for name in value or {}:
@@ -320,10 +348,25 @@ class ClickHouseSourceBlock(Block):
     query: str = Field(description="SQL; bind values with {name:Type} placeholders")
     parameters: dict[str, Any] | None = unset(description="Placeholder values")
     database: str | None = unset(description="Database to run in")
+    window_parameters: dict[str, str] | None = unset(
+        description="Partitioned pipelines: placeholder values filled from the run's window, "
+        "e.g. {start: '{start:%Y-%m-%d %H:%M:%S}'} for WHERE ts >= {start:DateTime}"
+    )
+
+    @model_validator(mode="after")
+    def _valid(self) -> ClickHouseSourceBlock:
+        if not any(is_template(v) for v in self.options().values()):
+            checked(self.to_extractor)
+        return self
 
     def to_extractor(self) -> Extractor:
         """``create_clickhouse_extractor(query, ...)``."""
-        return create_clickhouse_extractor(self.query, self.parameters, database=self.database)
+        return create_clickhouse_extractor(
+            self.query,
+            self.parameters,
+            database=self.database,
+            window_parameters=self.window_parameters,
+        )
 
 
 class MetabaseSourceBlock(Block):
@@ -340,11 +383,16 @@ class MetabaseSourceBlock(Block):
     limit: int | None = unset(description="At most this many rows")
     method: ReadMethodName | None = unset(description="dataset or export")
     page_size: int | None = unset(description="Rows per request")
+    window_parameters: dict[str, str] | None = unset(
+        description="Partitioned pipelines, native_query: Metabase variables ({{start}} in the "
+        "SQL) filled from the run's window, e.g. {start: '{start:%Y-%m-%d}'}"
+    )
     resource_key: str | None = unset(description="The MetabaseResource key")
 
     @model_validator(mode="after")
     def _one_source(self) -> MetabaseSourceBlock:
-        if not any(is_template(v) for v in self.options().values()):
+        # The native query's {{name}} are Metabase variables, not templates (never rendered).
+        if not any(is_template(v) for v in self.options("native_query").values()):
             checked(self.to_extractor)
         return self
 
@@ -361,7 +409,8 @@ class FileSourceBlock(Block):
 
     path: str = Field(
         description="The file: inside `package` when that is set, else relative to this "
-        "defs.yaml's folder (or absolute)"
+        "defs.yaml's folder (or absolute); in a partitioned pipeline a pattern filled from "
+        "the run's window, e.g. exports/orders_{start:%Y-%m-%d}.csv"
     )
     package: str | None = unset(
         description="An installed package holding the file, e.g. palmerpenguins"
@@ -403,12 +452,7 @@ class SourceBlock(Block):
 
     @model_validator(mode="after")
     def _exactly_one(self) -> SourceBlock:
-        given = [name for name in type(self).model_fields if getattr(self, name) is not None]
-        if len(given) != 1:
-            raise ValueError(
-                "source takes exactly one of http, clickhouse, metabase or file"
-                + (f" (got {', '.join(given)})" if given else "")
-            )
+        _one_of(self, "source")
         return self
 
     def to_extractor(self, folder: Path) -> Extractor:
@@ -418,6 +462,84 @@ class SourceBlock(Block):
         block = self.http or self.clickhouse or self.metabase
         assert block is not None  # _exactly_one
         return block.to_extractor()
+
+
+# --- partitions -----------------------------------------------------------------------------
+
+
+class TimePartitionsBlock(Block):
+    """Time-window partitions from ``start`` (``daily_partitions`` and the others)."""
+
+    start: str = Field(description="First partition: YYYY-MM-DD (hourly: YYYY-MM-DD-HH:MM)")
+    timezone: str | None = unset(
+        description="IANA time zone of the partitions (default: the pipeline's timezone)"
+    )
+    end_offset: int | None = unset(description="1: also the current, unfinished partition")
+
+
+class DailyPartitionsBlock(TimePartitionsBlock):
+    """One partition per day."""
+
+    end: str | None = unset(
+        description="Last day, exclusive (YYYY-MM-DD), for a data set that stops"
+    )
+
+
+class PartitionsBlock(Block):
+    """How runs split the data: exactly one of daily, hourly, weekly, monthly or static."""
+
+    model_config = ConfigDict(json_schema_extra={"minProperties": 1, "maxProperties": 1})
+
+    daily: DailyPartitionsBlock | None = unset(description="One partition per day")
+    hourly: TimePartitionsBlock | None = unset(description="One partition per hour")
+    weekly: TimePartitionsBlock | None = unset(description="One per week, Sunday to Sunday")
+    monthly: TimePartitionsBlock | None = unset(description="One per calendar month")
+    static: list[str] | None = unset(description="A fixed list of keys, e.g. [north, south]")
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> PartitionsBlock:
+        _one_of(self, "partitions")
+        if self.static is not None and not self.static:
+            raise ValueError("partitions.static needs at least one key")
+        if not any(is_template(v) for v in _leaves(self.options())):
+            checked(lambda: self.to_partitions("UTC"))
+        return self
+
+    def to_partitions(self, timezone: str) -> PartitionsDefinition:
+        """The Dagster definition (``daily_partitions(start, ...)`` and so on); a time grain
+        without its own ``timezone`` takes the pipeline's."""
+        if self.static is not None:
+            return static_partitions(self.static)
+        for grain, make in _TIME_GRAINS.items():
+            block = getattr(self, grain)
+            if block is not None:
+                options = block.options("start")
+                options.setdefault("timezone", timezone)
+                try:
+                    return make(block.start, **options)
+                except (ValueError, TypeError) as exc:
+                    raise ConfigError(
+                        f"invalid {grain} partitions: {exc}",
+                        source=f"partitions.{grain}",
+                        fix="start as YYYY-MM-DD (hourly: YYYY-MM-DD-HH:MM), an IANA timezone",
+                    ) from None
+        raise AssertionError("unreachable: _exactly_one")
+
+
+_TIME_GRAINS: dict[str, Callable[..., PartitionsDefinition]] = {
+    "daily": daily_partitions,
+    "hourly": hourly_partitions,
+    "weekly": weekly_partitions,
+    "monthly": monthly_partitions,
+}
+
+
+def _leaves(value: Any) -> list[Any]:
+    if isinstance(value, Mapping):
+        return [leaf for item in value.values() for leaf in _leaves(item)]
+    if isinstance(value, list):
+        return [leaf for item in value for leaf in _leaves(item)]
+    return [value]
 
 
 # --- transformers, loader, SQL steps --------------------------------------------------------
@@ -506,8 +628,15 @@ class SqlStepBlock(Block):
         return create_sql_step(self.select, self.table, **self.options("select", "table"))
 
 
-def secret_paths(data: Mapping[str, Any]) -> set[tuple[str, ...]]:
-    """Paths of the secrets in raw attributes (left as written: never rendered)."""
-    http = (data.get("source") or {}).get("http") or {}
-    auth = http.get("auth") if isinstance(http, Mapping) else None
-    return {("source", "http", "auth", "secret")} if isinstance(auth, Mapping) else set()
+def verbatim_paths(data: Mapping[str, Any]) -> set[tuple[str, ...]]:
+    """Paths in raw attributes left as written, never rendered: the secret (the *name* of its
+    variable) and a Metabase native query, whose ``{{name}}`` are Metabase's own variables."""
+    source = data.get("source") or {}
+    paths: set[tuple[str, ...]] = set()
+    http = source.get("http") if isinstance(source, Mapping) else None
+    if isinstance(http, Mapping) and isinstance(http.get("auth"), Mapping):
+        paths.add(("source", "http", "auth", "secret"))
+    metabase = source.get("metabase") if isinstance(source, Mapping) else None
+    if isinstance(metabase, Mapping) and "native_query" in metabase:
+        paths.add(("source", "metabase", "native_query"))
+    return paths

@@ -56,6 +56,8 @@ _SOURCES: dict[str, str] = {
       #   style: page_number              # single, page_number, offset, cursor, next_url,
       #   page_size: 100                  # link_header
       #   total_pages_path: meta.total_pages
+      # window_params:                    # partitioned: the run's window as parameters
+      #   since: "{{start:%Y-%m-%d}}"
       # incremental:                      # only what is newer than the table holds
       #   cursor_field: updated_at
       #   param: updated_since
@@ -110,6 +112,13 @@ _FOOTER = """\
   # schedule: "0 6 * * *"
   # timezone: UTC
   # owners: ["team:data"]
+
+  # One run per day (hour, week, month, key), the source reading the run's window
+  # (docs/partitions.md): http window_params, clickhouse / metabase window_parameters.
+  # partitions:
+  #   daily: {{start: "2024-01-01"}}        # or hourly, weekly, monthly; static: [a, b]
+  # time_column: updated_at               # rows outside the run's window fail the run
+  # backfill_policy: single_run           # a backfilled range in one run (multi_run)
 
 # Environment variables the attributes use (`dg check yaml` checks the list).
 # requirements:

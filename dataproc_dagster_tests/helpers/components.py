@@ -106,7 +106,7 @@ def definitions_snapshot(defs: Definitions) -> dict[str, Any]:
         }
     schedules = {
         s.name: {"cron": s.cron_schedule, "timezone": s.execution_timezone, "job": s.job_name}
-        for s in defs.schedules or []
+        for s in repo.schedule_defs  # resolved: a partitioned job's schedule too
     }
     return {"assets": assets, "jobs": jobs, "schedules": schedules}
 

@@ -58,6 +58,17 @@ class StandinSetup:
         defaults.update(options)
         return MetabaseClient(self.url, **defaults)
 
+    def assert_native_window(self, start: str, end: str) -> None:
+        """Every native query received kept its ``{{start}}``/``{{end}}`` variables and sent
+        the window's bounds as their parameters (never as SQL text)."""
+        bodies = [b for b in self.server.dataset_bodies() if b.get("type") == "native"]
+        assert bodies, "no native query reached the stand-in"
+        for body in bodies:
+            sql = body["native"]["query"]
+            assert "{{start}}" in sql and "{{end}}" in sql and start not in sql
+            values = {p["target"][1][1]: p["value"] for p in body["parameters"]}
+            assert values == {"start": start, "end": end}
+
 
 TYPES_ROWS: list[tuple[Any, ...]] = [
     (

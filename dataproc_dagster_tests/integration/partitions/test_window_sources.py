@@ -106,14 +106,7 @@ def test_metabase_native_sql_sends_the_window_as_parameters(
     }
     result = pipeline.execute_in_process(resources=resources, partition_key="2024-01-05")
     assert result.success
-    bodies = [b for b in metabase.server.dataset_bodies() if b.get("type") == "native"]
-    assert bodies
-    for body in bodies:
-        # The SQL keeps its variables; the bounds travel as Metabase parameters.
-        assert "{{start}}" in body["native"]["query"] and "2024-01-0" not in str(body["native"])
-        values = {p["target"][1][1]: p["value"] for p in body["parameters"]}
-        assert values == {"start": "2024-01-05", "end": "2024-01-06"}
-    # order_day = 2024-01-01 + (id % 400) days: ids 4, 404, ..., 4804.
+    metabase.assert_native_window("2024-01-05", "2024-01-06")
     assert clickhouse.query_rows(
         "SELECT toString(toDate(order_day)), count(), min(id), max(id) FROM orders_daily GROUP BY 1"
     ) == [("2024-01-05", 13, 4, 4804)]
