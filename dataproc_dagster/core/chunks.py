@@ -38,6 +38,23 @@ Chunk: TypeAlias = pd.DataFrame | pa.Table | pa.RecordBatch
 
 
 @dataclass(frozen=True)
+class ReplacedWindow:
+    """The partitions of the target a load replaces as a whole, rows or not: the run's time
+    window under ``replace_partitions``. A partition of the window the data has no rows for is
+    emptied, so a day whose source now returns nothing does not keep its old rows.
+
+    Attributes:
+        column: The rows' time column (the target's ``PARTITION BY`` is derived from it).
+        timezone: The partitions' time zone.
+        starts_us: The start of each partition of the window, in microseconds since the epoch.
+    """
+
+    column: str
+    timezone: str
+    starts_us: tuple[int, ...]
+
+
+@dataclass(frozen=True)
 class ChunkSet:
     """Handle to the chunks one op produced; cheap to pickle between ops.
 
@@ -58,6 +75,8 @@ class ChunkSet:
         store_url: Where the files are in the chunk store (``s3://...``, see
             :mod:`~dataproc_dagster.core.chunk_store`), or ``""`` when they stay in
             :attr:`directory`.
+        replaces: The partitions of the target these rows replace as a whole (a partitioned
+            run's window under ``replace_partitions``), or ``None``.
     """
 
     directory: str
@@ -71,6 +90,7 @@ class ChunkSet:
     uniform: bool = True
     window: str = ""
     store_url: str = ""
+    replaces: ReplacedWindow | None = None
 
     @property
     def schema(self) -> pa.Schema | None:

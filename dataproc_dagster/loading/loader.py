@@ -152,7 +152,8 @@ def create_clickhouse_loader(
         schema_drift: ``freeze``, ``evolve`` or ``discard`` for columns the table lacks (a
             :class:`DriftPolicy` or its value).
         create_table: Create a missing table from the data's schema.
-        allow_empty_replace: Let ``replace`` with no rows empty the table.
+        allow_empty_replace: Let ``replace`` with no rows empty the table, and a partitioned
+            ``replace_partitions`` run with no rows empty its window's partitions.
         optimize_after_upsert: ``OPTIMIZE ... FINAL`` after an upsert.
         retry_policy: Dagster retry policy of the load step (loads are retry-safe).
         keep_chunks: Keep the run's chunk files after a successful load.

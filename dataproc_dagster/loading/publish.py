@@ -9,7 +9,10 @@ Every operation here touches only the load's own rows and can be repeated:
   instead (``INSERT ... SELECT`` with the token ``<load key>:<partition>``, which the target's
   deduplication window turns into a no-op when repeated) and then dropped from the stage.
 - ``replace_partitions``: each staged partition replaces its own
-  (``REPLACE PARTITION ID p FROM stage``); repeating it gives the same partition.
+  (``REPLACE PARTITION ID p FROM stage``); repeating it gives the same partition. A partition of
+  the run's window without staged rows is replaced from the stage too, which empties it: the
+  window's partitions are written into the stage's comment before publishing, so whoever
+  finishes the load knows them too.
 - ``replace``: the stage is swapped with the target (``EXCHANGE TABLES``). The only operation
   that is not repeatable: before it the stage gets a marker that the target carries after it
   (:func:`mark_for_swap`), so whoever comes next can tell whether it happened.
@@ -26,8 +29,9 @@ from collections.abc import Callable
 
 from clickhouse_connect.driver.client import Client
 
-from dataproc_dagster.clickhouse.sql import qualified_name
-from dataproc_dagster.clickhouse.tables import active_partitions
+from dataproc_dagster.clickhouse.sql import qualified_name, quote_identifier
+from dataproc_dagster.clickhouse.tables import TableInfo, active_partitions
+from dataproc_dagster.core.chunks import ReplacedWindow
 from dataproc_dagster.core.modes import WriteMode
 from dataproc_dagster.loading.ledger import (
     ABANDONED,
@@ -49,6 +53,8 @@ from dataproc_dagster.loading.ledger import (
 from dataproc_dagster.loading.targets import materialized_views, table_engine
 
 INCOMPATIBLE_COLUMNS = "INCOMPATIBLE_COLUMNS"
+# The stage's comment under replace_partitions: the window's partition ids, comma-separated.
+REPLACES_MARK = "dataproc-replaces:"
 
 
 def known_settings(client: Client, names: list[str]) -> set[str]:
@@ -115,6 +121,42 @@ def _table_field(client: Client, database: str, table: str, column: str) -> str 
         parameters={"db": database, "t": table},
     ).result_rows
     return str(rows[0][0]) if rows else None
+
+
+def window_partition_ids(
+    client: Client, info: TableInfo, window: ReplacedWindow | None
+) -> list[str]:
+    """The target's partition ids of ``window`` (one per partition start), computed by the
+    engine from the table's own ``PARTITION BY`` and the time column's type."""
+    if window is None or not window.starts_us or not info.partition_key:
+        return []
+    types = {name: ctype.raw for name, ctype in info.columns}
+    if window.column not in types:
+        return []
+    rows = client.query(
+        f"SELECT DISTINCT partitionID({info.partition_key}) FROM (SELECT "
+        "CAST(fromUnixTimestamp64Micro(arrayJoin({starts:Array(Int64)}), {tz:String}), "
+        f"{{type:String}}) AS {quote_identifier(window.column)}) ORDER BY 1",
+        parameters={
+            "starts": list(window.starts_us),
+            "tz": window.timezone,
+            "type": types[window.column],
+        },
+    ).result_rows
+    return [str(row[0]) for row in rows]
+
+
+def mark_replaced(client: Client, database: str, stage: str, partition_ids: list[str]) -> None:
+    """Record in the stage which target partitions the load replaces as a whole."""
+    if partition_ids:
+        _set_comment(client, database, stage, REPLACES_MARK + ",".join(partition_ids))
+
+
+def _replaced(client: Client, database: str, stage: str) -> list[str]:
+    comment = _table_field(client, database, stage, "comment") or ""
+    if not comment.startswith(REPLACES_MARK):
+        return []
+    return [p for p in comment[len(REPLACES_MARK) :].split(",") if p]
 
 
 def _set_comment(client: Client, database: str, table: str, comment: str) -> None:
@@ -202,15 +244,37 @@ def align_stage(client: Client, database: str, stage: str, target: str) -> list[
     return clauses
 
 
-def _aligned(client: Client, database: str, entry: LedgerEntry, sql: str) -> None:
+def _aligned(
+    client: Client,
+    database: str,
+    entry: LedgerEntry,
+    sql: str,
+    settings: dict[str, object] | None = None,
+) -> None:
     """Run a partition operation; when the target's structure changed meanwhile, follow it."""
     try:
-        client.command(sql)
+        client.command(sql, settings=settings)
     except Exception as exc:
         if INCOMPATIBLE_COLUMNS not in str(exc) and "different structure" not in str(exc):
             raise
         align_stage(client, database, entry.stage, entry.target)
-        client.command(sql)
+        client.command(sql, settings=settings)
+
+
+def _empty_replace_settings(client: Client) -> dict[str, object]:
+    """Let ``REPLACE PARTITION`` from a stage without that partition empty it (newer servers
+    refuse it otherwise; older ones always did)."""
+    name = "allow_replace_partition_from_empty_source"
+    return {name: 1} if name in known_settings(client, [name]) else {}
+
+
+def _stage_gone(client: Client, database: str, entry: LedgerEntry) -> LedgerEntry | None:
+    """The entry as another finisher of the same load recorded it, when that one dropped the
+    stage meanwhile (the stage is dropped only after the load is recorded as published)."""
+    if table_engine(client, database, entry.stage) is not None:
+        return None
+    current = read_entry(client, database, entry.target, entry.load_key)
+    return current if current is not None and current.state in FINAL_STATES else None
 
 
 def _insertable(client: Client, database: str, stage: str) -> list[str]:
@@ -261,31 +325,49 @@ def finish_publishing(
         if through_views:
             columns = ", ".join(_insertable(client, database, entry.stage))
             insert_settings = _publish_insert_settings(client)
-        for count, partition in enumerate(active_partitions(client, database, entry.stage), 1):
-            quoted = _literal(partition)
-            if entry.mode == WriteMode.REPLACE_PARTITIONS:
-                _aligned(
-                    client,
-                    database,
-                    entry,
-                    f"ALTER TABLE {target} REPLACE PARTITION ID '{quoted}' FROM {stage}",
-                )
-            elif through_views:
-                token = f"{entry.load_key}:{partition}"
-                client.command(
-                    f"INSERT INTO {target} ({columns}) SELECT {columns} FROM {stage} "
-                    f"WHERE _partition_id = '{quoted}'",
-                    settings={**insert_settings, "insert_deduplication_token": token},
-                )
-                client.command(f"ALTER TABLE {stage} DROP PARTITION ID '{quoted}'")
-            else:
-                _aligned(
-                    client,
-                    database,
-                    entry,
-                    f"ALTER TABLE {stage} MOVE PARTITION ID '{quoted}' TO TABLE {target}",
-                )
-            kill_point_for_tests(f"publishing:partition:{count}")
+        staged = active_partitions(client, database, entry.stage)
+        empty: list[str] = []
+        replace_settings: dict[str, object] = {}
+        if entry.mode == WriteMode.REPLACE_PARTITIONS:
+            # The window's partitions the load has no rows for are replaced from the stage
+            # too, which empties them; a finisher whose stage is gone fails instead of
+            # emptying a partition that a later load wrote.
+            empty = sorted(set(_replaced(client, database, entry.stage)) - set(staged))
+            replace_settings = _empty_replace_settings(client) if empty else {}
+        try:
+            for count, partition in enumerate([*staged, *empty], 1):
+                quoted = _literal(partition)
+                if entry.mode == WriteMode.REPLACE_PARTITIONS:
+                    _aligned(
+                        client,
+                        database,
+                        entry,
+                        f"ALTER TABLE {target} REPLACE PARTITION ID '{quoted}' FROM {stage}",
+                        replace_settings if partition in empty else None,
+                    )
+                elif through_views:
+                    token = f"{entry.load_key}:{partition}"
+                    client.command(
+                        f"INSERT INTO {target} ({columns}) SELECT {columns} FROM {stage} "
+                        f"WHERE _partition_id = '{quoted}'",
+                        settings={**insert_settings, "insert_deduplication_token": token},
+                    )
+                    client.command(f"ALTER TABLE {stage} DROP PARTITION ID '{quoted}'")
+                else:
+                    _aligned(
+                        client,
+                        database,
+                        entry,
+                        f"ALTER TABLE {stage} MOVE PARTITION ID '{quoted}' TO TABLE {target}",
+                    )
+                kill_point_for_tests(f"publishing:partition:{count}")
+        except Exception:
+            # Another finisher of this load (its owner, a retry, the next load of the table)
+            # published it and dropped the stage meanwhile: nothing is left to do.
+            settled = _stage_gone(client, database, entry)
+            if settled is None:
+                raise
+            return settled
     done = entry.moved(PUBLISHED, owner="")
     write_entry(client, database, done)
     kill_point_for_tests("published:before_cleanup")

@@ -29,7 +29,8 @@ class LoadSpec:
         schema_drift: ``freeze`` (fail), ``evolve`` (add columns) or ``discard`` (drop them)
             (a :class:`DriftPolicy` or its string value).
         create_table: Create the table from the data's schema when it is missing.
-        allow_empty_replace: Let ``replace`` with no rows empty the table (otherwise skipped).
+        allow_empty_replace: Let ``replace`` with no rows empty the table, and a partitioned
+            ``replace_partitions`` run with no rows empty its window (otherwise skipped).
         optimize_after_upsert: Run ``OPTIMIZE TABLE ... FINAL`` after an upsert.
     """
 

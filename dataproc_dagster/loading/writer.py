@@ -53,9 +53,11 @@ from dataproc_dagster.loading.ledger import (
 )
 from dataproc_dagster.loading.publish import (
     finish_publishing,
+    mark_replaced,
     recover_target,
     stage_insert_settings,
     start_publishing,
+    window_partition_ids,
 )
 from dataproc_dagster.loading.schema_check import (
     check_chunk,
@@ -247,9 +249,25 @@ def load_chunkset(
             )
     else:
         drift = None
+    # The window's partitions this load replaces as a whole: one without rows is emptied,
+    # unless no partition has rows (a source that answered nothing by mistake would empty
+    # the whole window; allow_empty_replace says that empty is a real state).
+    replaced = (
+        window_partition_ids(client, info, getattr(chunks, "replaces", None))
+        if spec.mode == WriteMode.REPLACE_PARTITIONS
+        else []
+    )
+    if replaced and chunks.rows == 0 and not spec.allow_empty_replace:
+        result.skipped = (
+            f"no rows: partitions {', '.join(replaced)} of {where} kept as they were "
+            "(allow_empty_replace is off)"
+        )
+        _log(log, "warning", result.skipped)
+        return result
     claimed = _claim_stage(client, spec, key, stage, exclusive=exclusive, log=log)
     if claimed is not None:
         return _finish_own(client, spec, claimed, result, log)
+    mark_replaced(client, spec.database, stage, replaced)
     entry = LedgerEntry(spec.table, key, load_id, spec.mode.value, run_id, STAGING, stage=stage)
     write_entry(client, spec.database, entry)
     try:
@@ -307,7 +325,7 @@ def load_chunkset(
         entry = entry.moved(STAGED, rows=result.rows)
         write_entry(client, spec.database, entry)
         kill_point_for_tests("staged")
-        if result.rows == 0 and spec.mode != WriteMode.REPLACE:
+        if result.rows == 0 and spec.mode != WriteMode.REPLACE and not replaced:
             entry = entry.moved(PUBLISHED, note="no rows")
             write_entry(client, spec.database, entry)
             drop_work_table(client, spec.database, stage)

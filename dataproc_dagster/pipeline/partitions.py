@@ -42,7 +42,7 @@ from dagster import (
 
 from dataproc_dagster.clickhouse.sql_safety import check_expression_with_engine, check_identifier
 from dataproc_dagster.clickhouse.tables import TargetTable, describe_table
-from dataproc_dagster.core.chunks import ChunkSet
+from dataproc_dagster.core.chunks import ChunkSet, ReplacedWindow
 from dataproc_dagster.core.errors import ConfigError, SourceError
 from dataproc_dagster.core.modes import WriteMode
 from dataproc_dagster.observability.metrics import measure_step
@@ -160,6 +160,25 @@ class WindowGuard:
     time_column: str | None
     target: TargetTable | None
     partition_by: str | None  # the derived expression the target's partitions must match
+    partitions: PartitionsDefinition | None = None
+
+    def replaced_window(self, window: PartitionWindow | None) -> ReplacedWindow | None:
+        """Under a derived ``PARTITION BY`` (``replace_partitions`` of time windows): the
+        partitions of ``window`` the load replaces as a whole, each by its start."""
+        partitions = self.partitions
+        if (
+            self.partition_by is None
+            or self.time_column is None
+            or window is None
+            or not isinstance(partitions, TimeWindowPartitionsDefinition)
+        ):
+            return None
+        starts = [partitions.time_window_for_partition_key(key).start for key in window.keys]
+        return ReplacedWindow(
+            self.time_column,
+            partitions.timezone or "UTC",
+            tuple(int(start.timestamp() * 1_000_000) for start in starts),
+        )
 
 
 def make_window_guard_op(pipeline: str, name: str, guard: WindowGuard) -> OpDefinition:
@@ -202,8 +221,9 @@ def make_window_guard_op(pipeline: str, name: str, guard: WindowGuard) -> OpDefi
                     metrics.extra["rows_time_min"] = str(low)
                     metrics.extra["rows_time_max"] = str(high)
                     _check_inside(window, guard.time_column, low, high, chunks.rows)
+        replaced = guard.replaced_window(window)
         yield Output(
-            chunks,
+            chunks if replaced is None else replace(chunks, replaces=replaced),
             metadata={
                 **metrics.metadata(),
                 "columns": MetadataValue.text(", ".join(chunks.columns)),
@@ -394,7 +414,7 @@ def plan_partitions(
                 fix=f"drop partition_by (it is derived: {derived}) so that a run replaces "
                 "exactly its own partitions",
             )
-    guard = WindowGuard(time_column, getattr(loader, "target", None), derived)
+    guard = WindowGuard(time_column, getattr(loader, "target", None), derived, partitions)
     return PartitionPlan(partitions, backfill_policy_of(backfill_policy), guard, loader)
 
 

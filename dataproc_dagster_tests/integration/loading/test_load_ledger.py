@@ -16,7 +16,6 @@ import pytest
 from dataproc_dagster.clickhouse.resource import ClickHouseResource
 from dataproc_dagster.core.chunks import ChunkSet, ChunkWriter
 from dataproc_dagster.core.settings import get_settings
-from dataproc_dagster.loading import publish, writer
 from dataproc_dagster.loading.ledger import (
     LEDGER_TABLE,
     LEGACY_LEDGER_TABLE,
@@ -33,10 +32,7 @@ from dataproc_dagster.loading.ledger import (
 from dataproc_dagster.loading.publish import recover_target
 from dataproc_dagster.loading.spec import LoadSpec
 from dataproc_dagster.loading.writer import load_chunkset
-
-
-class Killed(BaseException):
-    """Stands for SIGKILL: not an ``Exception``, so the loader's error handling does not run."""
+from dataproc_dagster_tests.helpers.kill_points import Killed, kill_at
 
 
 def _chunks(dataset_id: str, offset: int = 0) -> ChunkSet:
@@ -47,15 +43,6 @@ def _chunks(dataset_id: str, offset: int = 0) -> ChunkSet:
             ids = range(offset + part * 10, offset + (part + 1) * 10)
             chunk_writer.write(pd.DataFrame({"id": ids, "p": [i % 4 for i in ids]}))
     return chunk_writer.close()
-
-
-def _kill_at(monkeypatch: pytest.MonkeyPatch, point: str) -> None:
-    def kill_point(name: str) -> None:
-        if name == point:
-            raise Killed(name)
-
-    monkeypatch.setattr(writer, "kill_point_for_tests", kill_point)
-    monkeypatch.setattr(publish, "kill_point_for_tests", kill_point)
 
 
 def _count_sum(
@@ -126,7 +113,7 @@ def test_a_load_killed_while_publishing_is_finished_by_its_retry(
     before = _count_sum(clickhouse, database, mode)
     new = _chunks("run-1/extract")
 
-    _kill_at(monkeypatch, point)
+    kill_at(monkeypatch, point)
     with clickhouse.get_client() as client, pytest.raises(Killed):
         load_chunkset(client, new, spec, run_id="run-1", load_id="root-1/load")
     monkeypatch.undo()
@@ -165,7 +152,7 @@ def test_the_next_load_of_the_table_finishes_an_interrupted_publish(
     with clickhouse.get_client() as client:
         load_chunkset(client, _chunks("run-0/extract", offset=1000), spec)
     before = _count_sum(clickhouse, "default", mode)
-    _kill_at(monkeypatch, point)
+    kill_at(monkeypatch, point)
     with clickhouse.get_client() as client, pytest.raises(Killed):
         load_chunkset(client, _chunks("run-1/extract"), spec, load_id="root-1/load")
     monkeypatch.undo()
@@ -192,7 +179,7 @@ def test_a_load_killed_before_publishing_is_undone_and_its_retry_loads_once(
     with clickhouse.get_client() as client:
         load_chunkset(client, _chunks("run-0/extract", offset=1000), spec)
     new = _chunks("run-1/extract")
-    _kill_at(monkeypatch, point)
+    kill_at(monkeypatch, point)
     with clickhouse.get_client() as client, pytest.raises(Killed):
         load_chunkset(client, new, spec)
     monkeypatch.undo()
@@ -284,7 +271,7 @@ def test_a_publishing_load_of_another_host_is_finished_without_asking_if_it_live
 ) -> None:
     """An owner on another host (a Kubernetes pod) that was publishing: rolled forward."""
     spec = LoadSpec(database="default", table="t", partition_by="p")
-    _kill_at(monkeypatch, "publishing:partition:1")
+    kill_at(monkeypatch, "publishing:partition:1")
     with clickhouse.get_client() as client, pytest.raises(Killed):
         load_chunkset(client, _chunks("run-1/extract"), spec, load_id="pod-a/load")
     monkeypatch.undo()

@@ -136,6 +136,29 @@ def test_backfill_as_one_run_reads_the_range_window(
     assert per_day(clickhouse) == expected
 
 
+def test_a_day_the_source_no_longer_has_is_emptied_by_a_range_run(
+    clickhouse: ClickHouseResource, api: RunningApi
+) -> None:
+    """The source drops every record of 2024-03-04 (and corrects 03-06): the range run of
+    03-01..03-10 replaces its whole window, so that day is emptied instead of keeping its
+    old rows; a day outside the range is untouched."""
+    pipeline = daily_pipeline(api.url, backfill_policy="single_run")
+    resources = {"clickhouse": clickhouse}
+    assert pipeline.execute_in_process(resources=resources, tags=RANGE_TAGS).success
+    assert pipeline.execute_in_process(resources=resources, partition_key="2024-03-11").success
+    api.state.records = [
+        {**r, "price": 2.0} if r["day"] == "2024-03-06" else r
+        for r in day_records()
+        if r["day"] != "2024-03-04"
+    ]
+    result = pipeline.execute_in_process(resources=resources, tags=RANGE_TAGS)
+    assert result.success
+    expected = {day: (PER_DAY, PER_DAY, PER_DAY * 1.0) for day in [*DAYS, "2024-03-11"]}
+    del expected["2024-03-04"]
+    expected["2024-03-06"] = (PER_DAY, PER_DAY, PER_DAY * 2.0)
+    assert per_day(clickhouse) == expected
+
+
 def test_rows_outside_the_window_fail_the_run_before_the_load(
     clickhouse: ClickHouseResource, api: RunningApi
 ) -> None:
