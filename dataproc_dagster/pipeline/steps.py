@@ -103,7 +103,9 @@ def pipeline_errors(pipeline: str, step: str, source: str) -> Iterator[None]:
     """Turn any error of a step into a Dagster ``Failure`` naming pipeline, step and source.
 
     Known secret values are masked in the message; when the original exception's text holds
-    one, it is not chained either, since Dagster stores the whole chain in the event log.
+    one, it is not chained either, since Dagster stores the whole chain in the event log. A
+    framework error (message, source and fix already in the ``Failure``) is not chained
+    itself, only what caused it, so a failure reads once in the UI and the console.
     """
     try:
         yield
@@ -125,7 +127,7 @@ def pipeline_errors(pipeline: str, step: str, source: str) -> Iterator[None]:
         )
         if _chain_holds_secret(exc):
             raise failure from None
-        raise failure from exc
+        raise failure from (exc.__cause__ if isinstance(exc, DataprocError) else exc)
 
 
 def _chain_holds_secret(exc: BaseException) -> bool:
