@@ -121,6 +121,12 @@ def test_a_broken_defs_yaml_is_named_and_no_run_starts(project: Project) -> None
     broken.parent.mkdir()
     text = project.defs_yaml.read_text().replace("api_items", "broken_items")
     text = text.replace("mode: append", "mode: apend").replace("    table:", "    tabel:")
+    # A misspelt grain in a partitions block.
+    text = text.replace(
+        "\n# Environment variables",
+        '  partitions:\n    dayly: {start: "2024-01-01"}\n\n# Environment variables',
+        1,
+    )
     broken.write_text(text)
     runs_before = project.runs()
     try:
@@ -140,6 +146,7 @@ def test_a_broken_defs_yaml_is_named_and_no_run_starts(project: Project) -> None
     assert "'apend' is not one of ['append', 'replace', 'replace_partitions', 'upsert']" in report
     assert f"{where}:{typo_at} - {COMPONENT_TYPE} attributes.loader.tabel" in report
     assert "attributes.loader 'table' is a required property" in report
+    assert f"{where}:{yaml_line(text, 'dayly:')} - {COMPONENT_TYPE} attributes.partitions" in report
     # Loading the code location names them too, the field and the line...
     for done in (checked_defs, launched):
         report = done.stdout + done.stderr
