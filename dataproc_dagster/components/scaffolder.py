@@ -70,6 +70,8 @@ _SOURCES: dict[str, str] = {
       # The query: fill it in (bind values with {{name:Type}} placeholders and parameters).
       query: SELECT * FROM source_table
       # parameters: {{since: "2024-01-01"}}
+      # window_parameters:                # partitioned: WHERE ts >= {{start:DateTime}}
+      #   start: "{{start:%Y-%m-%d %H:%M:%S}}"
 """,
     "metabase": """\
     metabase:
@@ -79,6 +81,8 @@ _SOURCES: dict[str, str] = {
       table_name: ORDERS
       # schema: PUBLIC
       # order_by: [ID]
+      # window_parameters:                # partitioned native_query: WHERE day >= {{{{start}}}}
+      #   start: "{{start:%Y-%m-%d}}"
 """,
     "file": """\
     file:
@@ -86,6 +90,7 @@ _SOURCES: dict[str, str] = {
       path: {name}.csv
       # package: palmerpenguins
       # format: csv                       # csv or parquet (default: the suffix)
+      # partitioned: a path pattern such as exports/{name}_{{start:%Y-%m-%d}}.csv
 """,
 }
 
