@@ -258,7 +258,8 @@ case "$cmd" in
     # As for `job`: the known warnings nobody can act on are not shown, and `dg launch` prints
     # INFO lines (every event with LOG_LEVEL=DEBUG) unless a run config of the user sets loggers
     # (files listed first take precedence; --config-json cannot be combined with a file).
-    export PYTHONWARNINGS="ignore:Handling yaml-defined logging configuration is currently in beta${PYTHONWARNINGS:+,$PYTHONWARNINGS}"
+    PYTHONWARNINGS="$(python -c 'import os; from dataproc_dagster.cli.__main__ import quiet_known_warnings as q; q(); print(os.environ["PYTHONWARNINGS"])')"
+    export PYTHONWARNINGS
     if [ "${1:-}" = launch ] && ! printf '%s\n' "$@" | grep -q -- '^--config-json'; then
       exec dg "$@" --config "$(console_config)"
     fi
