@@ -89,8 +89,7 @@ def install(home: Path, source: Path | None = None, level: str | None = None) ->
     target = home / "dagster.yaml"
     if target.is_file() and target.read_text() == text:
         return False
-    home.mkdir(parents=True, exist_ok=True)
-    target.write_text(text)
+    _write_whole(target, text)
     return True
 
 
@@ -103,9 +102,17 @@ def console_run_config(level: str | None = None) -> dict[str, Any]:
 def console_config(home: Path, level: str | None = None) -> Path:
     """Write :func:`console_run_config` to ``home/console.yaml`` and return its path."""
     path = home / "console.yaml"
-    home.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump(console_run_config(level)))
+    _write_whole(path, yaml.safe_dump(console_run_config(level)))
     return path
+
+
+def _write_whole(path: Path, text: str) -> None:
+    """Write ``path`` by replacing it whole: commands started together write it at once, and
+    none may read a half-written file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.{os.getpid()}")
+    partial.write_text(text)
+    os.replace(partial, path)
 
 
 def main(argv: list[str]) -> int:

@@ -10,6 +10,8 @@ is ``CLICKHOUSE_POOL_LIMIT``, or (when 0) 1 on the embedded engine and 4 on a se
 
 from __future__ import annotations
 
+import time
+
 from dagster import DagsterInstance
 
 from dataproc_dagster.core.settings import FrameworkSettings
@@ -17,6 +19,7 @@ from dataproc_dagster.pipeline.steps import CLICKHOUSE_POOL
 
 EMBEDDED_POOL_LIMIT = 1
 SERVER_POOL_LIMIT = 4
+POOL_SET_ATTEMPTS = 3
 
 
 def clickhouse_pool_limit(settings: FrameworkSettings) -> int:
@@ -28,7 +31,21 @@ def clickhouse_pool_limit(settings: FrameworkSettings) -> int:
 
 
 def apply_pool_limit(instance: DagsterInstance, settings: FrameworkSettings) -> int:
-    """Set the ``clickhouse`` pool limit on ``instance``; return it."""
+    """Set the ``clickhouse`` pool limit on ``instance``; return it.
+
+    Commands started together on a fresh instance (``./run.sh job`` three times) may each find
+    no row for the pool and insert one: the storage refuses the second insert, and setting it
+    again then updates the row the other command inserted.
+    """
     limit = clickhouse_pool_limit(settings)
-    instance.event_log_storage.set_concurrency_slots(CLICKHOUSE_POOL, limit)
+    for attempt in range(POOL_SET_ATTEMPTS):
+        try:
+            instance.event_log_storage.set_concurrency_slots(CLICKHOUSE_POOL, limit)
+            return limit
+        except Exception as exc:
+            text = str(exc)
+            duplicate = "UNIQUE constraint" in text or "duplicate key" in text
+            if not duplicate or attempt == POOL_SET_ATTEMPTS - 1:
+                raise
+            time.sleep(0.2 * (attempt + 1))
     return limit
