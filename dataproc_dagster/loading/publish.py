@@ -333,6 +333,7 @@ def finish_publishing(
             # too, which empties them; a finisher whose stage is gone fails instead of
             # emptying a partition that a later load wrote.
             empty = sorted(set(_replaced(client, database, entry.stage)) - set(staged))
+            # Only matters where the stage has no rows of the partition: the empty ones.
             replace_settings = _empty_replace_settings(client) if empty else {}
         try:
             for count, partition in enumerate([*staged, *empty], 1):
@@ -343,7 +344,7 @@ def finish_publishing(
                         database,
                         entry,
                         f"ALTER TABLE {target} REPLACE PARTITION ID '{quoted}' FROM {stage}",
-                        replace_settings if partition in empty else None,
+                        replace_settings,
                     )
                 elif through_views:
                     token = f"{entry.load_key}:{partition}"
